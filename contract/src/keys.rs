@@ -1,0 +1,192 @@
+//! Object keys:
+//! `{prefix}{station}/{order}/frame_{unix_ms}_{seq:06}.jpg`, `{prefix}{station}/{order}/__EOS__`
+//! and `{results_prefix}results/{station}/{order}.json`.
+//!
+//! `seq` is zero-padded to six digits so that a lexicographic listing is capture order.
+
+use crate::ids::{IdError, IdKind, validate_id};
+use std::fmt;
+
+/// File name of the completion marker, written last for every order.
+pub const MARKER_NAME: &str = "__EOS__";
+/// Start of every frame object's file name.
+pub const FRAME_PREFIX: &str = "frame_";
+/// Extension of every frame object.
+pub const FRAME_EXTENSION: &str = ".jpg";
+/// Folder under the results prefix that holds one JSON result per order.
+pub const RESULTS_DIR: &str = "results";
+
+/// `{prefix}{station}/`: everything a station stores.
+pub fn station_prefix(prefix: &str, station: &str) -> Result<String, IdError> {
+    validate_id(IdKind::Station, station)?;
+    Ok(format!("{prefix}{station}/"))
+}
+
+/// `{prefix}{station}/{order}/`: everything one order stores.
+pub fn order_prefix(prefix: &str, station: &str, order: &str) -> Result<String, IdError> {
+    validate_id(IdKind::Station, station)?;
+    validate_id(IdKind::Order, order)?;
+    Ok(format!("{prefix}{station}/{order}/"))
+}
+
+/// Key of one frame.
+pub fn frame_key(
+    prefix: &str,
+    station: &str,
+    order: &str,
+    unix_ms: u64,
+    seq: u32,
+) -> Result<String, IdError> {
+    Ok(format!(
+        "{}{FRAME_PREFIX}{unix_ms}_{seq:06}{FRAME_EXTENSION}",
+        order_prefix(prefix, station, order)?
+    ))
+}
+
+/// Key of an order's completion marker.
+pub fn marker_key(prefix: &str, station: &str, order: &str) -> Result<String, IdError> {
+    Ok(format!(
+        "{}{MARKER_NAME}",
+        order_prefix(prefix, station, order)?
+    ))
+}
+
+/// Key of an order's result.
+pub fn result_key(prefix: &str, station: &str, order: &str) -> Result<String, IdError> {
+    validate_id(IdKind::Station, station)?;
+    validate_id(IdKind::Order, order)?;
+    Ok(format!("{prefix}{RESULTS_DIR}/{station}/{order}.json"))
+}
+
+/// What a key under a frames prefix names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ParsedKey {
+    Frame {
+        station: String,
+        order: String,
+        unix_ms: u64,
+        seq: u32,
+    },
+    Marker {
+        station: String,
+        order: String,
+    },
+}
+
+/// Why a key is not one of ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyError {
+    MissingPrefix,
+    Shape,
+    Id(IdError),
+    FrameName,
+}
+
+impl fmt::Display for KeyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KeyError::MissingPrefix => f.write_str("key does not start with the configured prefix"),
+            KeyError::Shape => f.write_str("key is not {station}/{order}/{file}"),
+            KeyError::Id(e) => write!(f, "{e}"),
+            KeyError::FrameName => {
+                f.write_str("file name is neither __EOS__ nor frame_{unix_ms}_{seq:06}.jpg")
+            }
+        }
+    }
+}
+
+impl std::error::Error for KeyError {}
+
+/// Parses a frame or marker key written under `prefix`.
+pub fn parse_key(prefix: &str, key: &str) -> Result<ParsedKey, KeyError> {
+    let rest = key.strip_prefix(prefix).ok_or(KeyError::MissingPrefix)?;
+    let mut parts = rest.split('/');
+    let (Some(station), Some(order), Some(file), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err(KeyError::Shape);
+    };
+    validate_id(IdKind::Station, station).map_err(KeyError::Id)?;
+    validate_id(IdKind::Order, order).map_err(KeyError::Id)?;
+    let (station, order) = (station.to_owned(), order.to_owned());
+    if file == MARKER_NAME {
+        return Ok(ParsedKey::Marker { station, order });
+    }
+    let stem = file
+        .strip_prefix(FRAME_PREFIX)
+        .and_then(|f| f.strip_suffix(FRAME_EXTENSION))
+        .ok_or(KeyError::FrameName)?;
+    let (ms, seq) = stem.split_once('_').ok_or(KeyError::FrameName)?;
+    if seq.len() < 6 || !seq.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(KeyError::FrameName);
+    }
+    Ok(ParsedKey::Frame {
+        station,
+        order,
+        unix_ms: ms.parse().map_err(|_| KeyError::FrameName)?,
+        seq: seq.parse().map_err(|_| KeyError::FrameName)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_contract() {
+        assert_eq!(
+            frame_key("", "station_1", "384", 1_700_000_000_123, 7).unwrap(),
+            "station_1/384/frame_1700000000123_000007.jpg"
+        );
+        assert_eq!(
+            marker_key("frames/", "station_1", "384").unwrap(),
+            "frames/station_1/384/__EOS__"
+        );
+        assert_eq!(
+            result_key("", "station_1", "384").unwrap(),
+            "results/station_1/384.json"
+        );
+    }
+
+    #[test]
+    fn seq_padding_sorts_in_capture_order() {
+        let a = frame_key("", "s", "o", 5, 9).unwrap();
+        let b = frame_key("", "s", "o", 5, 10).unwrap();
+        assert!(a < b);
+    }
+
+    #[test]
+    fn refuses_ids_that_escape_the_layout() {
+        assert!(frame_key("", "s", "../x", 1, 1).is_err());
+        assert!(marker_key("", "a/b", "1").is_err());
+        assert!(result_key("", "s", "").is_err());
+    }
+
+    #[test]
+    fn parses_what_it_writes() {
+        let k = frame_key("p/", "st", "A7-5521", 42, 3).unwrap();
+        assert_eq!(
+            parse_key("p/", &k).unwrap(),
+            ParsedKey::Frame {
+                station: "st".into(),
+                order: "A7-5521".into(),
+                unix_ms: 42,
+                seq: 3
+            }
+        );
+        let m = marker_key("p/", "st", "9").unwrap();
+        assert_eq!(
+            parse_key("p/", &m).unwrap(),
+            ParsedKey::Marker {
+                station: "st".into(),
+                order: "9".into()
+            }
+        );
+        assert_eq!(parse_key("q/", &m), Err(KeyError::MissingPrefix));
+        assert_eq!(parse_key("p/", "p/st/9"), Err(KeyError::Shape));
+        assert_eq!(
+            parse_key("p/", "p/st/9/frame_1_2.jpg"),
+            Err(KeyError::FrameName)
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! The `__EOS__` manifest: written last, it names every frame of the order so that a
+//! consumer never needs to LIST the order's prefix.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+use crate::ids::{IdError, IdKind, validate_id};
+
+/// The only manifest version this crate writes and reads.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Why an order was completed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CompletionReason {
+    /// A different order ID was confirmed on the camera.
+    NextOrder,
+    /// No frame of the order was seen for the idle timeout.
+    IdleTimeout,
+    /// The pipeline ended (end of file, or `gst-launch-1.0 -e` interrupted).
+    EndOfStream,
+}
+
+impl CompletionReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CompletionReason::NextOrder => "next-order",
+            CompletionReason::IdleTimeout => "idle-timeout",
+            CompletionReason::EndOfStream => "end-of-stream",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::NextOrder, Self::IdleTimeout, Self::EndOfStream]
+            .into_iter()
+            .find(|r| r.as_str() == s)
+    }
+}
+
+impl fmt::Display for CompletionReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One stored frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FrameEntry {
+    pub key: String,
+    pub seq: u32,
+    pub unix_ms: u64,
+    pub bytes: u64,
+}
+
+/// Body of `{prefix}{station}/{order}/__EOS__`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub version: u32,
+    pub station_id: String,
+    pub order_id: String,
+    pub reason: CompletionReason,
+    pub frame_count: u32,
+    pub frames: Vec<FrameEntry>,
+    pub first_unix_ms: Option<u64>,
+    pub last_unix_ms: Option<u64>,
+    pub pipeline_instance: String,
+}
+
+/// Why a manifest body was refused.
+#[derive(Debug)]
+pub enum ManifestError {
+    Json(serde_json::Error),
+    Version(u32),
+    Id(IdError),
+    FrameCount { declared: u32, listed: usize },
+}
+
+impl fmt::Display for ManifestError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestError::Json(e) => write!(f, "manifest is not valid JSON: {e}"),
+            ManifestError::Version(v) => write!(
+                f,
+                "manifest version {v} is not supported (this build reads version {MANIFEST_VERSION})"
+            ),
+            ManifestError::Id(e) => write!(f, "manifest holds an invalid ID: {e}"),
+            ManifestError::FrameCount { declared, listed } => write!(
+                f,
+                "manifest declares {declared} frames but lists {listed}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ManifestError {}
+
+impl Manifest {
+    /// Builds a manifest from the frames stored for an order, in capture order.
+    pub fn new(
+        station_id: &str,
+        order_id: &str,
+        reason: CompletionReason,
+        mut frames: Vec<FrameEntry>,
+        pipeline_instance: &str,
+    ) -> Self {
+        frames.sort_by_key(|f| f.seq);
+        Manifest {
+            version: MANIFEST_VERSION,
+            station_id: station_id.to_owned(),
+            order_id: order_id.to_owned(),
+            reason,
+            frame_count: frames.len() as u32,
+            first_unix_ms: frames.iter().map(|f| f.unix_ms).min(),
+            last_unix_ms: frames.iter().map(|f| f.unix_ms).max(),
+            frames,
+            pipeline_instance: pipeline_instance.to_owned(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec_pretty(self).expect("manifest serialises")
+    }
+
+    /// Parses and checks a marker body.
+    pub fn from_json(body: &[u8]) -> Result<Self, ManifestError> {
+        let m: Manifest = serde_json::from_slice(body).map_err(ManifestError::Json)?;
+        if m.version != MANIFEST_VERSION {
+            return Err(ManifestError::Version(m.version));
+        }
+        validate_id(IdKind::Station, &m.station_id).map_err(ManifestError::Id)?;
+        validate_id(IdKind::Order, &m.order_id).map_err(ManifestError::Id)?;
+        if m.frame_count as usize != m.frames.len() {
+            return Err(ManifestError::FrameCount {
+                declared: m.frame_count,
+                listed: m.frames.len(),
+            });
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(seq: u32, ms: u64) -> FrameEntry {
+        FrameEntry {
+            key: crate::frame_key("", "s1", "384", ms, seq).unwrap(),
+            seq,
+            unix_ms: ms,
+            bytes: 100,
+        }
+    }
+
+    #[test]
+    fn round_trips_and_sorts_frames() {
+        let m = Manifest::new(
+            "s1",
+            "384",
+            CompletionReason::IdleTimeout,
+            vec![frame(1, 2000), frame(0, 1000)],
+            "host-1",
+        );
+        assert_eq!(m.frames[0].seq, 0);
+        assert_eq!((m.first_unix_ms, m.last_unix_ms), (Some(1000), Some(2000)));
+        let json = m.to_json();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["reason"], "idle-timeout");
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["frame_count"], 2);
+        assert_eq!(Manifest::from_json(&json).unwrap(), m);
+    }
+
+    #[test]
+    fn refuses_bad_bodies() {
+        assert!(matches!(
+            Manifest::from_json(b"{not json"),
+            Err(ManifestError::Json(_))
+        ));
+        let mut m = Manifest::new("s1", "384", CompletionReason::NextOrder, vec![], "i");
+        m.version = 2;
+        assert!(matches!(
+            Manifest::from_json(&m.to_json()),
+            Err(ManifestError::Version(2))
+        ));
+        let mut m = Manifest::new("s1", "384", CompletionReason::NextOrder, vec![], "i");
+        m.frame_count = 3;
+        assert!(matches!(
+            Manifest::from_json(&m.to_json()),
+            Err(ManifestError::FrameCount { .. })
+        ));
+        let mut m = Manifest::new("s1", "384", CompletionReason::NextOrder, vec![], "i");
+        m.order_id = "../x".into();
+        assert!(matches!(
+            Manifest::from_json(&m.to_json()),
+            Err(ManifestError::Id(_))
+        ));
+    }
+
+    #[test]
+    fn reasons_parse_from_their_names() {
+        for r in [
+            CompletionReason::NextOrder,
+            CompletionReason::IdleTimeout,
+            CompletionReason::EndOfStream,
+        ] {
+            assert_eq!(CompletionReason::parse(r.as_str()), Some(r));
+        }
+        assert_eq!(CompletionReason::parse("eos"), None);
+    }
+}

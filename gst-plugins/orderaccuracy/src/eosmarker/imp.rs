@@ -1,0 +1,486 @@
+use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use oa_contract::CompletionReason;
+
+use crate::events::{OrderChanged, OrderComplete};
+use crate::meta::OrderTag;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "eosmarker",
+        gst::DebugColorFlags::empty(),
+        Some("Order completion marker"),
+    )
+});
+
+const DEFAULT_IDLE_TIMEOUT_MS: u32 = 10_000;
+
+#[derive(Debug, Clone, Copy)]
+struct Settings {
+    /// `None` disables the idle timer.
+    idle_timeout: Option<Duration>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            idle_timeout: Some(Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS as u64)),
+        }
+    }
+}
+
+/// The order whose frames are passing now.
+#[derive(Debug)]
+struct OpenOrder {
+    station_id: String,
+    order_id: String,
+    frame_count: u32,
+    first_pts: Option<gst::ClockTime>,
+    last_pts: Option<gst::ClockTime>,
+    first_unix_ms: Option<u64>,
+    last_unix_ms: Option<u64>,
+    last_frame_at: Instant,
+}
+
+impl OpenOrder {
+    fn new(station_id: String, order_id: String) -> Self {
+        OpenOrder {
+            station_id,
+            order_id,
+            frame_count: 0,
+            first_pts: None,
+            last_pts: None,
+            first_unix_ms: None,
+            last_unix_ms: None,
+            last_frame_at: Instant::now(),
+        }
+    }
+
+    fn add_frame(&mut self, pts: Option<gst::ClockTime>, unix_ms: u64) {
+        self.frame_count += 1;
+        self.first_pts = self.first_pts.or(pts);
+        self.last_pts = pts.or(self.last_pts);
+        if unix_ms > 0 {
+            self.first_unix_ms = self.first_unix_ms.or(Some(unix_ms));
+            self.last_unix_ms = Some(unix_ms);
+        }
+        self.last_frame_at = Instant::now();
+    }
+
+    fn complete(self, reason: CompletionReason) -> OrderComplete {
+        OrderComplete {
+            station_id: self.station_id,
+            order_id: self.order_id,
+            reason,
+            frame_count: self.frame_count,
+            first_pts: self.first_pts,
+            last_pts: self.last_pts,
+            first_unix_ms: self.first_unix_ms,
+            last_unix_ms: self.last_unix_ms,
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct State {
+    open: Option<OpenOrder>,
+    orders_completed: u64,
+    /// Tells the idle timer thread to end.
+    timer_stop: bool,
+}
+
+pub struct EosMarker {
+    sinkpad: gst::Pad,
+    srcpad: gst::Pad,
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    /// Wakes the idle timer when a frame arrives, settings change, or it must stop.
+    timer_wake: Condvar,
+    timer: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl EosMarker {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap()
+    }
+
+    fn sink_chain(
+        &self,
+        _pad: &gst::Pad,
+        buffer: gst::Buffer,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // A recorded file runs faster than real time, so a gap in timestamps ends an order
+        // as surely as the wall-clock timer does for a live source.
+        let stale = self.take_if_stale(buffer.pts());
+        if let Some(stale) = stale {
+            self.send_complete(stale);
+        }
+        let finished = match OrderTag::from_buffer(&buffer) {
+            Some(OrderTag {
+                station_id,
+                order_id: Some(order_id),
+                unix_ms,
+            }) => {
+                let mut state = self.state();
+                let finished = state
+                    .open
+                    .take_if(|open| open.order_id != order_id)
+                    .map(|open| open.complete(CompletionReason::NextOrder));
+                state
+                    .open
+                    .get_or_insert_with(|| {
+                        gst::info!(CAT, imp = self, "order {order_id} opened");
+                        OpenOrder::new(station_id, order_id)
+                    })
+                    .add_frame(buffer.pts(), unix_ms);
+                drop(state);
+                self.timer_wake.notify_all();
+                finished
+            }
+            _ => None,
+        };
+        if let Some(finished) = finished {
+            self.send_complete(finished);
+        }
+        self.srcpad.push(buffer)
+    }
+
+    fn take_if_stale(&self, pts: Option<gst::ClockTime>) -> Option<OrderComplete> {
+        let timeout = gst::ClockTime::try_from(self.idle_timeout()?).ok()?;
+        let pts = pts?;
+        self.state()
+            .open
+            .take_if(|open| open.last_pts.is_some_and(|last| pts.saturating_sub(last) >= timeout))
+            .map(|open| open.complete(CompletionReason::IdleTimeout))
+    }
+
+    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Eos(_) => {
+                let open = self.state().open.take();
+                if let Some(open) = open {
+                    self.send_complete(open.complete(CompletionReason::EndOfStream));
+                }
+            }
+            gst::EventView::CustomDownstream(_) => {
+                if let Some(changed) = OrderChanged::try_parse(&event) {
+                    self.on_order_changed(&changed);
+                }
+            }
+            _ => (),
+        }
+        gst::Pad::event_default(pad, Some(&*self.obj()), event)
+    }
+
+    /// A newly confirmed order ends the open one before its first frame arrives here,
+    /// so the completion reaches the sink ahead of any frame of the next order.
+    fn on_order_changed(&self, changed: &OrderChanged) {
+        let Some(next) = changed.order_id.as_deref() else {
+            // The slip is no longer read; the idle timer decides whether the order is over.
+            return;
+        };
+        let finished = self
+            .state()
+            .open
+            .take_if(|open| open.order_id != next)
+            .map(|open| open.complete(CompletionReason::NextOrder));
+        if let Some(finished) = finished {
+            self.send_complete(finished);
+        }
+    }
+
+    /// Must be called with the sink pad's stream lock held, so that the event is
+    /// serialized with the frames.
+    fn send_complete(&self, complete: OrderComplete) {
+        gst::info!(
+            CAT,
+            imp = self,
+            "order {} complete ({}, {} frames)",
+            complete.order_id,
+            complete.reason,
+            complete.frame_count
+        );
+        self.state().orders_completed += 1;
+        let msg = gst::Structure::builder("order-complete")
+            .field("station-id", complete.station_id.as_str())
+            .field("order-id", complete.order_id.as_str())
+            .field("reason", complete.reason.as_str())
+            .field("frame-count", complete.frame_count)
+            .build();
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(msg).src(&*self.obj()).build());
+        if !self.srcpad.push_event(gst::Event::from(&complete)) {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "downstream refused the completion of order {}",
+                complete.order_id
+            );
+        }
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        self.settings.lock().unwrap().idle_timeout
+    }
+
+    fn timer_loop(&self) {
+        let mut state = self.state();
+        loop {
+            if state.timer_stop {
+                return;
+            }
+            let timeout = self.idle_timeout();
+            let wait = match (&state.open, timeout) {
+                (Some(open), Some(timeout)) => {
+                    (open.last_frame_at + timeout).saturating_duration_since(Instant::now())
+                }
+                // Nothing to time: sleep until a frame or a setting wakes us.
+                _ => Duration::from_secs(3600),
+            };
+            if wait.is_zero() {
+                drop(state);
+                self.complete_idle_order();
+                state = self.state();
+                continue;
+            }
+            state = self.timer_wake.wait_timeout(state, wait).unwrap().0;
+        }
+    }
+
+    fn complete_idle_order(&self) {
+        // Taken before the state, as the streaming thread does, to serialize the
+        // completion with frames that may be in flight right now.
+        let _stream_lock = self.sinkpad.stream_lock();
+        let Some(timeout) = self.idle_timeout() else {
+            return;
+        };
+        // A frame may have arrived while we waited for the stream lock.
+        let finished = self
+            .state()
+            .open
+            .take_if(|open| open.last_frame_at.elapsed() >= timeout)
+            .map(|open| open.complete(CompletionReason::IdleTimeout));
+        if let Some(finished) = finished {
+            self.send_complete(finished);
+        }
+    }
+
+    fn start_timer(&self) -> Result<(), gst::StateChangeError> {
+        self.state().timer_stop = false;
+        let weak = self.obj().downgrade();
+        let handle = std::thread::Builder::new()
+            .name("eosmarker-idle".into())
+            .spawn(move || {
+                if let Some(obj) = weak.upgrade() {
+                    obj.imp().timer_loop();
+                }
+            })
+            .map_err(|err| {
+                gst::element_imp_error!(
+                    self,
+                    gst::CoreError::Failed,
+                    ["Could not start the idle timer thread: {err}"]
+                );
+                gst::StateChangeError
+            })?;
+        *self.timer.lock().unwrap() = Some(handle);
+        Ok(())
+    }
+
+    fn stop_timer(&self) {
+        self.state().timer_stop = true;
+        self.timer_wake.notify_all();
+        if let Some(handle) = self.timer.lock().unwrap().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for EosMarker {
+    const NAME: &'static str = "OaEosMarker";
+    type Type = super::EosMarker;
+    type ParentType = gst::Element;
+
+    fn with_class(klass: &Self::Class) -> Self {
+        let templ = klass.pad_template("sink").unwrap();
+        let sinkpad = gst::Pad::builder_from_template(&templ)
+            .chain_function(|pad, parent, buffer| {
+                EosMarker::catch_panic_pad_function(
+                    parent,
+                    || Err(gst::FlowError::Error),
+                    |imp| imp.sink_chain(pad, buffer),
+                )
+            })
+            .event_function(|pad, parent, event| {
+                EosMarker::catch_panic_pad_function(
+                    parent,
+                    || false,
+                    |imp| imp.sink_event(pad, event),
+                )
+            })
+            .flags(
+                gst::PadFlags::PROXY_CAPS
+                    | gst::PadFlags::PROXY_ALLOCATION
+                    | gst::PadFlags::PROXY_SCHEDULING,
+            )
+            .build();
+        let templ = klass.pad_template("src").unwrap();
+        let srcpad = gst::Pad::builder_from_template(&templ)
+            .flags(
+                gst::PadFlags::PROXY_CAPS
+                    | gst::PadFlags::PROXY_ALLOCATION
+                    | gst::PadFlags::PROXY_SCHEDULING,
+            )
+            .build();
+        EosMarker {
+            sinkpad,
+            srcpad,
+            settings: Mutex::new(Settings::default()),
+            state: Mutex::new(State::default()),
+            timer_wake: Condvar::new(),
+            timer: Mutex::new(None),
+        }
+    }
+}
+
+impl ObjectImpl for EosMarker {
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.add_pad(&self.sinkpad).unwrap();
+        obj.add_pad(&self.srcpad).unwrap();
+    }
+
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecUInt::builder("idle-timeout")
+                    .nick("Idle timeout")
+                    .blurb(
+                        "Complete the open order when none of its frames arrived for this many \
+                         milliseconds, even if no frames flow at all (0 = never)",
+                    )
+                    .default_value(DEFAULT_IDLE_TIMEOUT_MS)
+                    .mutable_playing()
+                    .build(),
+                glib::ParamSpecUInt64::builder("orders-completed")
+                    .nick("Orders completed")
+                    .blurb("Number of orders completed since the element started")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecString::builder("current-order")
+                    .nick("Current order")
+                    .blurb("ID of the open order, or NULL when no order is open")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        match pspec.name() {
+            "idle-timeout" => {
+                let ms = value.get::<u32>().expect("type checked upstream");
+                self.settings.lock().unwrap().idle_timeout =
+                    (ms > 0).then(|| Duration::from_millis(ms as u64));
+                gst::debug!(CAT, imp = self, "idle-timeout set to {ms} ms");
+                self.timer_wake.notify_all();
+            }
+            _ => unimplemented!(),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        match pspec.name() {
+            "idle-timeout" => self
+                .idle_timeout()
+                .map_or(0, |d| d.as_millis() as u32)
+                .to_value(),
+            "orders-completed" => self.state().orders_completed.to_value(),
+            "current-order" => self
+                .state()
+                .open
+                .as_ref()
+                .map(|o| o.order_id.clone())
+                .to_value(),
+            _ => unimplemented!(),
+        }
+    }
+}
+
+impl GstObjectImpl for EosMarker {}
+
+impl ElementImpl for EosMarker {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Order completion marker",
+                "Generic",
+                "Passes frames through and sends one serialized order-complete event per \
+                 order: on the next order, after an idle timeout, or at end of stream",
+                "order-accuracy developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst::Caps::new_any();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::ReadyToPaused {
+            let mut state = self.state();
+            state.open = None;
+            state.orders_completed = 0;
+            drop(state);
+            self.start_timer()?;
+        }
+        let ret = self.parent_change_state(transition);
+        if transition == gst::StateChange::PausedToReady || ret.is_err() {
+            self.stop_timer();
+            if let Some(open) = self.state().open.take() {
+                // Without EOS there is no serialized place left to complete it; say so
+                // loudly instead of dropping it silently. `gst-launch-1.0 -e` avoids this.
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "order {} was still open ({} frames) when the pipeline stopped without EOS",
+                    open.order_id,
+                    open.frame_count
+                );
+            }
+        }
+        ret
+    }
+}

@@ -1,0 +1,37 @@
+#![allow(clippy::non_send_fields_in_send_ty, unused_doc_comments)]
+
+//! Order accuracy GStreamer plugin.
+//!
+//! * `ocrsegment` reads the order slip with OCR and tags every frame with its order.
+//! * `eosmarker` decides when an order is complete and says so with a serialized event.
+//! * `minioframesink` stores the frames of every order in S3 and writes the `__EOS__`
+//!   manifest last.
+
+use gst::glib;
+
+pub mod eosmarker;
+pub mod events;
+pub mod meta;
+pub mod minioframesink;
+pub mod ocr;
+pub mod ocrsegment;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    meta::register();
+    ocrsegment::register(plugin)?;
+    eosmarker::register(plugin)?;
+    minioframesink::register(plugin)?;
+    Ok(())
+}
+
+gst::plugin_define!(
+    orderaccuracy,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

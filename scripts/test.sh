@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (scripts/setup.sh) and runs every check CI runs:
+# formatting, clippy, unit tests, element tests against real models and a real S3 server,
+# and the end-to-end tests through gst-launch-1.0 over loopback RTSP.
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+
+scripts/setup.sh
+
+step() { printf '\n==> %s\n' "$*"; }
+export GST_PLUGIN_PATH="$ROOT/target/release${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
+export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/.deps/onnxruntime/libonnxruntime.so}"
+# Nothing in the tests may reach a cloud metadata service.
+export AWS_EC2_METADATA_DISABLED=true
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --release --workspace --all-targets -- -D warnings
+
+step "cargo test"
+cargo test --release --workspace -- --test-threads="${TEST_THREADS:-2}"
+
+step "all tests passed"
