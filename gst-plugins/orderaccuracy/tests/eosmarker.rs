@@ -27,15 +27,16 @@ fn harness(idle_timeout_ms: u32) -> gst_check::Harness {
     h
 }
 
-fn frame(order: Option<&str>, second: u64) -> gst::Buffer {
+/// Frame number `index` of a stream at 10 frames/s.
+fn frame(order: Option<&str>, index: u64) -> gst::Buffer {
     let mut buffer = gst::Buffer::with_size(16).unwrap();
     {
         let b = buffer.get_mut().unwrap();
-        b.set_pts(gst::ClockTime::from_seconds(second));
+        b.set_pts(gst::ClockTime::from_mseconds(100 * index));
         OrderTag {
             station_id: "s1".into(),
             order_id: order.map(str::to_owned),
-            unix_ms: 1_000 * (second + 1),
+            unix_ms: 1_000 * (index + 1),
         }
         .attach(b);
     }
@@ -218,7 +219,7 @@ fn frames_keep_an_order_open_past_the_timeout_length() {
         h.push(frame(Some("384"), s)).unwrap();
         std::thread::sleep(Duration::from_millis(150));
     }
-    // 900 ms of frames, each within 400 ms of the previous: still open.
+    // 900 ms of wall-clock time, each frame within 400 ms of the previous: still open.
     assert!(completions(&drain(&mut h)).is_empty());
     h.push_event(gst::event::Eos::new());
     assert_eq!(
@@ -277,9 +278,10 @@ fn a_timestamp_gap_longer_than_the_timeout_ends_the_order() {
     let mut h = harness(10_000);
     h.push(frame(Some("384"), 0)).unwrap();
     h.push(frame(Some("384"), 1)).unwrap();
-    h.push(frame(None, 5)).unwrap();
+    h.push(frame(None, 50)).unwrap();
     assert!(completions(&drain(&mut h)).is_empty());
-    h.push(frame(None, 11)).unwrap();
+    // 10.9 s after the last frame of the order.
+    h.push(frame(None, 110)).unwrap();
     assert_eq!(
         completions(&drain(&mut h)),
         vec![&Out::Complete("384".into(), CompletionReason::IdleTimeout, 2)]
