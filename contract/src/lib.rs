@@ -15,4 +15,4 @@ pub use keys::{
     marker_key, order_prefix, parse_key, result_key, station_prefix,
 };
 pub use manifest::{CompletionReason, FrameEntry, MANIFEST_VERSION, Manifest, ManifestError};
-pub use pipeline::{TemplateError, render_pipeline};
+pub use pipeline::{TemplateError, pipeline_args, render_pipeline};

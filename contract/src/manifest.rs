@@ -84,10 +84,9 @@ impl fmt::Display for ManifestError {
                 "manifest version {v} is not supported (this build reads version {MANIFEST_VERSION})"
             ),
             ManifestError::Id(e) => write!(f, "manifest holds an invalid ID: {e}"),
-            ManifestError::FrameCount { declared, listed } => write!(
-                f,
-                "manifest declares {declared} frames but lists {listed}"
-            ),
+            ManifestError::FrameCount { declared, listed } => {
+                write!(f, "manifest declares {declared} frames but lists {listed}")
+            }
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Station pipeline templates (`pipelines/*.pipeline`): `#` comments, lines joined with
 //! spaces, `{name}` placeholders filled in before `gst-launch-1.0 -e` starts the pipeline.
+//! A property whose value is empty (`roi="{roi}"` with no ROI) is left out altogether.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -64,11 +65,53 @@ pub fn render_pipeline(
                 value: value.clone(),
             });
         }
-        out.push_str(value);
         rest = &after[close + 1..];
+        // gst-launch refuses `prop=""`: an empty value leaves the property at its default.
+        if value.is_empty() && (out.ends_with("=\"") && rest.starts_with('"') || out.ends_with('='))
+        {
+            let quoted = out.ends_with('"');
+            out.truncate(out.rfind(char::is_whitespace).map_or(0, |i| i + 1));
+            if quoted {
+                rest = &rest[1..];
+            }
+            continue;
+        }
+        out.push_str(value);
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// Splits a rendered pipeline into `gst-launch-1.0` arguments the way a shell would
+/// (`gst-launch-1.0` escapes the spaces inside each argument, so one long argument would
+/// be read as a single element name). Double quotes group words and are removed.
+pub fn pipeline_args(pipeline: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    let mut current = String::new();
+    let mut in_token = false;
+    let mut quoted = false;
+    for c in pipeline.chars() {
+        match c {
+            '"' => {
+                quoted = !quoted;
+                in_token = true;
+            }
+            c if c.is_whitespace() && !quoted => {
+                if in_token {
+                    args.push(std::mem::take(&mut current));
+                    in_token = false;
+                }
+            }
+            c => {
+                current.push(c);
+                in_token = true;
+            }
+        }
+    }
+    if in_token {
+        args.push(current);
+    }
+    args
 }
 
 #[cfg(test)]
@@ -91,6 +134,28 @@ mod tests {
     }
 
     #[test]
+    fn empty_values_drop_their_property() {
+        let t = "a roi=\"{roi}\" x={x} ! b p=\"{p}\"";
+        let out = render_pipeline(t, &values(&[("roi", ""), ("x", ""), ("p", "v w")])).unwrap();
+        assert_eq!(out, "a   ! b p=\"v w\"");
+    }
+
+    #[test]
+    fn splits_like_a_shell() {
+        assert_eq!(
+            pipeline_args("a  font=\"Sans Bold 9\" ! b x=1 caps=video/x-raw,width=2"),
+            [
+                "a",
+                "font=Sans Bold 9",
+                "!",
+                "b",
+                "x=1",
+                "caps=video/x-raw,width=2"
+            ]
+        );
+    }
+
+    #[test]
     fn refuses_missing_unclosed_and_unsafe() {
         assert_eq!(
             render_pipeline("a {x}", &values(&[])),
@@ -101,7 +166,10 @@ mod tests {
             Err(TemplateError::Unclosed(2))
         );
         assert!(matches!(
-            render_pipeline("a=\"{x}\"", &values(&[("x", "\" ! filesink location=/etc/x")])),
+            render_pipeline(
+                "a=\"{x}\"",
+                &values(&[("x", "\" ! filesink location=/etc/x")])
+            ),
             Err(TemplateError::UnsafeValue { .. })
         ));
     }

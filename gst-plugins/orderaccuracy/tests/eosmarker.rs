@@ -67,7 +67,9 @@ fn drain(h: &mut gst_check::Harness) -> Vec<Out> {
         }
     }
     while let Some(b) = h.try_pull() {
-        out.push(Out::Frame(OrderTag::from_buffer(&b).and_then(|t| t.order_id)));
+        out.push(Out::Frame(
+            OrderTag::from_buffer(&b).and_then(|t| t.order_id),
+        ));
     }
     out
 }
@@ -101,7 +103,9 @@ fn next_order_completes_before_the_first_frame_of_the_next() {
         vec![&Out::Frame(None), &Out::Frame(Some("651".into()))]
     );
     assert_eq!(
-        h.element().unwrap().property::<Option<String>>("current-order"),
+        h.element()
+            .unwrap()
+            .property::<Option<String>>("current-order"),
         Some("651".into())
     );
 }
@@ -190,7 +194,9 @@ fn idle_timeout_fires_with_no_buffers_flowing() {
     let started = Instant::now();
     // No more buffers: only the element's own timer can produce this event.
     let complete = loop {
-        let ev = h.pull_event().expect("the idle timer should send a completion");
+        let ev = h
+            .pull_event()
+            .expect("the idle timer should send a completion");
         if let Some(c) = OrderComplete::try_parse(&ev) {
             break c;
         }
@@ -202,7 +208,9 @@ fn idle_timeout_fires_with_no_buffers_flowing() {
     assert_eq!(complete.last_unix_ms, Some(2_000));
     assert!(started.elapsed() < Duration::from_secs(30));
     assert_eq!(
-        h.element().unwrap().property::<Option<String>>("current-order"),
+        h.element()
+            .unwrap()
+            .property::<Option<String>>("current-order"),
         None
     );
 
@@ -224,7 +232,11 @@ fn frames_keep_an_order_open_past_the_timeout_length() {
     h.push_event(gst::event::Eos::new());
     assert_eq!(
         completions(&drain(&mut h)),
-        vec![&Out::Complete("384".into(), CompletionReason::EndOfStream, 6)]
+        vec![&Out::Complete(
+            "384".into(),
+            CompletionReason::EndOfStream,
+            6
+        )]
     );
 }
 
@@ -284,6 +296,10 @@ fn a_timestamp_gap_longer_than_the_timeout_ends_the_order() {
     h.push(frame(None, 110)).unwrap();
     assert_eq!(
         completions(&drain(&mut h)),
-        vec![&Out::Complete("384".into(), CompletionReason::IdleTimeout, 2)]
+        vec![&Out::Complete(
+            "384".into(),
+            CompletionReason::IdleTimeout,
+            2
+        )]
     );
 }

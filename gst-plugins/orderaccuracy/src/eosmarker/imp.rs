@@ -155,7 +155,10 @@ impl EosMarker {
         let pts = pts?;
         self.state()
             .open
-            .take_if(|open| open.last_pts.is_some_and(|last| pts.saturating_sub(last) >= timeout))
+            .take_if(|open| {
+                open.last_pts
+                    .is_some_and(|last| pts.saturating_sub(last) >= timeout)
+            })
             .map(|open| open.complete(CompletionReason::IdleTimeout))
     }
 
@@ -212,9 +215,11 @@ impl EosMarker {
             .field("reason", complete.reason.as_str())
             .field("frame-count", complete.frame_count)
             .build();
-        let _ = self
-            .obj()
-            .post_message(gst::message::Element::builder(msg).src(&*self.obj()).build());
+        let _ = self.obj().post_message(
+            gst::message::Element::builder(msg)
+                .src(&*self.obj())
+                .build(),
+        );
         if !self.srcpad.push_event(gst::Event::from(&complete)) {
             gst::warning!(
                 CAT,

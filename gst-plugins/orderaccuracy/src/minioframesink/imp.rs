@@ -1,0 +1,1079 @@
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
+use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use oa_contract::{FrameEntry, Manifest};
+use tokio::runtime::Runtime;
+use tokio::sync::{Semaphore, watch};
+
+use crate::events::OrderComplete;
+use crate::meta::{OrderTag, unix_ms_now};
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "minioframesink",
+        gst::DebugColorFlags::empty(),
+        Some("S3 order frame sink"),
+    )
+});
+
+// One runtime for every instance: a pipeline per station means many sinks per process,
+// and a runtime each would multiply idle threads for no gain.
+static RUNTIME: LazyLock<Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(
+            std::thread::available_parallelism()
+                .map(|n| n.get().clamp(2, 4))
+                .unwrap_or(2),
+        )
+        .thread_name("minioframesink")
+        .build()
+        .expect("tokio runtime for minioframesink")
+});
+
+const DEFAULT_ENDPOINT_URI: &str = "";
+const DEFAULT_BUCKET: &str = "frames";
+const DEFAULT_PREFIX: &str = "";
+const DEFAULT_REGION: &str = "us-east-1";
+const DEFAULT_FORCE_PATH_STYLE: bool = true;
+const DEFAULT_MAX_IN_FLIGHT: u32 = 4;
+const DEFAULT_MAX_BUFFERED: u32 = 64;
+const DEFAULT_RETRY_ATTEMPTS: u32 = 8;
+const DEFAULT_RETRY_BACKOFF_MS: u32 = 100;
+const DEFAULT_RETRY_BACKOFF_MAX_MS: u32 = 5_000;
+const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
+const DEFAULT_PRE_ROLL: u32 = 1;
+const DEFAULT_PIPELINE_INSTANCE: &str = "";
+
+#[derive(Debug, Clone)]
+struct Settings {
+    endpoint_uri: String,
+    bucket: String,
+    prefix: String,
+    region: String,
+    force_path_style: bool,
+    max_in_flight: u32,
+    max_buffered: u32,
+    retry_attempts: u32,
+    retry_backoff_ms: u32,
+    retry_backoff_max_ms: u32,
+    request_timeout_ms: u32,
+    pre_roll: u32,
+    pipeline_instance: String,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            endpoint_uri: DEFAULT_ENDPOINT_URI.into(),
+            bucket: DEFAULT_BUCKET.into(),
+            prefix: DEFAULT_PREFIX.into(),
+            region: DEFAULT_REGION.into(),
+            force_path_style: DEFAULT_FORCE_PATH_STYLE,
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
+            max_buffered: DEFAULT_MAX_BUFFERED,
+            retry_attempts: DEFAULT_RETRY_ATTEMPTS,
+            retry_backoff_ms: DEFAULT_RETRY_BACKOFF_MS,
+            retry_backoff_max_ms: DEFAULT_RETRY_BACKOFF_MAX_MS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            pre_roll: DEFAULT_PRE_ROLL,
+            pipeline_instance: DEFAULT_PIPELINE_INSTANCE.into(),
+        }
+    }
+}
+
+impl Settings {
+    fn endpoint_name(&self) -> String {
+        if self.endpoint_uri.is_empty() {
+            format!("the default AWS S3 endpoint of region {}", self.region)
+        } else {
+            self.endpoint_uri.clone()
+        }
+    }
+}
+
+#[derive(Default)]
+struct Counters {
+    frames_uploaded: AtomicU64,
+    frames_dropped_untagged: AtomicU64,
+    bytes_uploaded: AtomicU64,
+    markers_written: AtomicU64,
+}
+
+impl Counters {
+    fn reset(&self) {
+        for c in [
+            &self.frames_uploaded,
+            &self.frames_dropped_untagged,
+            &self.bytes_uploaded,
+            &self.markers_written,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
+}
+
+/// `(station, order)`.
+type OrderId = (String, String);
+
+#[derive(Debug, Default)]
+struct OrderProgress {
+    next_seq: u32,
+    /// Frame PUTs of this order not yet finished.
+    pending: usize,
+    /// Frames that carried this order's tag (pre-rolled frames are not counted), to
+    /// compare with what `eosmarker` says it let through.
+    tagged: u32,
+    stored: Vec<FrameEntry>,
+}
+
+/// What the upload tasks and the streaming thread agree on, under one lock with a
+/// condition variable so every blocking wait is woken by `unlock()` too.
+#[derive(Default)]
+struct Progress {
+    flushing: bool,
+    /// The first upload that failed for good; every later render and event fails.
+    failed: Option<String>,
+    /// Frames accepted by render() and not stored yet: the back-pressure count.
+    buffered: usize,
+    /// Frame and marker PUTs not finished yet.
+    pending: usize,
+    orders: HashMap<OrderId, OrderProgress>,
+    markers_done: HashSet<String>,
+}
+
+#[derive(Default)]
+struct Shared {
+    progress: Mutex<Progress>,
+    cond: Condvar,
+}
+
+enum WaitError {
+    Flushing,
+    Failed,
+}
+
+impl From<WaitError> for gst::FlowError {
+    fn from(e: WaitError) -> Self {
+        match e {
+            WaitError::Flushing => gst::FlowError::Flushing,
+            WaitError::Failed => gst::FlowError::Error,
+        }
+    }
+}
+
+impl Shared {
+    /// Blocks until `ready` yields a value; gives up when flushing or once an upload failed.
+    fn wait_until<R>(
+        &self,
+        mut ready: impl FnMut(&mut Progress) -> Option<R>,
+    ) -> Result<R, WaitError> {
+        let mut p = self.progress.lock().unwrap();
+        loop {
+            if p.failed.is_some() {
+                return Err(WaitError::Failed);
+            }
+            if let Some(r) = ready(&mut p) {
+                return Ok(r);
+            }
+            if p.flushing {
+                return Err(WaitError::Flushing);
+            }
+            p = self.cond.wait(p).unwrap();
+        }
+    }
+
+    fn update(&self, f: impl FnOnce(&mut Progress)) {
+        f(&mut self.progress.lock().unwrap());
+        self.cond.notify_all();
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct RetryPolicy {
+    attempts: u32,
+    backoff: Duration,
+    max_backoff: Duration,
+}
+
+/// Everything an upload task needs, shared by all tasks of one start()..stop() run.
+struct Uploader {
+    client: Client,
+    bucket: String,
+    retry: RetryPolicy,
+    in_flight: Semaphore,
+    cancel: watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    element: glib::WeakRef<super::MinioFrameSink>,
+}
+
+fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> bool {
+    match err {
+        SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+            true
+        }
+        SdkError::ServiceError(e) => {
+            let status = e.raw().status().as_u16();
+            status >= 500
+                || status == 429
+                || matches!(
+                    e.err().code(),
+                    Some("SlowDown" | "RequestTimeout" | "InternalError")
+                )
+        }
+        _ => false,
+    }
+}
+
+impl Uploader {
+    async fn put_with_retry(
+        &self,
+        key: &str,
+        body: Bytes,
+        content_type: &str,
+    ) -> Result<(), String> {
+        let mut backoff = self.retry.backoff;
+        let mut attempt = 1;
+        loop {
+            let result = {
+                let _permit = self.in_flight.acquire().await.expect("never closed");
+                self.client
+                    .put_object()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .content_type(content_type)
+                    .content_length(body.len() as i64)
+                    .body(ByteStream::from(body.clone()))
+                    .send()
+                    .await
+            };
+            let err = match result {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let cause = DisplayErrorContext(&err).to_string();
+            if !is_transient(&err) {
+                return Err(cause);
+            }
+            if attempt > self.retry.attempts {
+                return Err(format!("{cause} (gave up after {attempt} attempts)"));
+            }
+            gst::warning!(
+                CAT,
+                "PUT {key} failed (attempt {attempt}), retrying in {backoff:?}: {cause}"
+            );
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(self.retry.max_backoff);
+            attempt += 1;
+        }
+    }
+
+    /// PUTs in the background; `on_stored` runs under the progress lock once stored.
+    fn spawn_put(
+        self: &Arc<Self>,
+        key: String,
+        body: Bytes,
+        content_type: &'static str,
+        on_stored: impl FnOnce(&mut Progress) + Send + 'static,
+        on_failed: impl FnOnce(&mut Progress) + Send + 'static,
+    ) {
+        let this = self.clone();
+        self.shared.update(|p| p.pending += 1);
+        RUNTIME.spawn(async move {
+            let mut cancel = this.cancel.clone();
+            let result = tokio::select! {
+                r = this.put_with_retry(&key, body, content_type) => r,
+                _ = cancel.wait_for(|c| *c) => {
+                    Err("the element stopped before the upload finished".to_owned())
+                }
+            };
+            match result {
+                Ok(()) => this.shared.update(|p| {
+                    p.pending -= 1;
+                    on_stored(p);
+                }),
+                Err(cause) => {
+                    let msg = format!("Failed to store s3://{}/{key}: {cause}", this.bucket);
+                    gst::error!(CAT, "{msg}");
+                    this.shared.update(|p| {
+                        p.pending -= 1;
+                        on_failed(p);
+                        p.failed.get_or_insert(msg.clone());
+                    });
+                    if let Some(element) = this.element.upgrade() {
+                        gst::element_error!(element, gst::ResourceError::Write, ("{msg}"));
+                    }
+                }
+            }
+        });
+    }
+}
+
+struct PreRolled {
+    buffer: gst::Buffer,
+    unix_ms: u64,
+}
+
+struct Started {
+    uploader: Arc<Uploader>,
+    cancel: watch::Sender<bool>,
+    prefix: String,
+    pipeline_instance: String,
+    pre_roll: usize,
+    max_buffered: usize,
+    request_timeout: Duration,
+    ring: VecDeque<PreRolled>,
+    /// The order being collected; cleared by its OrderComplete.
+    current: Option<OrderId>,
+}
+
+#[derive(Default)]
+enum State {
+    #[default]
+    Stopped,
+    Started(Box<Started>),
+}
+
+#[derive(Default)]
+pub struct MinioFrameSink {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    /// Replaced at every start(), so that tasks abandoned by a previous run cannot
+    /// disturb the accounting of the next one.
+    shared: Mutex<Arc<Shared>>,
+    counters: Arc<Counters>,
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for MinioFrameSink {
+    const NAME: &'static str = "GstMinioFrameSink";
+    type Type = super::MinioFrameSink;
+    type ParentType = gst_base::BaseSink;
+}
+
+fn default_pipeline_instance() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_owned());
+    format!("{host}-{}-{}", std::process::id(), unix_ms_now())
+}
+
+impl MinioFrameSink {
+    fn shared(&self) -> Arc<Shared> {
+        self.shared.lock().unwrap().clone()
+    }
+
+    fn build_client(settings: &Settings) -> Client {
+        let timeout = Duration::from_millis(settings.request_timeout_ms.into());
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(timeout)
+            .operation_attempt_timeout(timeout)
+            .build();
+        // Retries are ours (`retry-attempts`, `retry-backoff`), so that the policy is the
+        // one the user configured and a start() probe fails fast.
+        let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new(settings.region.clone()))
+            .timeout_config(timeouts)
+            .retry_config(aws_config::retry::RetryConfig::disabled());
+        if !settings.endpoint_uri.is_empty() {
+            loader = loader.endpoint_url(settings.endpoint_uri.clone());
+        }
+        let sdk_config = RUNTIME.block_on(loader.load());
+        let config = aws_sdk_s3::config::Builder::from(&sdk_config)
+            .force_path_style(settings.force_path_style)
+            .build();
+        Client::from_conf(config)
+    }
+
+    fn head_bucket(&self, client: &Client, settings: &Settings) -> Result<(), gst::ErrorMessage> {
+        let bucket = &settings.bucket;
+        let endpoint = settings.endpoint_name();
+        // The SDK bounds each attempt; this bounds credential resolution too.
+        let limit = Duration::from_millis(settings.request_timeout_ms.into()) * 2;
+        let result = RUNTIME.block_on(async {
+            tokio::time::timeout(limit, client.head_bucket().bucket(bucket).send()).await
+        });
+        let err = match result {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(err)) => err,
+            Err(_) => {
+                return Err(gst::error_msg!(
+                    gst::ResourceError::OpenWrite,
+                    ("S3 endpoint {endpoint} did not answer within {limit:?}")
+                ));
+            }
+        };
+        let cause = DisplayErrorContext(&err).to_string();
+        gst::debug!(CAT, imp = self, "HeadBucket {bucket} failed: {cause}");
+        let status = err.raw_response().map(|r| r.status().as_u16());
+        let code = err.code().map(str::to_owned);
+        let refused = matches!(status, Some(401 | 403))
+            || matches!(
+                code.as_deref(),
+                Some("SignatureDoesNotMatch" | "InvalidAccessKeyId" | "AccessDenied")
+            );
+        if refused {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotAuthorized,
+                ("S3 endpoint {endpoint} refused the credential for bucket '{bucket}': \
+                     check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the AWS profile"),
+                ["{cause}"]
+            ));
+        }
+        if status == Some(404) || code.as_deref() == Some("NoSuchBucket") {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotFound,
+                ("Bucket '{bucket}' does not exist at S3 endpoint {endpoint}"),
+                ["{cause}"]
+            ));
+        }
+        if status.is_none() && cause.to_ascii_lowercase().contains("credential") {
+            return Err(gst::error_msg!(
+                gst::ResourceError::NotAuthorized,
+                ("No AWS credentials found for S3 endpoint {endpoint}: set \
+                     AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or configure an AWS profile"),
+                ["{cause}"]
+            ));
+        }
+        match status {
+            Some(status) => Err(gst::error_msg!(
+                gst::ResourceError::OpenWrite,
+                ("S3 endpoint {endpoint} answered HTTP {status} for bucket '{bucket}'"),
+                ["{cause}"]
+            )),
+            None => Err(gst::error_msg!(
+                gst::ResourceError::OpenWrite,
+                ("Cannot reach S3 endpoint {endpoint}: {cause}")
+            )),
+        }
+    }
+
+    fn count_dropped(&self, why: &str) {
+        self.counters
+            .frames_dropped_untagged
+            .fetch_add(1, Ordering::Relaxed);
+        gst::debug!(CAT, imp = self, "Dropping a frame: {why}");
+    }
+
+    fn check_failed(&self) -> Result<(), gst::FlowError> {
+        if self.shared().progress.lock().unwrap().failed.is_some() {
+            return Err(gst::FlowError::Error);
+        }
+        Ok(())
+    }
+
+    /// Hands one frame of `id` to the uploader, blocking while `max-buffered` frames are
+    /// already waiting to be stored.
+    fn upload_frame(
+        &self,
+        st: &Started,
+        id: &OrderId,
+        buffer: gst::Buffer,
+        unix_ms: u64,
+        tagged: bool,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let max = st.max_buffered;
+        let seq = self.shared().wait_until(|p| {
+            if p.buffered >= max {
+                return None;
+            }
+            p.buffered += 1;
+            let order = p.orders.entry(id.clone()).or_default();
+            order.pending += 1;
+            order.tagged += u32::from(tagged);
+            let seq = order.next_seq;
+            order.next_seq += 1;
+            Some(seq)
+        })?;
+        let release = |p: &mut Progress| {
+            p.buffered -= 1;
+            if let Some(o) = p.orders.get_mut(id) {
+                o.pending -= 1;
+            }
+        };
+        let key = match oa_contract::frame_key(&st.prefix, &id.0, &id.1, unix_ms, seq) {
+            Ok(key) => key,
+            Err(e) => {
+                // IDs were validated before; only reachable through a bad `prefix`.
+                self.shared().update(release);
+                gst::element_imp_error!(
+                    self,
+                    gst::ResourceError::Write,
+                    ("Cannot name frame {seq} of order {}: {e}", id.1)
+                );
+                return Err(gst::FlowError::Error);
+            }
+        };
+        let body = match buffer.into_mapped_buffer_readable() {
+            Ok(map) => Bytes::from_owner(map),
+            Err(_) => {
+                self.shared().update(release);
+                gst::element_imp_error!(self, gst::ResourceError::Read, ("Cannot map buffer"));
+                return Err(gst::FlowError::Error);
+            }
+        };
+        let entry = FrameEntry {
+            key: key.clone(),
+            seq,
+            unix_ms,
+            bytes: body.len() as u64,
+        };
+        gst::trace!(CAT, imp = self, "Uploading {key} ({} bytes)", entry.bytes);
+        let counters = self.counters.clone();
+        let (stored_id, failed_id) = (id.clone(), id.clone());
+        st.uploader.spawn_put(
+            key,
+            body,
+            "image/jpeg",
+            move |p| {
+                p.buffered -= 1;
+                counters.frames_uploaded.fetch_add(1, Ordering::Relaxed);
+                counters
+                    .bytes_uploaded
+                    .fetch_add(entry.bytes, Ordering::Relaxed);
+                let order = p.orders.entry(stored_id).or_default();
+                order.pending -= 1;
+                order.stored.push(entry);
+            },
+            move |p| {
+                p.buffered -= 1;
+                if let Some(o) = p.orders.get_mut(&failed_id) {
+                    o.pending -= 1;
+                }
+            },
+        );
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn complete_order(&self, done: &OrderComplete) -> Result<(), WaitError> {
+        let mut state = self.state.lock().unwrap();
+        let State::Started(st) = &mut *state else {
+            return Ok(());
+        };
+        let id: OrderId = (done.station_id.clone(), done.order_id.clone());
+        let marker_key = match oa_contract::marker_key(&st.prefix, &id.0, &id.1) {
+            Ok(key) => key,
+            Err(e) => {
+                gst::warning!(CAT, imp = self, "Ignoring OrderComplete: {e}");
+                return Ok(());
+            }
+        };
+        let order = self.shared().wait_until(|p| match p.orders.get(&id) {
+            Some(o) if o.pending > 0 => None,
+            _ => Some(p.orders.remove(&id).unwrap_or_default()),
+        })?;
+        if st.current.as_ref() == Some(&id) {
+            st.current = None;
+        }
+        if order.tagged != done.frame_count {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "Order {}/{}: upstream counted {} frames, {} tagged frames arrived here; \
+                 the manifest lists the {} stored",
+                id.0,
+                id.1,
+                done.frame_count,
+                order.tagged,
+                order.stored.len()
+            );
+        }
+        let manifest = Manifest::new(
+            &id.0,
+            &id.1,
+            done.reason,
+            order.stored,
+            &st.pipeline_instance,
+        );
+        let frame_count = manifest.frame_count;
+        let counters = self.counters.clone();
+        let done_key = marker_key.clone();
+        st.uploader.spawn_put(
+            marker_key.clone(),
+            Bytes::from(manifest.to_json()),
+            "application/json",
+            move |p| {
+                counters.markers_written.fetch_add(1, Ordering::Relaxed);
+                p.markers_done.insert(done_key);
+            },
+            |_| {},
+        );
+        drop(state);
+        self.shared()
+            .wait_until(|p| p.markers_done.remove(&marker_key).then_some(()))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "Stored order {}/{} ({frame_count} frames, {}) with marker {marker_key}",
+            id.0,
+            id.1,
+            done.reason
+        );
+        let s = gst::Structure::builder("order-stored")
+            .field("station-id", id.0.as_str())
+            .field("order-id", id.1.as_str())
+            .field("frame-count", frame_count)
+            .field("reason", done.reason.as_str())
+            .field("key", marker_key.as_str())
+            .build();
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
+        Ok(())
+    }
+
+    /// Waits for every frame and marker PUT; run on EOS.
+    fn drain(&self) -> Result<(), WaitError> {
+        {
+            let mut state = self.state.lock().unwrap();
+            if let State::Started(st) = &mut *state {
+                for _ in st.ring.drain(..) {
+                    self.count_dropped("end of stream before any order started");
+                }
+            }
+        }
+        let shared = self.shared();
+        shared.wait_until(|p| (p.pending == 0).then_some(()))?;
+        let p = shared.progress.lock().unwrap();
+        for ((station, order), o) in p.orders.iter().filter(|(_, o)| !o.stored.is_empty()) {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "Order {station}/{order} has {} stored frames but no OrderComplete arrived: \
+                 no marker written",
+                o.stored.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+impl ObjectImpl for MinioFrameSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("endpoint-uri")
+                    .nick("Endpoint URI")
+                    .blurb(
+                        "S3 endpoint, e.g. http://minio:9000; empty resolves the AWS endpoint \
+                         of the region. Credentials always come from the AWS environment or \
+                         profile (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE)",
+                    )
+                    .default_value(Some(DEFAULT_ENDPOINT_URI))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("bucket")
+                    .nick("Bucket")
+                    .blurb("Bucket that receives frames and markers; must exist")
+                    .default_value(Some(DEFAULT_BUCKET))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("prefix")
+                    .nick("Key prefix")
+                    .blurb(
+                        "Prepended verbatim to every key: {prefix}{station}/{order}/... \
+                         (end it with '/' to make it a folder)",
+                    )
+                    .default_value(Some(DEFAULT_PREFIX))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("region")
+                    .nick("Region")
+                    .blurb("AWS region used for signing (any value for MinIO)")
+                    .default_value(Some(DEFAULT_REGION))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("force-path-style")
+                    .nick("Force path style")
+                    .blurb(
+                        "Address buckets as http://endpoint/bucket/key (MinIO and most \
+                         S3-compatible servers) instead of http://bucket.endpoint/key",
+                    )
+                    .default_value(DEFAULT_FORCE_PATH_STYLE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-in-flight")
+                    .nick("Max in flight")
+                    .blurb("Number of PUT requests sent concurrently")
+                    .minimum(1)
+                    .maximum(256)
+                    .default_value(DEFAULT_MAX_IN_FLIGHT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("max-buffered")
+                    .nick("Max buffered")
+                    .blurb(
+                        "Frames held in memory while their uploads are pending; when reached, \
+                         the sink blocks (back-pressure) until one is stored",
+                    )
+                    .minimum(1)
+                    .maximum(65_536)
+                    .default_value(DEFAULT_MAX_BUFFERED)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("retry-attempts")
+                    .nick("Retry attempts")
+                    .blurb(
+                        "Retries of a PUT after a transient failure (5xx, throttling, timeout, \
+                         connection error) before the pipeline fails with an error",
+                    )
+                    .maximum(1_000)
+                    .default_value(DEFAULT_RETRY_ATTEMPTS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("retry-backoff")
+                    .nick("Retry backoff")
+                    .blurb("Delay before the first retry in milliseconds; doubled on each retry")
+                    .minimum(1)
+                    .maximum(600_000)
+                    .default_value(DEFAULT_RETRY_BACKOFF_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("retry-backoff-max")
+                    .nick("Maximum retry backoff")
+                    .blurb("Upper bound of the delay between retries in milliseconds")
+                    .minimum(1)
+                    .maximum(600_000)
+                    .default_value(DEFAULT_RETRY_BACKOFF_MAX_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("request-timeout")
+                    .nick("Request timeout")
+                    .blurb(
+                        "Limit in milliseconds for connecting and for each request attempt; \
+                         also bounds the bucket check at start and the wait for pending \
+                         uploads at stop",
+                    )
+                    .minimum(100)
+                    .maximum(3_600_000)
+                    .default_value(DEFAULT_REQUEST_TIMEOUT_MS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("pre-roll")
+                    .nick("Pre-roll")
+                    .blurb(
+                        "Most recent frames without an order kept and stored with the next \
+                         order that starts (its first frames are often captured before the \
+                         slip is read); older untagged frames are dropped and counted",
+                    )
+                    .maximum(1_024)
+                    .default_value(DEFAULT_PRE_ROLL)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("pipeline-instance")
+                    .nick("Pipeline instance")
+                    .blurb(
+                        "Written into every manifest to tell pipeline runs apart; empty \
+                         generates hostname-pid-unixms at start",
+                    )
+                    .default_value(Some(DEFAULT_PIPELINE_INSTANCE))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-uploaded")
+                    .nick("Frames uploaded")
+                    .blurb("Frames stored since start")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-dropped-untagged")
+                    .nick("Frames dropped untagged")
+                    .blurb(
+                        "Frames not stored because they belonged to no order (beyond the \
+                         pre-roll) or carried an invalid station or order ID",
+                    )
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("bytes-uploaded")
+                    .nick("Bytes uploaded")
+                    .blurb("Frame bytes stored since start (markers not included)")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("markers-written")
+                    .nick("Markers written")
+                    .blurb("__EOS__ markers stored since start")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        let string = || value.get::<Option<String>>().unwrap().unwrap_or_default();
+        match pspec.name() {
+            "endpoint-uri" => s.endpoint_uri = string(),
+            "bucket" => s.bucket = string(),
+            "prefix" => s.prefix = string(),
+            "region" => s.region = string(),
+            "force-path-style" => s.force_path_style = value.get().unwrap(),
+            "max-in-flight" => s.max_in_flight = value.get().unwrap(),
+            "max-buffered" => s.max_buffered = value.get().unwrap(),
+            "retry-attempts" => s.retry_attempts = value.get().unwrap(),
+            "retry-backoff" => s.retry_backoff_ms = value.get().unwrap(),
+            "retry-backoff-max" => s.retry_backoff_max_ms = value.get().unwrap(),
+            "request-timeout" => s.request_timeout_ms = value.get().unwrap(),
+            "pre-roll" => s.pre_roll = value.get().unwrap(),
+            "pipeline-instance" => s.pipeline_instance = string(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let s = self.settings.lock().unwrap();
+        let c = &self.counters;
+        match pspec.name() {
+            "endpoint-uri" => s.endpoint_uri.to_value(),
+            "bucket" => s.bucket.to_value(),
+            "prefix" => s.prefix.to_value(),
+            "region" => s.region.to_value(),
+            "force-path-style" => s.force_path_style.to_value(),
+            "max-in-flight" => s.max_in_flight.to_value(),
+            "max-buffered" => s.max_buffered.to_value(),
+            "retry-attempts" => s.retry_attempts.to_value(),
+            "retry-backoff" => s.retry_backoff_ms.to_value(),
+            "retry-backoff-max" => s.retry_backoff_max_ms.to_value(),
+            "request-timeout" => s.request_timeout_ms.to_value(),
+            "pre-roll" => s.pre_roll.to_value(),
+            "pipeline-instance" => s.pipeline_instance.to_value(),
+            "frames-uploaded" => c.frames_uploaded.load(Ordering::Relaxed).to_value(),
+            "frames-dropped-untagged" => {
+                c.frames_dropped_untagged.load(Ordering::Relaxed).to_value()
+            }
+            "bytes-uploaded" => c.bytes_uploaded.load(Ordering::Relaxed).to_value(),
+            "markers-written" => c.markers_written.load(Ordering::Relaxed).to_value(),
+            _ => unreachable!(),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        // A storage sink has no reason to wait for the clock.
+        self.obj().set_sync(false);
+    }
+}
+
+impl GstObjectImpl for MinioFrameSink {}
+
+impl ElementImpl for MinioFrameSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static METADATA: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "S3 order frame sink",
+                "Sink/Storage",
+                "Stores the JPEG frames of each order in S3 (or MinIO) and writes the \
+                 order's __EOS__ manifest once all of them are stored",
+                "order-accuracy developers",
+            )
+        });
+        Some(&*METADATA)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static PAD_TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst::Caps::builder("image/jpeg").build();
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
+        });
+        PAD_TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSinkImpl for MinioFrameSink {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        if settings.bucket.is_empty() {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ("The bucket property is empty")
+            ));
+        }
+        let shared = Arc::new(Shared::default());
+        *self.shared.lock().unwrap() = shared.clone();
+        self.counters.reset();
+
+        let client = Self::build_client(&settings);
+        self.head_bucket(&client, &settings)?;
+
+        let pipeline_instance = if settings.pipeline_instance.is_empty() {
+            default_pipeline_instance()
+        } else {
+            settings.pipeline_instance.clone()
+        };
+        let (cancel, cancel_rx) = watch::channel(false);
+        let uploader = Arc::new(Uploader {
+            client,
+            bucket: settings.bucket.clone(),
+            retry: RetryPolicy {
+                attempts: settings.retry_attempts,
+                backoff: Duration::from_millis(settings.retry_backoff_ms.into()),
+                max_backoff: Duration::from_millis(settings.retry_backoff_max_ms.into()),
+            },
+            in_flight: Semaphore::new(settings.max_in_flight as usize),
+            cancel: cancel_rx,
+            shared: shared.clone(),
+            element: self.obj().downgrade(),
+        });
+        gst::info!(
+            CAT,
+            imp = self,
+            "Storing into bucket '{}' at {} as pipeline instance {pipeline_instance}",
+            settings.bucket,
+            settings.endpoint_name()
+        );
+        *self.state.lock().unwrap() = State::Started(Box::new(Started {
+            uploader,
+            cancel,
+            prefix: settings.prefix,
+            pipeline_instance,
+            pre_roll: settings.pre_roll as usize,
+            max_buffered: settings.max_buffered as usize,
+            request_timeout: Duration::from_millis(settings.request_timeout_ms.into()),
+            ring: VecDeque::new(),
+            current: None,
+        }));
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let State::Started(st) = std::mem::take(&mut *self.state.lock().unwrap()) else {
+            return Ok(());
+        };
+        // Without EOS (e.g. gst-launch without -e) uploads may still run: give them a
+        // bounded chance, then say what was lost rather than dropping it quietly.
+        let deadline = Instant::now() + st.request_timeout;
+        let shared = st.uploader.shared.clone();
+        let mut p = shared.progress.lock().unwrap();
+        while p.pending > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            p = shared.cond.wait_timeout(p, left).unwrap().0;
+        }
+        let (pending, unmarked) = (
+            p.pending,
+            p.orders.values().filter(|o| !o.stored.is_empty()).count(),
+        );
+        drop(p);
+        let _ = st.cancel.send(true);
+        if pending > 0 {
+            gst::element_imp_warning!(
+                self,
+                gst::ResourceError::Write,
+                (
+                    "Stopped with {pending} uploads still pending after {:?}; they were abandoned",
+                    st.request_timeout
+                )
+            );
+        }
+        if unmarked > 0 {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "Stopped with {unmarked} orders that have stored frames but no marker"
+            );
+        }
+        Ok(())
+    }
+
+    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.check_failed()?;
+        let mut state = self.state.lock().unwrap();
+        let State::Started(st) = &mut *state else {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ("Not started"));
+            return Err(gst::FlowError::Error);
+        };
+        let tag = OrderTag::from_buffer(buffer);
+        let unix_ms = tag
+            .as_ref()
+            .map(|t| t.unix_ms)
+            .filter(|&ms| ms > 0)
+            .unwrap_or_else(unix_ms_now);
+        let Some(OrderTag {
+            station_id,
+            order_id: Some(order_id),
+            ..
+        }) = tag
+        else {
+            st.ring.push_back(PreRolled {
+                buffer: buffer.clone(),
+                unix_ms,
+            });
+            while st.ring.len() > st.pre_roll {
+                st.ring.pop_front();
+                self.count_dropped("no order, beyond the pre-roll");
+            }
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        if let Err(e) = oa_contract::order_prefix(&st.prefix, &station_id, &order_id) {
+            // ocrsegment validates IDs; a foreign tagger might not.
+            gst::warning!(CAT, imp = self, "Not storing a frame: {e}");
+            self.count_dropped("invalid station or order ID");
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let id: OrderId = (station_id, order_id);
+        if st.current.as_ref() != Some(&id) {
+            if let Some((station, order)) = &st.current {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "Order {station}/{order} has no OrderComplete yet while {}/{} starts; \
+                     its marker will be written when its OrderComplete arrives",
+                    id.0,
+                    id.1
+                );
+            }
+            st.current = Some(id.clone());
+        }
+        // Untagged frames just before this one belong to this order and come first.
+        while let Some(pre) = st.ring.pop_front() {
+            self.upload_frame(st, &id, pre.buffer, pre.unix_ms, false)?;
+        }
+        self.upload_frame(st, &id, buffer.clone(), unix_ms, true)
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        if let Some(done) = OrderComplete::try_parse(&event) {
+            if self.check_failed().is_err() || self.complete_order(&done).is_err() {
+                return false;
+            }
+        } else if let gst::EventView::Eos(_) = event.view()
+            && self.drain().is_err()
+        {
+            return false;
+        }
+        self.parent_event(event)
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        self.shared().update(|p| p.flushing = true);
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.shared().update(|p| p.flushing = false);
+        Ok(())
+    }
+}

@@ -1,0 +1,34 @@
+//! `minioframesink`: stores every frame of an order in S3 and writes the order's `__EOS__`
+//! manifest once all of them are stored.
+//!
+//! Frames are tagged by `ocrsegment` ([`crate::meta::OrderTag`]); the order ends with an
+//! [`crate::events::OrderComplete`] event from `eosmarker`. Several PUTs run at once, each
+//! retried with exponential backoff on transient failures; nothing is dropped silently.
+//!
+//! Untagged frames are not uploaded, except the last `pre-roll` of them, which belong to
+//! the next order that starts (the first frames of an order are often read before the slip
+//! is). An `OrderComplete` for an order that has no stored frame still writes a marker,
+//! with an empty frame list, so that the consumer can report the order as having no frames
+//! instead of never hearing of it.
+//!
+//! Credentials come only from the standard AWS chain (environment, profile, SSO, ...):
+//! a pipeline description is visible in `ps`, so it must never carry a secret.
+
+use gst::glib;
+use gst::prelude::*;
+
+mod imp;
+
+glib::wrapper! {
+    pub struct MinioFrameSink(ObjectSubclass<imp::MinioFrameSink>)
+        @extends gst_base::BaseSink, gst::Element, gst::Object;
+}
+
+pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    gst::Element::register(
+        Some(plugin),
+        "minioframesink",
+        gst::Rank::NONE,
+        MinioFrameSink::static_type(),
+    )
+}

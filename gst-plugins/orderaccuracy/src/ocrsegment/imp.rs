@@ -1,0 +1,866 @@
+use crate::events::OrderChanged;
+use crate::meta::{OrderTag, unix_ms_now};
+use crate::ocr::{BgrImage, OcrConfig, OcrEngine, Rect, SUPPORTED_FORMATS, Signature, TextLine};
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+use gst_video::subclass::prelude::*;
+use oa_contract::{IdKind, validate_id};
+use regex::Regex;
+use std::path::PathBuf;
+use std::sync::{LazyLock, Mutex};
+use std::time::Instant;
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "ocrsegment",
+        gst::DebugColorFlags::empty(),
+        Some("Order slip OCR segmenter"),
+    )
+});
+
+const DEFAULT_STATION_ID: &str = "station_1";
+const DEFAULT_ROI: &str = "";
+/// Case-insensitive; reads `#384`, `ORDER 384`, `ORDER #384`, `Order No. 384`,
+/// `Order #A7-5521` and the OCR joins `ORDER#384` / `ORDER384`. The ID must hold a digit so
+/// that words after "order" (`ORDER SUMMARY`) are not taken for IDs.
+pub(crate) const DEFAULT_ORDER_PATTERN: &str =
+    r"(?i)(?:\border\s*(?:no\.?\s*|number\s*|num\s*)?[#:.]?\s*|#\s*)([a-z]*[0-9][a-z0-9_-]*)";
+const DEFAULT_MIN_CONFIDENCE: f64 = 0.5;
+const DEFAULT_CONFIRM_FRAMES: u32 = 2;
+const DEFAULT_RELEASE_FRAMES: u32 = 3;
+const DEFAULT_OCR_INTERVAL: u32 = 1;
+const DEFAULT_SKIP_UNCHANGED: bool = true;
+const DEFAULT_THREADS: u32 = 1;
+
+/// Mean luma change (0..255) of one signature cell that counts as a changed region. Well
+/// above sensor noise and compression flicker, well below what one changed glyph causes.
+const CHANGE_THRESHOLD: u8 = 10;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    station_id: String,
+    roi: String,
+    model_dir: Option<String>,
+    order_pattern: String,
+    min_confidence: f64,
+    confirm_frames: u32,
+    release_frames: u32,
+    ocr_interval: u32,
+    skip_unchanged: bool,
+    threads: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            station_id: DEFAULT_STATION_ID.into(),
+            roi: DEFAULT_ROI.into(),
+            model_dir: None,
+            order_pattern: DEFAULT_ORDER_PATTERN.into(),
+            min_confidence: DEFAULT_MIN_CONFIDENCE,
+            confirm_frames: DEFAULT_CONFIRM_FRAMES,
+            release_frames: DEFAULT_RELEASE_FRAMES,
+            ocr_interval: DEFAULT_OCR_INTERVAL,
+            skip_unchanged: DEFAULT_SKIP_UNCHANGED,
+            threads: DEFAULT_THREADS,
+        }
+    }
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    frames: u64,
+    ocr_runs: u64,
+    ocr_skipped: u64,
+    rejected_reads: u64,
+}
+
+/// An order ID read on one OCR'd frame.
+#[derive(Debug, Clone, PartialEq)]
+struct Read {
+    id: String,
+    confidence: f32,
+}
+
+/// An ID read on consecutive OCR'd frames but not (yet) current.
+#[derive(Debug)]
+struct Candidate {
+    id: String,
+    count: u32,
+    confidence_sum: f32,
+}
+
+struct State {
+    engine: OcrEngine,
+    pattern: Regex,
+    settings: Settings,
+    roi: Option<Rect>,
+    info: Option<gst_video::VideoInfo>,
+    frame_index: u64,
+    /// Signature of the region when OCR last ran.
+    last_signature: Option<Signature>,
+    /// What the last OCR'd frame read; frames that are not OCR'd inherit it.
+    last_read: Option<Read>,
+    candidate: Option<Candidate>,
+    current: Option<String>,
+    /// Consecutive OCR'd frames that did not read the current order.
+    misses: u32,
+}
+
+#[derive(Default)]
+pub struct OcrSegment {
+    settings: Mutex<Settings>,
+    state: Mutex<Option<State>>,
+    stats: Mutex<Stats>,
+}
+
+/// Parses `x,y,width,height`; the empty string means the whole frame.
+pub(crate) fn parse_roi(s: &str) -> Result<Option<Rect>, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Ok(None);
+    }
+    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
+    let nums: Vec<u32> = parts
+        .iter()
+        .map(|p| p.parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("roi {s:?} is not \"x,y,width,height\" in whole pixels"))?;
+    let [x, y, width, height] = nums[..] else {
+        return Err(format!(
+            "roi {s:?} has {} numbers, expected \"x,y,width,height\"",
+            nums.len()
+        ));
+    };
+    if width < 8 || height < 8 {
+        return Err(format!(
+            "roi {s:?} is {width}x{height}, at least 8x8 pixels are needed to read text"
+        ));
+    }
+    Ok(Some(Rect::new(x, y, width, height)))
+}
+
+/// Compiles `order-pattern`, which must have exactly one capture group (the ID).
+pub(crate) fn compile_pattern(p: &str) -> Result<Regex, String> {
+    let re = Regex::new(p).map_err(|e| format!("order-pattern {p:?} is not a valid regex: {e}"))?;
+    let groups = re.captures_len() - 1;
+    if groups != 1 {
+        return Err(format!(
+            "order-pattern {p:?} has {groups} capture groups, it needs exactly one (the order ID)"
+        ));
+    }
+    Ok(re)
+}
+
+/// What one OCR run yielded.
+struct Outcome {
+    read: Option<Read>,
+    rejected: Vec<(String, String)>,
+}
+
+/// The first usable order ID in `lines`, in reading order; matches that fail the
+/// confidence or ID checks are returned as rejected. When no single line holds an ID the
+/// lines are joined, because the detector may split `ORDER` and `384` into two boxes.
+fn find_read(lines: &[TextLine], pattern: &Regex, min_confidence: f32) -> Outcome {
+    let mut rejected = Vec::new();
+    let scan = |text: &str, confidence: f32, rejected: &mut Vec<(String, String)>| {
+        for caps in pattern.captures_iter(text) {
+            let Some(id) = caps.get(1).map(|m| m.as_str()) else {
+                continue;
+            };
+            if let Err(e) = validate_id(IdKind::Order, id) {
+                rejected.push((id.to_owned(), e.to_string()));
+            } else if confidence < min_confidence {
+                rejected.push((
+                    id.to_owned(),
+                    format!(
+                        "confidence {confidence:.2} is below min-confidence {min_confidence:.2}"
+                    ),
+                ));
+            } else {
+                return Some(Read {
+                    id: id.to_owned(),
+                    confidence,
+                });
+            }
+        }
+        None
+    };
+    for line in lines {
+        if let Some(read) = scan(&line.text, line.confidence, &mut rejected) {
+            return Outcome {
+                read: Some(read),
+                rejected,
+            };
+        }
+    }
+    if lines.len() > 1 && rejected.is_empty() {
+        let joined = lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let confidence = lines.iter().map(|l| l.confidence).fold(f32::MAX, f32::min);
+        let read = scan(&joined, confidence, &mut rejected);
+        return Outcome { read, rejected };
+    }
+    Outcome {
+        read: None,
+        rejected,
+    }
+}
+
+/// Something to tell downstream and the application once the state lock is released.
+struct Change {
+    event: OrderChanged,
+}
+
+impl Change {
+    fn message_name(&self) -> &'static str {
+        match (&self.event.order_id, &self.event.previous) {
+            (None, _) => "order-released",
+            (Some(_), None) => "order-started",
+            (Some(_), Some(_)) => "order-changed",
+        }
+    }
+}
+
+impl State {
+    /// Feeds one OCR'd frame's read into the debounce; returns the change it causes.
+    fn update(&mut self, read: Option<Read>) -> Option<Change> {
+        let station_id = self.settings.station_id.clone();
+        let mut change = None;
+        match &read {
+            Some(r) if Some(&r.id) == self.current.as_ref() => {
+                self.candidate = None;
+                self.misses = 0;
+            }
+            Some(r) => {
+                let c = match self.candidate.take() {
+                    Some(mut c) if c.id == r.id => {
+                        c.count += 1;
+                        c.confidence_sum += r.confidence;
+                        c
+                    }
+                    _ => Candidate {
+                        id: r.id.clone(),
+                        count: 1,
+                        confidence_sum: r.confidence,
+                    },
+                };
+                if c.count >= self.settings.confirm_frames {
+                    let previous = self.current.replace(c.id.clone());
+                    self.misses = 0;
+                    change = Some(Change {
+                        event: OrderChanged {
+                            station_id: station_id.clone(),
+                            order_id: Some(c.id),
+                            previous,
+                            confidence: c.confidence_sum / c.count as f32,
+                        },
+                    });
+                } else {
+                    self.candidate = Some(c);
+                }
+            }
+            None => self.candidate = None,
+        }
+        if change.is_none()
+            && self.current.is_some()
+            && read.as_ref().map(|r| &r.id) != self.current.as_ref()
+        {
+            self.misses += 1;
+            if self.misses >= self.settings.release_frames {
+                self.misses = 0;
+                change = Some(Change {
+                    event: OrderChanged {
+                        station_id,
+                        order_id: None,
+                        previous: self.current.take(),
+                        confidence: 0.0,
+                    },
+                });
+            }
+        }
+        self.last_read = read;
+        change
+    }
+
+    /// Whether no confirmation or release is pending.
+    fn settled(&self) -> bool {
+        self.candidate.is_none() && self.misses == 0
+    }
+
+    /// The order this frame belongs to: the current one, if this frame's read is it.
+    fn tag_order(&self) -> Option<String> {
+        match (&self.last_read, &self.current) {
+            (Some(r), Some(c)) if &r.id == c => Some(c.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl OcrSegment {
+    fn post(&self, s: gst::Structure) {
+        let obj = self.obj();
+        let _ = obj.post_message(gst::message::Element::builder(s).src(&*obj).build());
+    }
+
+    fn post_read(&self, station: &str, lines: &[TextLine], outcome: &Outcome, ocr_ms: f64) {
+        let text = lines
+            .iter()
+            .map(|l| l.text.as_str())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let confidence = outcome.read.as_ref().map_or_else(
+            || lines.iter().map(|l| l.confidence).fold(0.0, f32::max),
+            |r| r.confidence,
+        );
+        self.post(
+            gst::Structure::builder("ocr-read")
+                .field("station-id", station)
+                .field("text", text)
+                .field("order-id", outcome.read.as_ref().map(|r| r.id.as_str()))
+                .field("confidence", confidence)
+                .field("rejected", outcome.rejected.len() as u32)
+                .field("ocr-ms", ocr_ms)
+                .build(),
+        );
+    }
+
+    fn announce(&self, change: &Change) {
+        let e = &change.event;
+        gst::info!(
+            CAT,
+            imp = self,
+            "{}: {:?} -> {:?} (confidence {:.2})",
+            change.message_name(),
+            e.previous,
+            e.order_id,
+            e.confidence
+        );
+        // Serialized and sent from the streaming thread before the buffer leaves
+        // transform_ip, so downstream sees the change exactly between the right frames.
+        if !self.obj().src_pad().push_event(gst::Event::from(e)) {
+            gst::debug!(CAT, imp = self, "downstream did not handle the order event");
+        }
+        self.post(
+            gst::Structure::builder(change.message_name())
+                .field("station-id", e.station_id.as_str())
+                .field("order-id", e.order_id.as_deref())
+                .field("previous", e.previous.as_deref())
+                .field("confidence", e.confidence)
+                .build(),
+        );
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for OcrSegment {
+    const NAME: &'static str = "OaOcrSegment";
+    type Type = super::OcrSegment;
+    type ParentType = gst_video::VideoFilter;
+}
+
+impl ObjectImpl for OcrSegment {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            vec![
+                glib::ParamSpecString::builder("station-id")
+                    .nick("Station ID")
+                    .blurb("Packing station this camera watches; written into every frame's tag and event ([A-Za-z0-9][A-Za-z0-9_-]{0,63})")
+                    .default_value(Some(DEFAULT_STATION_ID))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("roi")
+                    .nick("Region of interest")
+                    .blurb("Where the slip's order ID is, as \"x,y,width,height\" in pixels: only that region is read, with recognition only (fast). Empty: detect and read text in the whole frame")
+                    .default_value(Some(DEFAULT_ROI))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("model-dir")
+                    .nick("Model directory")
+                    .blurb("Folder with PP-OCRv6_det_small.onnx and PP-OCRv6_rec_small.onnx. Unset: $OA_MODEL_DIR, else the folder the plugin was built with (filled by scripts/setup.sh)")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecString::builder("order-pattern")
+                    .nick("Order pattern")
+                    .blurb("Regular expression (Rust regex syntax) with exactly one capture group, the order ID, matched against each OCR'd text line. The default is case-insensitive and reads \"#384\", \"ORDER 384\", \"ORDER #384\" and \"Order #A7-5521\"")
+                    .default_value(Some(DEFAULT_ORDER_PATTERN))
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecDouble::builder("min-confidence")
+                    .nick("Minimum confidence")
+                    .blurb("OCR confidence (0-1) a matched order ID needs; weaker matches are counted in rejected-reads and ignored")
+                    .minimum(0.0)
+                    .maximum(1.0)
+                    .default_value(DEFAULT_MIN_CONFIDENCE)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("confirm-frames")
+                    .nick("Confirm frames")
+                    .blurb("Consecutive OCR'd frames that must read the same new order ID before it becomes the current order")
+                    .minimum(1)
+                    .maximum(1000)
+                    .default_value(DEFAULT_CONFIRM_FRAMES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("release-frames")
+                    .nick("Release frames")
+                    .blurb("Consecutive OCR'd frames without the current order ID after which no order is current (order-released)")
+                    .minimum(1)
+                    .maximum(1000)
+                    .default_value(DEFAULT_RELEASE_FRAMES)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("ocr-interval")
+                    .nick("OCR interval")
+                    .blurb("Run OCR on every k-th frame only; the frames in between inherit the last read")
+                    .minimum(1)
+                    .maximum(100_000)
+                    .default_value(DEFAULT_OCR_INTERVAL)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("skip-unchanged")
+                    .nick("Skip unchanged")
+                    .blurb("Skip OCR when the region looks the same as when OCR last ran (coarse luma thumbnail compare); the frame inherits the last read")
+                    .default_value(DEFAULT_SKIP_UNCHANGED)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("threads")
+                    .nick("Threads")
+                    .blurb("ONNX Runtime intra-op threads per model")
+                    .minimum(1)
+                    .maximum(64)
+                    .default_value(DEFAULT_THREADS)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames")
+                    .nick("Frames")
+                    .blurb("Buffers tagged since the element started")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("ocr-runs")
+                    .nick("OCR runs")
+                    .blurb("Frames on which OCR ran")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("ocr-skipped")
+                    .nick("OCR skipped")
+                    .blurb("Frames due for OCR (per ocr-interval) on which it was skipped because the region had not changed")
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("rejected-reads")
+                    .nick("Rejected reads")
+                    .blurb("Order-pattern matches that were ignored: not a valid order ID (e.g. \"../x\", over 64 characters) or below min-confidence")
+                    .read_only()
+                    .build(),
+            ]
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "station-id" => {
+                s.station_id = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
+            "roi" => {
+                s.roi = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
+            "model-dir" => {
+                s.model_dir = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|d| !d.is_empty())
+            }
+            "order-pattern" => {
+                s.order_pattern = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
+            "min-confidence" => s.min_confidence = value.get().expect("type checked upstream"),
+            "confirm-frames" => s.confirm_frames = value.get().expect("type checked upstream"),
+            "release-frames" => s.release_frames = value.get().expect("type checked upstream"),
+            "ocr-interval" => s.ocr_interval = value.get().expect("type checked upstream"),
+            "skip-unchanged" => s.skip_unchanged = value.get().expect("type checked upstream"),
+            "threads" => s.threads = value.get().expect("type checked upstream"),
+            other => unreachable!("no writable property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let stats = *self.stats.lock().unwrap();
+        let s = self.settings.lock().unwrap();
+        match pspec.name() {
+            "station-id" => s.station_id.to_value(),
+            "roi" => s.roi.to_value(),
+            "model-dir" => s.model_dir.to_value(),
+            "order-pattern" => s.order_pattern.to_value(),
+            "min-confidence" => s.min_confidence.to_value(),
+            "confirm-frames" => s.confirm_frames.to_value(),
+            "release-frames" => s.release_frames.to_value(),
+            "ocr-interval" => s.ocr_interval.to_value(),
+            "skip-unchanged" => s.skip_unchanged.to_value(),
+            "threads" => s.threads.to_value(),
+            "frames" => stats.frames.to_value(),
+            "ocr-runs" => stats.ocr_runs.to_value(),
+            "ocr-skipped" => stats.ocr_skipped.to_value(),
+            "rejected-reads" => stats.rejected_reads.to_value(),
+            other => unreachable!("no property {other}"),
+        }
+    }
+}
+
+impl GstObjectImpl for OcrSegment {}
+
+impl ElementImpl for OcrSegment {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "Order slip OCR segmenter",
+                "Filter/Analyzer/Video",
+                "Reads the order ID on an order slip with OCR (PP-OCR models on ONNX Runtime), \
+                 tags every frame with the station and current order, and signals order changes \
+                 downstream and on the bus",
+                "order-accuracy developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst_video::VideoCapsBuilder::new()
+                .format_list(SUPPORTED_FORMATS)
+                .build();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .unwrap(),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseTransformImpl for OcrSegment {
+    // In place without passthrough: base transform then hands over a writable buffer
+    // (a shallow copy at worst, pixels are shared) so the tag can be attached; the frame
+    // itself is only ever mapped for reading.
+    const MODE: gst_base::subclass::BaseTransformMode =
+        gst_base::subclass::BaseTransformMode::AlwaysInPlace;
+    const PASSTHROUGH_ON_SAME_CAPS: bool = false;
+    const TRANSFORM_IP_ON_PASSTHROUGH: bool = false;
+
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        validate_id(IdKind::Station, &settings.station_id).map_err(|e| {
+            gst::error_msg!(
+                gst::LibraryError::Settings,
+                ("Invalid station-id {:?}: {}", settings.station_id, e)
+            )
+        })?;
+        let roi = parse_roi(&settings.roi)
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
+        let pattern = compile_pattern(&settings.order_pattern)
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
+        let config = OcrConfig {
+            model_dir: settings.model_dir.as_ref().map(PathBuf::from),
+            intra_threads: settings.threads as usize,
+            ..OcrConfig::default()
+        };
+        let engine = OcrEngine::new(&config)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::NotFound, ("{}", e)))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "models loaded from {}",
+            engine.model_dir().display()
+        );
+        *self.stats.lock().unwrap() = Stats::default();
+        *self.state.lock().unwrap() = Some(State {
+            engine,
+            pattern,
+            settings,
+            roi,
+            info: None,
+            frame_index: 0,
+            last_signature: None,
+            last_read: None,
+            candidate: None,
+            current: None,
+            misses: 0,
+        });
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        *self.state.lock().unwrap() = None;
+        Ok(())
+    }
+
+    fn transform_ip(&self, buf: &mut gst::BufferRef) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else {
+            gst::element_imp_error!(self, gst::CoreError::Negotiation, ["Not started"]);
+            return Err(gst::FlowError::Error);
+        };
+        let Some(info) = state.info.clone() else {
+            return Err(gst::FlowError::NotNegotiated);
+        };
+        let index = state.frame_index;
+        state.frame_index += 1;
+        let due = index % u64::from(state.settings.ocr_interval.max(1)) == 0;
+        let rect = state
+            .roi
+            .unwrap_or(Rect::new(0, 0, info.width(), info.height()));
+
+        let mut skipped = false;
+        let mut ran = None;
+        if due {
+            let frame =
+                gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &info).map_err(|e| {
+                    gst::element_imp_error!(
+                        self,
+                        gst::StreamError::Format,
+                        ["Cannot map frame: {}", e]
+                    );
+                    gst::FlowError::Error
+                })?;
+            let signature = if state.settings.skip_unchanged {
+                let sig = Signature::from_video_frame(&frame, rect).map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                    gst::FlowError::Error
+                })?;
+                // Only skip once the debounce has settled: a pending confirmation or
+                // release counts OCR'd frames, and a static scene must still reach it.
+                skipped = state.settled()
+                    && state
+                        .last_signature
+                        .as_ref()
+                        .is_some_and(|old| !old.differs(&sig, CHANGE_THRESHOLD));
+                Some(sig)
+            } else {
+                None
+            };
+            if !skipped {
+                let started = Instant::now();
+                let image = BgrImage::from_video_frame(&frame, Some(rect)).map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
+                    gst::FlowError::Error
+                })?;
+                drop(frame);
+                let lines = if state.roi.is_some() {
+                    state.engine.recognize_region(&image)
+                } else {
+                    state.engine.detect_and_recognize(&image)
+                }
+                .map_err(|e| {
+                    gst::element_imp_error!(self, gst::StreamError::Failed, ["{}", e]);
+                    gst::FlowError::Error
+                })?;
+                let ms = started.elapsed().as_secs_f64() * 1000.0;
+                state.last_signature = signature;
+                let min_conf = state.settings.min_confidence as f32;
+                let outcome = find_read(&lines, &state.pattern, min_conf);
+                gst::log!(
+                    CAT,
+                    imp = self,
+                    "OCR {:.1} ms: {:?} -> {:?}",
+                    ms,
+                    lines,
+                    outcome.read
+                );
+                for (id, why) in &outcome.rejected {
+                    gst::debug!(CAT, imp = self, "rejected order ID {:?}: {}", id, why);
+                }
+                ran = Some((lines, outcome, ms));
+            }
+        }
+
+        let mut change = None;
+        let station = state.settings.station_id.clone();
+        if let Some((_, outcome, _)) = &ran {
+            change = state.update(outcome.read.clone());
+        }
+        let tag = OrderTag {
+            station_id: station.clone(),
+            order_id: state.tag_order(),
+            unix_ms: unix_ms_now(),
+        };
+        drop(guard);
+
+        {
+            let mut stats = self.stats.lock().unwrap();
+            stats.frames += 1;
+            if skipped {
+                stats.ocr_skipped += 1;
+            }
+            if let Some((_, outcome, _)) = &ran {
+                stats.ocr_runs += 1;
+                stats.rejected_reads += outcome.rejected.len() as u64;
+            }
+        }
+        if let Some((lines, outcome, ms)) = &ran {
+            if !outcome.rejected.is_empty() && outcome.read.is_none() {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "ignored unusable order IDs: {:?}",
+                    outcome.rejected
+                );
+            }
+            self.post_read(&station, lines, outcome, *ms);
+        }
+        if let Some(change) = &change {
+            self.announce(change);
+        }
+        tag.attach(buf);
+        Ok(gst::FlowSuccess::Ok)
+    }
+}
+
+impl VideoFilterImpl for OcrSegment {
+    fn set_info(
+        &self,
+        incaps: &gst::Caps,
+        in_info: &gst_video::VideoInfo,
+        outcaps: &gst::Caps,
+        out_info: &gst_video::VideoInfo,
+    ) -> Result<(), gst::LoggableError> {
+        let mut guard = self.state.lock().unwrap();
+        let Some(state) = guard.as_mut() else {
+            return Err(gst::loggable_error!(CAT, "caps set before start"));
+        };
+        if let Some(roi) = state.roi
+            && !roi.fits_in(in_info.width(), in_info.height())
+        {
+            let msg = format!(
+                "roi {},{},{},{} lies outside the {}x{} frame",
+                roi.x,
+                roi.y,
+                roi.width,
+                roi.height,
+                in_info.width(),
+                in_info.height()
+            );
+            drop(guard);
+            gst::element_imp_error!(self, gst::LibraryError::Settings, ("{}", msg));
+            return Err(gst::loggable_error!(CAT, "{}", msg));
+        }
+        if state
+            .info
+            .as_ref()
+            .is_some_and(|i| i.width() != in_info.width() || i.height() != in_info.height())
+        {
+            state.last_signature = None;
+        }
+        state.info = Some(in_info.clone());
+        drop(guard);
+        self.parent_set_info(incaps, in_info, outcaps, out_info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(text: &str, confidence: f32) -> TextLine {
+        TextLine {
+            text: text.into(),
+            confidence,
+            bbox: Rect::default(),
+            quad: crate::ocr::Quad::axis_aligned(0.0, 0.0, 1.0, 1.0),
+        }
+    }
+
+    fn read_of(texts: &[&str]) -> Option<String> {
+        let re = compile_pattern(DEFAULT_ORDER_PATTERN).unwrap();
+        let lines: Vec<TextLine> = texts.iter().map(|t| line(t, 0.9)).collect();
+        find_read(&lines, &re, 0.5).read.map(|r| r.id)
+    }
+
+    #[test]
+    fn default_pattern_reads_slip_variants() {
+        for (texts, want) in [
+            (&["#384"][..], Some("384")),
+            (&["ORDER 384"], Some("384")),
+            (&["ORDER #384"], Some("384")),
+            (&["ORDER#384"], Some("384")),
+            (&["ORDER384"], Some("384")),
+            (&["order no. 77"], Some("77")),
+            (&["Order #A7-5521"], Some("A7-5521")),
+            (&["ORDER", "384"], Some("384")),
+            (&["ORDER SUMMARY", "Total 12.50"], None),
+            (&["hello world"], None),
+        ] {
+            assert_eq!(read_of(texts).as_deref(), want, "{texts:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_and_weak_ids_are_rejected() {
+        let re = compile_pattern(r"ORDER\s*(\S+)").unwrap();
+        let o = find_read(&[line("ORDER ../x", 0.99)], &re, 0.5);
+        assert_eq!(o.read, None);
+        assert_eq!(o.rejected.len(), 1);
+        let o = find_read(&[line("ORDER 42", 0.3), line("ORDER 43", 0.8)], &re, 0.5);
+        assert_eq!(o.read.unwrap().id, "43");
+        assert_eq!(o.rejected.len(), 1);
+    }
+
+    #[test]
+    fn pattern_needs_one_group() {
+        assert!(
+            compile_pattern("(a")
+                .unwrap_err()
+                .contains("not a valid regex")
+        );
+        assert!(
+            compile_pattern("a")
+                .unwrap_err()
+                .contains("0 capture groups")
+        );
+        assert!(
+            compile_pattern("(a)(b)")
+                .unwrap_err()
+                .contains("2 capture groups")
+        );
+    }
+
+    #[test]
+    fn roi_syntax() {
+        assert_eq!(parse_roi("").unwrap(), None);
+        assert_eq!(
+            parse_roi(" 1, 2,30,40 ").unwrap(),
+            Some(Rect::new(1, 2, 30, 40))
+        );
+        assert!(parse_roi("1,2,3").is_err());
+        assert!(parse_roi("a,b,c,d").is_err());
+        assert!(parse_roi("-1,0,10,10").is_err());
+        assert!(parse_roi("0,0,2,2").is_err());
+    }
+}

@@ -1,0 +1,524 @@
+//! `minioframesink` against a real S3 endpoint (s3s-fs with SigV4) on 127.0.0.1.
+//!
+//! Ordering claims ("the marker is stored after every frame") are checked against the
+//! server's log of completed PUTs, never against timing.
+
+use std::path::PathBuf;
+use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gstorderaccuracy::events::OrderComplete;
+use gstorderaccuracy::meta::OrderTag;
+use oa_contract::{CompletionReason, Manifest, frame_key, marker_key};
+use oa_s3server::S3Server;
+
+const ACCESS_KEY: &str = "oa-test-access";
+const SECRET_KEY: &str = "oa-test-secret-key";
+const BUCKET: &str = "frames";
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        // SAFETY: every test calls init() before anything else, and Once holds the other
+        // test threads until the variables are set; all tests use the same values.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            std::env::remove_var("AWS_SESSION_TOKEN");
+            std::env::remove_var("AWS_PROFILE");
+        }
+        gst::init().unwrap();
+        gstorderaccuracy::plugin_register_static().unwrap();
+    });
+}
+
+fn scratch_dir() -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "oa-minioframesink-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+struct Scratch(S3Server);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        self.0.stop();
+        let _ = std::fs::remove_dir_all(self.0.root());
+    }
+}
+
+fn server_with_secret(secret: &str) -> Scratch {
+    init();
+    let server = S3Server::start(&scratch_dir(), ACCESS_KEY, secret).unwrap();
+    server.create_bucket(BUCKET).unwrap();
+    Scratch(server)
+}
+
+fn server() -> Scratch {
+    server_with_secret(SECRET_KEY)
+}
+
+fn jpeg(i: u32) -> Vec<u8> {
+    let mut v = vec![0xff, 0xd8, 0xff, 0xe0];
+    v.extend(format!("frame {i}").bytes());
+    v.extend(std::iter::repeat_n((i % 251) as u8, 64 + i as usize));
+    v.extend([0xff, 0xd9]);
+    v
+}
+
+fn frame(i: u32, station: &str, order: Option<&str>, unix_ms: u64) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_mut_slice(jpeg(i));
+    {
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_seconds(i.into()));
+        OrderTag {
+            station_id: station.into(),
+            order_id: order.map(Into::into),
+            unix_ms,
+        }
+        .attach(b);
+    }
+    buffer
+}
+
+fn complete(station: &str, order: &str, frame_count: u32) -> gst::Event {
+    gst::Event::from(&OrderComplete {
+        station_id: station.into(),
+        order_id: order.into(),
+        reason: CompletionReason::NextOrder,
+        frame_count,
+        first_pts: None,
+        last_pts: None,
+        first_unix_ms: None,
+        last_unix_ms: None,
+    })
+}
+
+struct Run {
+    pipeline: gst::Pipeline,
+    src: gst_app::AppSrc,
+    sink: gst::Element,
+}
+
+fn pipeline(endpoint: &str, props: &[(&str, glib::Value)]) -> Run {
+    let src = gst_app::AppSrc::builder()
+        .caps(&gst::Caps::builder("image/jpeg").build())
+        .format(gst::Format::Time)
+        .build();
+    let mut sink = gst::ElementFactory::make("minioframesink")
+        .property("endpoint-uri", endpoint)
+        .property("bucket", BUCKET)
+        .property("retry-backoff", 50u32)
+        .property("retry-backoff-max", 500u32)
+        .property("request-timeout", 2_000u32);
+    for (name, value) in props {
+        sink = sink.property(name, value.clone());
+    }
+    let sink = sink.build().unwrap();
+    let pipeline = gst::Pipeline::new();
+    pipeline.add_many([src.upcast_ref(), &sink]).unwrap();
+    src.link(&sink).unwrap();
+    Run {
+        pipeline,
+        src,
+        sink,
+    }
+}
+
+use gst::glib;
+
+#[derive(Debug)]
+struct Outcome {
+    error: Option<(glib::Error, String)>,
+    order_stored: Vec<gst::Structure>,
+}
+
+/// Runs the bus until EOS or an error; `at_eos` runs the moment EOS is seen.
+fn wait_end(run: &Run, limit: Duration, mut at_eos: impl FnMut()) -> Outcome {
+    let bus = run.pipeline.bus().unwrap();
+    let deadline = Instant::now() + limit;
+    let mut order_stored = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64))
+            .unwrap_or_else(|| panic!("no EOS or error within {limit:?}"));
+        match msg.view() {
+            gst::MessageView::Eos(_) => {
+                at_eos();
+                return Outcome {
+                    error: None,
+                    order_stored,
+                };
+            }
+            gst::MessageView::Error(e) => {
+                return Outcome {
+                    error: Some((
+                        e.error(),
+                        e.debug().map(|d| d.to_string()).unwrap_or_default(),
+                    )),
+                    order_stored,
+                };
+            }
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e.structure().filter(|s| s.name() == "order-stored") {
+                    order_stored.push(s.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn u64_prop(run: &Run, name: &str) -> u64 {
+    run.sink.property::<u64>(name)
+}
+
+fn manifest(server: &S3Server, station: &str, order: &str) -> Manifest {
+    let key = marker_key("", station, order).unwrap();
+    let body = server
+        .read_object(BUCKET, &key)
+        .unwrap_or_else(|e| panic!("{key}: {e}"));
+    Manifest::from_json(&body).unwrap()
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !ok() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn stores_frames_then_marker_with_contract_keys() {
+    let s = server();
+    let run = pipeline(
+        &s.0.endpoint(),
+        &[
+            ("prefix", "cam/".to_value()),
+            ("max-in-flight", 8u32.to_value()),
+            ("pipeline-instance", "test-instance".to_value()),
+        ],
+    );
+    run.pipeline.set_state(gst::State::Playing).unwrap();
+    for (n, order) in ["384", "385"].into_iter().enumerate() {
+        for i in 0..12u32 {
+            let idx = n as u32 * 100 + i;
+            run.src
+                .push_buffer(frame(idx, "s1", Some(order), 1_000 + u64::from(idx)))
+                .unwrap();
+        }
+        assert!(run.src.send_event(complete("s1", order, 12)));
+    }
+    run.src.end_of_stream().unwrap();
+    let out = wait_end(&run, Duration::from_secs(30), || {});
+    assert!(out.error.is_none(), "{:?}", out.error);
+
+    let log = s.0.put_log();
+    assert_eq!(log.len(), 26, "{log:#?}");
+    let mut total_bytes = 0;
+    for (n, order) in ["384", "385"].into_iter().enumerate() {
+        let marker = marker_key("cam/", "s1", order).unwrap();
+        assert_eq!(marker, format!("cam/s1/{order}/__EOS__"));
+        let marker_at = log
+            .iter()
+            .position(|k| *k == marker)
+            .expect("marker stored");
+        let body = s.0.read_object(BUCKET, &marker).unwrap();
+        let m = Manifest::from_json(&body).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["version"], 1);
+        assert_eq!(v["station_id"], "s1");
+        assert_eq!(v["order_id"], order);
+        assert_eq!(v["reason"], "next-order");
+        assert_eq!(v["frame_count"], 12);
+        assert_eq!(v["pipeline_instance"], "test-instance");
+        assert_eq!(v["first_unix_ms"], 1_000 + n as u64 * 100);
+        assert_eq!(v["last_unix_ms"], 1_000 + n as u64 * 100 + 11);
+        assert_eq!(m.frames.len(), 12);
+        for (i, f) in m.frames.iter().enumerate() {
+            let idx = n as u32 * 100 + i as u32;
+            let key = frame_key("cam/", "s1", order, 1_000 + u64::from(idx), i as u32).unwrap();
+            assert_eq!(f.key, key);
+            assert_eq!(f.seq, i as u32);
+            assert_eq!(f.unix_ms, 1_000 + u64::from(idx));
+            let stored = s.0.read_object(BUCKET, &key).unwrap();
+            assert_eq!(stored, jpeg(idx));
+            assert_eq!(f.bytes, stored.len() as u64);
+            total_bytes += f.bytes;
+            let frame_at = log.iter().position(|k| *k == key).expect("frame stored");
+            assert!(frame_at < marker_at, "{key} stored after {marker}");
+        }
+        let msg = &out.order_stored[n];
+        assert_eq!(msg.get::<&str>("station-id").unwrap(), "s1");
+        assert_eq!(msg.get::<&str>("order-id").unwrap(), order);
+        assert_eq!(msg.get::<u32>("frame-count").unwrap(), 12);
+        assert_eq!(msg.get::<&str>("reason").unwrap(), "next-order");
+        assert_eq!(msg.get::<&str>("key").unwrap(), marker);
+    }
+    assert_eq!(u64_prop(&run, "frames-uploaded"), 24);
+    assert_eq!(u64_prop(&run, "markers-written"), 2);
+    assert_eq!(u64_prop(&run, "bytes-uploaded"), total_bytes);
+    assert_eq!(u64_prop(&run, "frames-dropped-untagged"), 0);
+    run.pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn pre_roll_frames_go_to_the_next_order_first() {
+    let s = server();
+    let run = pipeline(&s.0.endpoint(), &[("pre-roll", 2u32.to_value())]);
+    run.pipeline.set_state(gst::State::Playing).unwrap();
+    for i in 0..4 {
+        run.src
+            .push_buffer(frame(i, "s1", None, 10 + u64::from(i)))
+            .unwrap();
+    }
+    for i in 4..6 {
+        run.src
+            .push_buffer(frame(i, "s1", Some("42"), 10 + u64::from(i)))
+            .unwrap();
+    }
+    assert!(run.src.send_event(complete("s1", "42", 2)));
+    run.src.end_of_stream().unwrap();
+    let out = wait_end(&run, Duration::from_secs(30), || {});
+    assert!(out.error.is_none(), "{:?}", out.error);
+
+    let m = manifest(&s.0, "s1", "42");
+    let got: Vec<(u32, u64)> = m.frames.iter().map(|f| (f.seq, f.unix_ms)).collect();
+    assert_eq!(got, vec![(0, 12), (1, 13), (2, 14), (3, 15)]);
+    for (f, i) in m.frames.iter().zip(2..) {
+        assert_eq!(s.0.read_object(BUCKET, &f.key).unwrap(), jpeg(i));
+    }
+    assert_eq!(u64_prop(&run, "frames-dropped-untagged"), 2);
+    assert_eq!(s.0.put_log().len(), 5);
+    run.pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn untagged_frames_are_not_uploaded() {
+    let s = server();
+    let run = pipeline(&s.0.endpoint(), &[("pre-roll", 0u32.to_value())]);
+    run.pipeline.set_state(gst::State::Playing).unwrap();
+    for i in 0..3 {
+        run.src.push_buffer(frame(i, "s1", None, 1)).unwrap();
+    }
+    // No meta at all.
+    run.src
+        .push_buffer(gst::Buffer::from_mut_slice(jpeg(9)))
+        .unwrap();
+    // IDs that must never become keys.
+    run.src
+        .push_buffer(frame(10, "s1", Some("../etc"), 1))
+        .unwrap();
+    run.src.end_of_stream().unwrap();
+    let out = wait_end(&run, Duration::from_secs(30), || {});
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert!(s.0.put_log().is_empty(), "{:?}", s.0.put_log());
+    assert_eq!(u64_prop(&run, "frames-dropped-untagged"), 5);
+    assert_eq!(u64_prop(&run, "frames-uploaded"), 0);
+    run.pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn s3_outage_mid_order_loses_nothing() {
+    let s = server();
+    let run = pipeline(
+        &s.0.endpoint(),
+        &[
+            ("retry-attempts", 40u32.to_value()),
+            ("max-in-flight", 3u32.to_value()),
+        ],
+    );
+    run.pipeline.set_state(gst::State::Playing).unwrap();
+    for i in 0..5 {
+        run.src
+            .push_buffer(frame(i, "s2", Some("77"), 500 + u64::from(i)))
+            .unwrap();
+    }
+    wait_for("the first frames", Duration::from_secs(10), || {
+        s.0.put_log().len() == 5
+    });
+    s.0.stop();
+    for i in 5..10 {
+        run.src
+            .push_buffer(frame(i, "s2", Some("77"), 500 + u64::from(i)))
+            .unwrap();
+    }
+    assert!(run.src.send_event(complete("s2", "77", 10)));
+    run.src.end_of_stream().unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(s.0.put_log().len(), 5, "stored while the server was down");
+    s.0.restart().unwrap();
+    let out = wait_end(&run, Duration::from_secs(60), || {});
+    assert!(out.error.is_none(), "{:?}", out.error);
+
+    let m = manifest(&s.0, "s2", "77");
+    assert_eq!(m.frame_count, 10);
+    let log = s.0.put_log();
+    let marker_at = log
+        .iter()
+        .position(|k| *k == marker_key("", "s2", "77").unwrap())
+        .unwrap();
+    for (i, f) in m.frames.iter().enumerate() {
+        assert_eq!(f.seq, i as u32);
+        assert_eq!(s.0.read_object(BUCKET, &f.key).unwrap(), jpeg(i as u32));
+        assert!(log.iter().position(|k| *k == f.key).unwrap() < marker_at);
+    }
+    run.pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn eos_is_let_through_only_after_everything_is_stored() {
+    let s = server();
+    let run = pipeline(&s.0.endpoint(), &[("retry-attempts", 40u32.to_value())]);
+    run.pipeline.set_state(gst::State::Playing).unwrap();
+    // Started (the bucket was checked), then the endpoint goes away: nothing can be
+    // stored until it is back, so an early EOS would find the log incomplete.
+    s.0.stop();
+    for i in 0..4 {
+        run.src
+            .push_buffer(frame(i, "s3", Some("9"), 100 + u64::from(i)))
+            .unwrap();
+    }
+    assert!(run.src.send_event(complete("s3", "9", 4)));
+    run.src.end_of_stream().unwrap();
+    let restarter = {
+        let endpoint_down = Duration::from_millis(1500);
+        std::thread::spawn(move || std::thread::sleep(endpoint_down))
+    };
+    restarter.join().unwrap();
+    s.0.restart().unwrap();
+    let mut at_eos = Vec::new();
+    let out = wait_end(&run, Duration::from_secs(60), || at_eos = s.0.put_log());
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(at_eos.len(), 5, "{at_eos:#?}");
+    assert_eq!(at_eos[4], marker_key("", "s3", "9").unwrap());
+    run.pipeline.set_state(gst::State::Null).unwrap();
+}
+
+fn start_error(run: &Run) -> (glib::Error, String) {
+    let started = Instant::now();
+    assert!(run.pipeline.set_state(gst::State::Playing).is_err());
+    let out = wait_end(run, Duration::from_secs(20), || panic!("EOS"));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let _ = run.pipeline.set_state(gst::State::Null);
+    out.error.expect("an error")
+}
+
+#[test]
+fn wrong_secret_key_is_a_clear_not_authorized_error() {
+    let s = server_with_secret("a-different-secret");
+    let run = pipeline(&s.0.endpoint(), &[]);
+    let (err, debug) = start_error(&run);
+    assert!(
+        err.matches(gst::ResourceError::NotAuthorized),
+        "{err:?} {debug}"
+    );
+    let text = err.message();
+    assert!(text.contains("refused the credential"), "{text}");
+    assert!(text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
+    assert!(text.contains(&s.0.endpoint()), "{text}");
+}
+
+#[test]
+fn missing_bucket_is_a_clear_not_found_error() {
+    let s = server();
+    let run = pipeline(&s.0.endpoint(), &[("bucket", "no-such-bucket".to_value())]);
+    let (err, debug) = start_error(&run);
+    assert!(err.matches(gst::ResourceError::NotFound), "{err:?} {debug}");
+    assert!(
+        err.message().contains("'no-such-bucket'"),
+        "{}",
+        err.message()
+    );
+    assert!(
+        err.message().contains("does not exist"),
+        "{}",
+        err.message()
+    );
+}
+
+#[test]
+fn unreachable_endpoint_is_reported_quickly() {
+    init();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let run = pipeline(&endpoint, &[]);
+    let (err, debug) = start_error(&run);
+    assert!(
+        err.matches(gst::ResourceError::OpenWrite),
+        "{err:?} {debug}"
+    );
+    assert!(err.message().contains(&endpoint), "{}", err.message());
+}
+
+#[test]
+fn exhausted_retries_fail_the_pipeline_naming_the_key() {
+    let s = server();
+    let run = pipeline(
+        &s.0.endpoint(),
+        &[
+            ("retry-attempts", 1u32.to_value()),
+            ("retry-backoff", 10u32.to_value()),
+        ],
+    );
+    run.pipeline.set_state(gst::State::Playing).unwrap();
+    s.0.stop();
+    run.src.push_buffer(frame(0, "s4", Some("5"), 77)).unwrap();
+    let out = wait_end(&run, Duration::from_secs(30), || panic!("EOS"));
+    let (err, _) = out.error.expect("an error");
+    assert!(err.matches(gst::ResourceError::Write), "{err:?}");
+    let key = frame_key("", "s4", "5", 77, 0).unwrap();
+    assert!(err.message().contains(&key), "{}", err.message());
+    run.pipeline.set_state(gst::State::Null).unwrap();
+}
+
+/// The orchestrator claims orders with `If-None-Match: *`; the test server must honour it.
+#[test]
+fn server_honours_if_none_match() {
+    use aws_sdk_s3::primitives::ByteStream;
+    let s = server();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .endpoint_url(s.0.endpoint())
+            .load()
+            .await;
+        let client = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&config)
+                .force_path_style(true)
+                .build(),
+        );
+        let claim = || {
+            client
+                .put_object()
+                .bucket(BUCKET)
+                .key("results/s1/1.json")
+                .if_none_match("*")
+                .body(ByteStream::from_static(b"{}"))
+                .send()
+        };
+        claim().await.unwrap();
+        let err = claim().await.unwrap_err();
+        assert_eq!(err.raw_response().unwrap().status().as_u16(), 412);
+    });
+    assert_eq!(s.0.put_log(), vec!["results/s1/1.json".to_owned()]);
+}
