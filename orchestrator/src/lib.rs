@@ -1,0 +1,12 @@
+//! The order-accuracy orchestrator: one process for many stations.
+//!
+//! It supervises one `gst-launch-1.0 -e` pipeline per station, discovers completed orders
+//! through their `__EOS__` markers, selects the best frames, recognises the packed items,
+//! validates them against the expected order and publishes the result.
+
+pub mod config;
+pub mod orders;
+pub mod recognize;
+pub mod result;
+pub mod select;
+pub mod validate;

@@ -1,0 +1,57 @@
+//! The per-order result of DESIGN.md, stored at `results/{station}/{order}.json`.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OrderStatus {
+    Validated,
+    Mismatch,
+    UnknownOrder,
+    NoFrames,
+    RecognitionFailed,
+}
+
+/// An item with a quantity, as ordered or as detected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Item {
+    pub name: String,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuantityMismatch {
+    pub name: String,
+    pub expected: u32,
+    pub detected: u32,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    pub discover: u64,
+    pub load: u64,
+    pub select: u64,
+    pub recognize: u64,
+    pub validate: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OrderResult {
+    pub order_id: String,
+    pub station_id: String,
+    pub status: OrderStatus,
+    pub expected: Vec<Item>,
+    pub detected: Vec<Item>,
+    pub matched: Vec<Item>,
+    pub missing: Vec<Item>,
+    pub extra: Vec<Item>,
+    pub quantity_mismatch: Vec<QuantityMismatch>,
+    pub accuracy: f64,
+    pub selected_frames: Vec<String>,
+    pub recognizer: String,
+    pub timings_ms: Timings,
+    /// Why the order could not be validated (recognition failure, unreadable frames...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
