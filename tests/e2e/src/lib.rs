@@ -139,7 +139,8 @@ impl RtspCamera {
         let loop2 = main_loop.clone();
         let thread = std::thread::spawn(move || {
             ctx.with_thread_default(|| loop2.run()).unwrap();
-            drop(source);
+            // Stop listening before the server goes away.
+            source.remove();
             drop(server);
         });
         RtspCamera {
