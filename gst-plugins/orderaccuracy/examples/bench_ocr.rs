@@ -139,7 +139,16 @@ fn main() {
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), &info).unwrap();
     let full = BgrImage::from_video_frame(&frame, None).unwrap();
     let region = BgrImage::from_video_frame(&frame, Some(ROI)).unwrap();
-    let mut engine = OcrEngine::new(&OcrConfig::default()).expect("engine");
+    // Same detection size as the element's default, so the floor is the same work.
+    let det_size: u32 = gst::ElementFactory::make("ocrsegment")
+        .build()
+        .unwrap()
+        .property("det-size");
+    let mut engine = OcrEngine::new(&OcrConfig {
+        det_limit_side_len: det_size,
+        ..OcrConfig::default()
+    })
+    .expect("engine");
     let lines = engine.detect_and_recognize(&full).unwrap();
     let text: Vec<&str> = lines.iter().map(|l| l.text.as_str()).collect();
     let s = time(runs, || {

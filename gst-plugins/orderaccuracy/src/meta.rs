@@ -56,6 +56,22 @@ impl OrderTag {
     }
 }
 
+/// Wall-clock time at which the frame with `running_time` was captured, in milliseconds
+/// since the Unix epoch: now, minus how long ago on the pipeline clock that running time
+/// was. OCR can take longer than a frame interval, so "now" alone would drift per frame.
+pub fn capture_unix_ms(element: &gst::Element, running_time: Option<gst::ClockTime>) -> u64 {
+    use gst::prelude::*;
+    let now = unix_ms_now();
+    let (Some(clock), Some(base), Some(running_time)) =
+        (element.clock(), element.base_time(), running_time)
+    else {
+        return now;
+    };
+    let clock_now = clock.time();
+    let age_ms = clock_now.saturating_sub(base + running_time).mseconds();
+    now.saturating_sub(age_ms)
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn unix_ms_now() -> u64 {
     std::time::SystemTime::now()

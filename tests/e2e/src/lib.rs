@@ -139,8 +139,11 @@ impl RtspCamera {
         let loop2 = main_loop.clone();
         let thread = std::thread::spawn(move || {
             ctx.with_thread_default(|| loop2.run()).unwrap();
-            // Stop listening before the server goes away.
-            source.remove();
+            // Stop listening before the server goes away (the source lives in our own
+            // context, not the default one that SourceId::remove looks in).
+            if let Some(source) = ctx.find_source_by_id(&source) {
+                source.destroy();
+            }
             drop(server);
         });
         RtspCamera {
