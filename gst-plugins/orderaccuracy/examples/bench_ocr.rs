@@ -140,12 +140,12 @@ fn main() {
     let full = BgrImage::from_video_frame(&frame, None).unwrap();
     let region = BgrImage::from_video_frame(&frame, Some(ROI)).unwrap();
     // Same detection size as the element's default, so the floor is the same work.
-    let det_size: u32 = gst::ElementFactory::make("ocrsegment")
+    let det_max_side: u32 = gst::ElementFactory::make("ocrsegment")
         .build()
         .unwrap()
-        .property("det-size");
+        .property("det-max-side");
     let mut engine = OcrEngine::new(&OcrConfig {
-        det_limit_side_len: det_size,
+        det_max_side_len: det_max_side,
         ..OcrConfig::default()
     })
     .expect("engine");

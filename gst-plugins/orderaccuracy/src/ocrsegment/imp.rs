@@ -34,10 +34,10 @@ const DEFAULT_RELEASE_FRAMES: u32 = 3;
 const DEFAULT_OCR_INTERVAL: u32 = 1;
 const DEFAULT_SKIP_UNCHANGED: bool = true;
 const DEFAULT_THREADS: u32 = 1;
-/// Detection runs with the short side scaled to this: 544 makes a 720p frame 960x544,
-/// half the cost of rapidocr's 736 while a printed slip stays well above the size the
+/// Detection input's long side is capped at this: a 720p frame becomes 960x544, about half
+/// the cost of rapidocr's 1312x736, while a printed slip stays well above the text size the
 /// detector needs.
-const DEFAULT_DET_SIZE: u32 = 544;
+const DEFAULT_DET_MAX_SIDE: u32 = 960;
 
 /// Mean luma change (0..255) of one signature cell that counts as a changed region. Well
 /// above sensor noise and compression flicker, well below what one changed glyph causes.
@@ -55,7 +55,7 @@ struct Settings {
     ocr_interval: u32,
     skip_unchanged: bool,
     threads: u32,
-    det_size: u32,
+    det_max_side: u32,
 }
 
 impl Default for Settings {
@@ -71,7 +71,7 @@ impl Default for Settings {
             ocr_interval: DEFAULT_OCR_INTERVAL,
             skip_unchanged: DEFAULT_SKIP_UNCHANGED,
             threads: DEFAULT_THREADS,
-            det_size: DEFAULT_DET_SIZE,
+            det_max_side: DEFAULT_DET_MAX_SIDE,
         }
     }
 }
@@ -444,16 +444,16 @@ impl ObjectImpl for OcrSegment {
                     .default_value(DEFAULT_THREADS)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("det-size")
+                glib::ParamSpecUInt::builder("det-max-side")
                     .nick("Detection size")
                     .blurb(
-                        "Short side, in pixels, that a whole frame is scaled to for text \
-                         detection (rounded to a multiple of 32); larger reads smaller text \
-                         and costs more",
+                        "Longest side, in pixels, a whole frame is scaled down to for text \
+                         detection (whole-frame mode only); larger reads smaller text and \
+                         costs more",
                     )
                     .minimum(128)
-                    .maximum(2048)
-                    .default_value(DEFAULT_DET_SIZE)
+                    .maximum(4096)
+                    .default_value(DEFAULT_DET_MAX_SIDE)
                     .mutable_ready()
                     .build(),
                 glib::ParamSpecUInt64::builder("frames")
@@ -514,7 +514,7 @@ impl ObjectImpl for OcrSegment {
             "ocr-interval" => s.ocr_interval = value.get().expect("type checked upstream"),
             "skip-unchanged" => s.skip_unchanged = value.get().expect("type checked upstream"),
             "threads" => s.threads = value.get().expect("type checked upstream"),
-            "det-size" => s.det_size = value.get().expect("type checked upstream"),
+            "det-max-side" => s.det_max_side = value.get().expect("type checked upstream"),
             other => unreachable!("no writable property {other}"),
         }
     }
@@ -533,7 +533,7 @@ impl ObjectImpl for OcrSegment {
             "ocr-interval" => s.ocr_interval.to_value(),
             "skip-unchanged" => s.skip_unchanged.to_value(),
             "threads" => s.threads.to_value(),
-            "det-size" => s.det_size.to_value(),
+            "det-max-side" => s.det_max_side.to_value(),
             "frames" => stats.frames.to_value(),
             "ocr-runs" => stats.ocr_runs.to_value(),
             "ocr-skipped" => stats.ocr_skipped.to_value(),
@@ -610,7 +610,7 @@ impl BaseTransformImpl for OcrSegment {
         let config = OcrConfig {
             model_dir: settings.model_dir.as_ref().map(PathBuf::from),
             intra_threads: settings.threads as usize,
-            det_limit_side_len: settings.det_size,
+            det_max_side_len: settings.det_max_side,
             ..OcrConfig::default()
         };
         let engine = OcrEngine::new(&config)
