@@ -5,8 +5,13 @@
 //! validates them against the expected order and publishes the result.
 
 pub mod config;
+pub mod consume;
+pub mod http;
+pub mod metrics;
 pub mod orders;
 pub mod recognize;
 pub mod result;
 pub mod select;
+pub mod store;
+pub mod supervise;
 pub mod validate;

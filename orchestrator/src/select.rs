@@ -1,1 +1,317 @@
-//! placeholder
+//! Picks the `k` most useful frames of an order.
+//!
+//! Every frame is decoded to luma and downscaled (long side at most [`ANALYSIS_SIDE`]).
+//! Scores, each in 0..=1:
+//! - **sharpness**: variance of the 4-neighbour Laplacian, divided by the largest variance
+//!   among the order's frames (motion blur and defocus lower it);
+//! - **exposure**: how close the mean brightness is to mid-grey, less the share of clipped
+//!   (near-black or near-white) pixels;
+//! - **novelty**: mean absolute difference of a 16x16 thumbnail to the closest frame chosen
+//!   so far (scaled so that a difference of 64 grey levels counts as fully new); 1.0 for
+//!   the first pick.
+//!
+//! Selection is greedy: `total = 0.5·sharpness + 0.2·exposure + 0.3·novelty`, the best
+//! frame is taken, novelty is recomputed against the chosen set, and so on. Corrupt JPEGs
+//! are skipped (and logged); the result is in capture order.
+
+use std::fmt;
+
+/// Long side of the downscaled luma image that is analysed.
+pub const ANALYSIS_SIDE: usize = 320;
+const THUMB: usize = 16;
+const W_SHARPNESS: f64 = 0.5;
+const W_EXPOSURE: f64 = 0.2;
+const W_NOVELTY: f64 = 0.3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct FrameScore {
+    pub sharpness: f64,
+    pub exposure: f64,
+    pub novelty: f64,
+    pub total: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectError {
+    /// No frame was given.
+    NoFrames,
+    /// Every frame failed to decode; `first` says why the first one did.
+    AllCorrupt { count: usize, first: String },
+}
+
+impl fmt::Display for SelectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SelectError::NoFrames => f.write_str("no frames to select from"),
+            SelectError::AllCorrupt { count, first } => {
+                write!(f, "all {count} frames are corrupt JPEGs (first: {first})")
+            }
+        }
+    }
+}
+
+impl std::error::Error for SelectError {}
+
+/// A decoded 8-bit image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub width: usize,
+    pub height: usize,
+    /// `width * height * channels` bytes.
+    pub data: Vec<u8>,
+}
+
+fn decode(
+    jpeg: &[u8],
+    colorspace: zune_jpeg::zune_core::colorspace::ColorSpace,
+) -> Result<Decoded, String> {
+    use zune_jpeg::zune_core::bytestream::ZCursor;
+    use zune_jpeg::zune_core::options::DecoderOptions;
+    if jpeg.len() < 4 || jpeg[0] != 0xFF || jpeg[1] != 0xD8 {
+        return Err("not a JPEG (no SOI marker)".into());
+    }
+    let options = DecoderOptions::default().jpeg_set_out_colorspace(colorspace);
+    let mut dec = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(jpeg), options);
+    let data = dec.decode().map_err(|e| format!("{e:?}"))?;
+    let info = dec.info().ok_or("no image header")?;
+    let (width, height) = (usize::from(info.width), usize::from(info.height));
+    let channels = colorspace.num_components();
+    if width == 0 || height == 0 || data.len() < width * height * channels {
+        return Err(format!(
+            "truncated image ({width}x{height}, {} bytes)",
+            data.len()
+        ));
+    }
+    Ok(Decoded {
+        width,
+        height,
+        data,
+    })
+}
+
+/// Decodes a JPEG to 8-bit luma.
+pub fn decode_luma(jpeg: &[u8]) -> Result<Decoded, String> {
+    match decode(jpeg, zune_jpeg::zune_core::colorspace::ColorSpace::Luma) {
+        Ok(d) => Ok(d),
+        Err(e) => {
+            // RGB-coded JPEGs (jpegenc fed RGB) have no luma plane to hand out: compute it.
+            let rgb =
+                decode(jpeg, zune_jpeg::zune_core::colorspace::ColorSpace::RGB).map_err(|_| e)?;
+            let data = rgb
+                .data
+                .chunks_exact(3)
+                .map(|p| {
+                    let (r, g, b) = (u32::from(p[0]), u32::from(p[1]), u32::from(p[2]));
+                    ((77 * r + 150 * g + 29 * b) >> 8) as u8
+                })
+                .collect();
+            Ok(Decoded { data, ..rgb })
+        }
+    }
+}
+
+/// Decodes a JPEG to packed 8-bit B, G, R (what the PP-OCR models expect).
+pub fn decode_bgr(jpeg: &[u8]) -> Result<Decoded, String> {
+    match decode(jpeg, zune_jpeg::zune_core::colorspace::ColorSpace::BGR) {
+        Ok(d) => Ok(d),
+        Err(e) => {
+            // RGB-coded JPEGs decode only to RGB: swap the channels.
+            if let Ok(mut rgb) = decode(jpeg, zune_jpeg::zune_core::colorspace::ColorSpace::RGB) {
+                rgb.data.chunks_exact_mut(3).for_each(|p| p.swap(0, 2));
+                return Ok(rgb);
+            }
+            // Greyscale JPEGs: decode the luma plane and replicate it.
+            let luma = decode_luma(jpeg).map_err(|_| e)?;
+            let data = luma.data.iter().flat_map(|&v| [v, v, v]).collect();
+            Ok(Decoded { data, ..luma })
+        }
+    }
+}
+
+/// Box-filter downscale of a luma image so that its long side is at most `side`.
+fn downscale(img: &Decoded, side: usize) -> Decoded {
+    let scale = img.width.max(img.height).div_ceil(side).max(1);
+    let (w, h) = ((img.width / scale).max(1), (img.height / scale).max(1));
+    let mut data = vec![0u8; w * h];
+    for y in 0..h {
+        for x in 0..w {
+            let mut sum = 0u32;
+            let mut n = 0u32;
+            for yy in y * scale..((y + 1) * scale).min(img.height) {
+                let row = &img.data[yy * img.width..(yy + 1) * img.width];
+                let x1 = ((x + 1) * scale).min(img.width);
+                for &v in &row[x * scale..x1] {
+                    sum += u32::from(v);
+                    n += 1;
+                }
+            }
+            data[y * w + x] = (sum / n.max(1)) as u8;
+        }
+    }
+    Decoded {
+        width: w,
+        height: h,
+        data,
+    }
+}
+
+/// Fixed-size thumbnail by area averaging (for novelty).
+fn thumbnail(img: &Decoded) -> [f32; THUMB * THUMB] {
+    let mut out = [0f32; THUMB * THUMB];
+    for ty in 0..THUMB {
+        let (y0, y1) = (
+            ty * img.height / THUMB,
+            ((ty + 1) * img.height / THUMB).max(ty * img.height / THUMB + 1),
+        );
+        for tx in 0..THUMB {
+            let (x0, x1) = (
+                tx * img.width / THUMB,
+                ((tx + 1) * img.width / THUMB).max(tx * img.width / THUMB + 1),
+            );
+            let mut sum = 0f32;
+            let mut n = 0f32;
+            for y in y0..y1.min(img.height) {
+                for x in x0..x1.min(img.width) {
+                    sum += f32::from(img.data[y * img.width + x]);
+                    n += 1.0;
+                }
+            }
+            out[ty * THUMB + tx] = if n > 0.0 { sum / n } else { 0.0 };
+        }
+    }
+    out
+}
+
+fn laplacian_variance(img: &Decoded) -> f64 {
+    let (w, h) = (img.width, img.height);
+    if w < 3 || h < 3 {
+        return 0.0;
+    }
+    let p = |x: usize, y: usize| f64::from(img.data[y * w + x]);
+    let (mut sum, mut sq, mut n) = (0f64, 0f64, 0f64);
+    for y in 1..h - 1 {
+        for x in 1..w - 1 {
+            let l = p(x - 1, y) + p(x + 1, y) + p(x, y - 1) + p(x, y + 1) - 4.0 * p(x, y);
+            sum += l;
+            sq += l * l;
+            n += 1.0;
+        }
+    }
+    let mean = sum / n;
+    (sq / n - mean * mean).max(0.0)
+}
+
+fn exposure(img: &Decoded) -> f64 {
+    let n = img.data.len().max(1) as f64;
+    let mean = img.data.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+    let clipped = img
+        .data
+        .iter()
+        .filter(|&&v| !(8..=247).contains(&v))
+        .count() as f64
+        / n;
+    ((1.0 - (mean - 128.0).abs() / 128.0) - clipped).clamp(0.0, 1.0)
+}
+
+fn novelty(thumb: &[f32; THUMB * THUMB], chosen: &[&[f32; THUMB * THUMB]]) -> f64 {
+    chosen
+        .iter()
+        .map(|c| {
+            let mad = thumb
+                .iter()
+                .zip(c.iter())
+                .map(|(a, b)| f64::from((a - b).abs()))
+                .sum::<f64>()
+                / (THUMB * THUMB) as f64;
+            (mad / 64.0).min(1.0)
+        })
+        .fold(1.0, f64::min)
+}
+
+/// Indices (ascending) of the best `k` frames; see the module documentation.
+pub fn select_frames(frames: &[Vec<u8>], k: usize) -> Result<Vec<usize>, SelectError> {
+    Ok(select_frames_scored(frames, k)?
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// Like [`select_frames`], with the score each chosen frame had when it was picked.
+pub fn select_frames_scored(
+    frames: &[Vec<u8>],
+    k: usize,
+) -> Result<Vec<(usize, FrameScore)>, SelectError> {
+    if frames.is_empty() {
+        return Err(SelectError::NoFrames);
+    }
+    struct Analysed {
+        index: usize,
+        sharpness: f64,
+        exposure: f64,
+        thumb: [f32; THUMB * THUMB],
+    }
+    let mut analysed = Vec::with_capacity(frames.len());
+    let mut first_error = None;
+    for (index, jpeg) in frames.iter().enumerate() {
+        match decode_luma(jpeg) {
+            Ok(img) => {
+                let small = downscale(&img, ANALYSIS_SIDE);
+                analysed.push(Analysed {
+                    index,
+                    sharpness: laplacian_variance(&small),
+                    exposure: exposure(&small),
+                    thumb: thumbnail(&small),
+                });
+            }
+            Err(e) => {
+                eprintln!("orchestrator: skipping frame {index}: corrupt JPEG: {e}");
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    if analysed.is_empty() {
+        return Err(SelectError::AllCorrupt {
+            count: frames.len(),
+            first: first_error.unwrap_or_default(),
+        });
+    }
+    let max_sharp = analysed.iter().map(|a| a.sharpness).fold(0.0, f64::max);
+    let mut chosen: Vec<(usize, FrameScore)> = Vec::new();
+    let mut taken = vec![false; analysed.len()];
+    while chosen.len() < k.min(analysed.len()) {
+        let chosen_thumbs: Vec<&[f32; THUMB * THUMB]> =
+            chosen.iter().map(|(i, _)| &analysed[*i].thumb).collect();
+        let mut best: Option<(usize, FrameScore)> = None;
+        for (i, a) in analysed.iter().enumerate() {
+            if taken[i] {
+                continue;
+            }
+            let sharpness = if max_sharp > 0.0 {
+                a.sharpness / max_sharp
+            } else {
+                0.0
+            };
+            let novelty = novelty(&a.thumb, &chosen_thumbs);
+            let total = W_SHARPNESS * sharpness + W_EXPOSURE * a.exposure + W_NOVELTY * novelty;
+            let score = FrameScore {
+                sharpness,
+                exposure: a.exposure,
+                novelty,
+                total,
+            };
+            // Strictly greater: on a tie the earlier frame wins, which keeps it deterministic.
+            if best.is_none_or(|(_, b)| total > b.total) {
+                best = Some((i, score));
+            }
+        }
+        let Some((i, score)) = best else { break };
+        taken[i] = true;
+        chosen.push((i, score));
+    }
+    let mut out: Vec<(usize, FrameScore)> = chosen
+        .into_iter()
+        .map(|(i, s)| (analysed[i].index, s))
+        .collect();
+    out.sort_by_key(|(i, _)| *i);
+    Ok(out)
+}

@@ -1,0 +1,523 @@
+//! Discovers completed orders through their `__EOS__` markers and turns each into a
+//! result: claim, manifest, frames (named by the manifest, never listed), selection,
+//! recognition, validation, `results/{station}/{order}.json`.
+//!
+//! # Discovery without one request per known order
+//! Order IDs are not monotonic, so "list after the newest key" misses orders. Instead each
+//! station has a *cursor* into its key space `{prefix}{station}/`:
+//! * on start, one full scan (every page) finds every marker, so orders whose result is
+//!   missing after a crash are processed;
+//! * then every poll makes exactly **one** `ListObjectsV2` request per station: the next
+//!   page (`list_page_size` keys) after the cursor, wrapping to the start when the listing
+//!   is exhausted. Requests per poll are constant; a full cycle takes
+//!   `keys / list_page_size` polls, so a marker is found at the latest one cycle after it
+//!   is written;
+//! * the station pipeline announces every stored marker on its bus (`order-stored`,
+//!   printed by `gst-launch-1.0 -m`); the supervisor passes those to [`Consumer::hint`],
+//!   which fetches that one marker at once. The cycle is the safety net for lost hints.
+//!
+//! Markers already handled are remembered in memory, so a cycle only costs the LIST.
+//!
+//! # Exactly once
+//! An order whose result object exists is done (across restarts). Before processing, an
+//! order is claimed with a conditional PUT (`If-None-Match: *`) of `claims/{station}/{order}`
+//! holding the owner name; a claim held by another owner means another orchestrator does
+//! the order. A claim of our own owner name (same host after a restart) is taken over.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use oa_contract::{MARKER_NAME, Manifest, ParsedKey, parse_key};
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::metrics::{Metrics, OrderObservation, log};
+use crate::orders::{Inventory, Orders};
+use crate::recognize::{Frame, Recognizer};
+use crate::result::{OrderResult, OrderStatus, Timings};
+use crate::store::{Layout, Store, StoreError};
+
+/// How the consumer runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub stations: Vec<String>,
+    pub layout: Layout,
+    pub poll_interval: Duration,
+    pub max_concurrent_orders: usize,
+    pub frames_per_order: usize,
+    /// Claim orders with a conditional PUT (several orchestrators on one bucket).
+    pub claim: bool,
+    /// Keys per LIST request (at most 1000 on S3).
+    pub list_page_size: i32,
+    /// Name written into claims; claims with this name are ours (stable across restarts).
+    pub owner: String,
+}
+
+/// Default owner name: `OA_INSTANCE_ID`, else the host name.
+pub fn default_owner() -> String {
+    std::env::var("OA_INSTANCE_ID")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "orchestrator".into())
+}
+
+type OrderKey = (String, String);
+
+/// Called with the station ID of every new marker.
+pub type MarkerCallback = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Orders being or already handled, and the results known to this process.
+pub struct Consumer {
+    store: Store,
+    settings: Settings,
+    recognizer: Arc<dyn Recognizer>,
+    orders: Arc<Orders>,
+    inventory: Arc<Inventory>,
+    metrics: Arc<Metrics>,
+    results: Mutex<BTreeMap<OrderKey, OrderResult>>,
+    handled: Mutex<HashSet<OrderKey>>,
+    in_flight: Mutex<HashSet<OrderKey>>,
+    cursors: Mutex<HashMap<String, Option<String>>>,
+    limit: Arc<Semaphore>,
+    hints: Mutex<Option<mpsc::UnboundedSender<OrderKey>>>,
+    progress: Mutex<Option<MarkerCallback>>,
+    processed: std::sync::atomic::AtomicU64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl Consumer {
+    pub fn new(
+        store: Store,
+        settings: Settings,
+        recognizer: Arc<dyn Recognizer>,
+        orders: Arc<Orders>,
+        inventory: Arc<Inventory>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Consumer> {
+        Arc::new(Consumer {
+            limit: Arc::new(Semaphore::new(settings.max_concurrent_orders.max(1))),
+            store,
+            settings,
+            recognizer,
+            orders,
+            inventory,
+            metrics,
+            results: Mutex::new(BTreeMap::new()),
+            handled: Mutex::new(HashSet::new()),
+            in_flight: Mutex::new(HashSet::new()),
+            cursors: Mutex::new(HashMap::new()),
+            hints: Mutex::new(None),
+            progress: Mutex::new(None),
+            processed: std::sync::atomic::AtomicU64::new(0),
+        })
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.settings.layout
+    }
+
+    /// Called with the station ID for every new marker (the supervisor's progress signal).
+    pub fn on_marker(&self, f: MarkerCallback) {
+        *self.progress.lock().unwrap() = Some(f);
+    }
+
+    /// A marker was announced (e.g. by the pipeline's `order-stored` bus message).
+    pub fn hint(&self, station: &str, order: &str) {
+        if let Some(tx) = self.hints.lock().unwrap().as_ref() {
+            let _ = tx.send((station.to_owned(), order.to_owned()));
+        }
+    }
+
+    /// Results written or found by this process.
+    pub fn results(&self) -> Vec<OrderResult> {
+        self.results.lock().unwrap().values().cloned().collect()
+    }
+
+    pub fn result(&self, station: &str, order: &str) -> Option<OrderResult> {
+        self.results
+            .lock()
+            .unwrap()
+            .get(&(station.to_owned(), order.to_owned()))
+            .cloned()
+    }
+
+    /// Orders this process processed itself (wrote the result of).
+    pub fn processed_count(&self) -> u64 {
+        self.processed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Orders discovered and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().unwrap().len()
+    }
+
+    /// Full scan, then one page per station per poll, until `shutdown`; waits for the
+    /// orders in flight before returning.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        *self.hints.lock().unwrap() = Some(tx);
+        for station in self.settings.stations.clone() {
+            loop {
+                match self.poll_station(&station).await {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        log(format_args!("{station} initial scan: {e}"));
+                        break;
+                    }
+                }
+            }
+        }
+        let mut tick = tokio::time::interval(self.settings.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    for station in self.settings.stations.clone() {
+                        if let Err(e) = self.poll_station(&station).await {
+                            self.metrics.error("list");
+                            log(format_args!("{station} marker discovery: {e}"));
+                        }
+                    }
+                }
+                Some((station, order)) = rx.recv() => {
+                    if let Ok(key) = oa_contract::marker_key(&self.settings.layout.prefix, &station, &order) {
+                        self.clone().found(&station, &order, &key, None);
+                    }
+                }
+                _ = crate::supervise::stopped(&mut shutdown) => break,
+            }
+        }
+        *self.hints.lock().unwrap() = None;
+        // Let the orders in flight finish (bounded).
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.in_flight() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// One LIST page of `station` from its cursor; `true` when more pages follow.
+    pub async fn poll_station(self: &Arc<Self>, station: &str) -> Result<bool, StoreError> {
+        let prefix = format!("{}{station}/", self.settings.layout.prefix);
+        let cursor = self.cursors.lock().unwrap().get(station).cloned().flatten();
+        self.metrics.list_request(station);
+        let (keys, more) = self
+            .store
+            .list_page(
+                &self.settings.layout.bucket,
+                &prefix,
+                cursor.as_deref(),
+                self.settings.list_page_size,
+            )
+            .await?;
+        let next = if more {
+            keys.last().map(|k| k.key.clone())
+        } else {
+            None
+        };
+        self.cursors
+            .lock()
+            .unwrap()
+            .insert(station.to_owned(), next.clone());
+        for k in keys {
+            if !k.key.ends_with(MARKER_NAME) {
+                continue;
+            }
+            if let Ok(ParsedKey::Marker { station: s, order }) =
+                parse_key(&self.settings.layout.prefix, &k.key)
+                && s == station
+            {
+                self.clone().found(&s, &order, &k.key, k.last_modified_ms);
+            }
+        }
+        Ok(next.is_some())
+    }
+
+    fn found(self: Arc<Self>, station: &str, order: &str, key: &str, marker_ms: Option<i64>) {
+        let id = (station.to_owned(), order.to_owned());
+        if self.handled.lock().unwrap().contains(&id) {
+            return;
+        }
+        if !self.in_flight.lock().unwrap().insert(id.clone()) {
+            return;
+        }
+        self.metrics.marker_seen(station);
+        if let Some(f) = self.progress.lock().unwrap().as_ref() {
+            f(station);
+        }
+        let key = key.to_owned();
+        let discovered = Instant::now();
+        tokio::spawn(async move {
+            let Ok(_permit) = self.limit.clone().acquire_owned().await else {
+                return;
+            };
+            let outcome = self.process(&id, &key, marker_ms, discovered).await;
+            self.in_flight.lock().unwrap().remove(&id);
+            match outcome {
+                Ok(()) => {
+                    self.handled.lock().unwrap().insert(id);
+                }
+                Err(e) => {
+                    // Not handled: the next discovery cycle retries it.
+                    self.metrics.error("storage");
+                    log(format_args!(
+                        "{} order {} not processed (will retry): {e}",
+                        id.0, id.1
+                    ));
+                }
+            }
+        });
+    }
+
+    /// Handles one marker; `Err` only for storage failures worth a retry.
+    async fn process(
+        &self,
+        (station, order): &OrderKey,
+        marker_key: &str,
+        marker_ms: Option<i64>,
+        discovered: Instant,
+    ) -> Result<(), StoreError> {
+        let start = Instant::now();
+        let layout = &self.settings.layout;
+        let result_key = layout.result_key(station, order);
+        if let Some(existing) = self.store.get(&layout.results_bucket, &result_key).await? {
+            if let Ok(r) = serde_json::from_slice::<OrderResult>(&existing.body) {
+                self.results
+                    .lock()
+                    .unwrap()
+                    .insert((station.clone(), order.clone()), r);
+            }
+            return Ok(());
+        }
+        if self.settings.claim && !self.claim(station, order).await? {
+            log(format_args!(
+                "{station} order {order} claimed by another orchestrator; skipped"
+            ));
+            return Ok(());
+        }
+        let Some(marker) = self.store.get(&layout.bucket, marker_key).await? else {
+            return Err(StoreError(format!("marker {marker_key} disappeared")));
+        };
+        let marker_ms = marker.last_modified_ms.or(marker_ms);
+        let queue_s = marker_ms.map(|m| (now_ms() - m).max(0) as f64 / 1000.0);
+        let mut timings = Timings {
+            discover: ms(start.duration_since(discovered) + start.elapsed()),
+            ..Timings::default()
+        };
+        let mut result = OrderResult {
+            order_id: order.clone(),
+            station_id: station.clone(),
+            status: OrderStatus::NoFrames,
+            expected: self
+                .orders
+                .get(order)
+                .map(<[_]>::to_vec)
+                .unwrap_or_default(),
+            detected: vec![],
+            matched: vec![],
+            missing: vec![],
+            extra: vec![],
+            quantity_mismatch: vec![],
+            accuracy: 0.0,
+            selected_frames: vec![],
+            recognizer: self.recognizer.name().to_owned(),
+            timings_ms: Timings::default(),
+            error: None,
+        };
+        let mut instance = String::from("unknown");
+        let mut frames_uploaded = 0u64;
+        let mut recognition_s = None;
+        match Manifest::from_json(&marker.body) {
+            Err(e) => result.error = Some(format!("manifest {marker_key}: {e}")),
+            Ok(m) if m.station_id != *station || m.order_id != *order => {
+                result.error = Some(format!(
+                    "manifest {marker_key} names station {} order {}",
+                    m.station_id, m.order_id
+                ))
+            }
+            Ok(manifest) => {
+                instance = manifest.pipeline_instance.clone();
+                frames_uploaded = manifest.frames.len() as u64;
+                let t = Instant::now();
+                let (loaded, missing) = self.load_frames(&manifest).await?;
+                timings.load = ms(t.elapsed());
+                if !missing.is_empty() {
+                    log(format_args!(
+                        "{station} order {order}: {} of {} frames missing ({})",
+                        missing.len(),
+                        manifest.frames.len(),
+                        missing.join(", ")
+                    ));
+                }
+                if loaded.is_empty() {
+                    result.error = Some(if manifest.frames.is_empty() {
+                        "manifest lists no frames".to_owned()
+                    } else {
+                        format!(
+                            "none of the {} frames named by the manifest could be loaded (missing: {})",
+                            manifest.frames.len(),
+                            missing.join(", ")
+                        )
+                    });
+                } else {
+                    let t = Instant::now();
+                    let bodies: Vec<Vec<u8>> = loaded.iter().map(|f| f.jpeg.clone()).collect();
+                    let selected = crate::select::select_frames(
+                        &bodies,
+                        self.settings.frames_per_order.max(1),
+                    );
+                    timings.select = ms(t.elapsed());
+                    match selected {
+                        Err(e) => {
+                            result.status = OrderStatus::RecognitionFailed;
+                            result.error = Some(format!("frame selection: {e}"));
+                        }
+                        Ok(idx) => {
+                            let frames: Vec<Frame> =
+                                idx.iter().map(|i| loaded[*i].clone()).collect();
+                            result.selected_frames = frames.iter().map(|f| f.key.clone()).collect();
+                            let t = Instant::now();
+                            let detected = self.recognizer.recognize(&frames).await;
+                            recognition_s = Some(t.elapsed().as_secs_f64());
+                            timings.recognize = ms(t.elapsed());
+                            match detected {
+                                Err(e) => {
+                                    result.status = OrderStatus::RecognitionFailed;
+                                    result.error = Some(format!("recognition: {e}"));
+                                }
+                                Ok(detected) => {
+                                    let t = Instant::now();
+                                    let v = crate::validate::validate(
+                                        self.orders.get(order),
+                                        &detected,
+                                        &self.inventory,
+                                    );
+                                    timings.validate = ms(t.elapsed());
+                                    result.status = v.status;
+                                    result.expected = v.expected;
+                                    result.detected = v.detected;
+                                    result.matched = v.matched;
+                                    result.missing = v.missing;
+                                    result.extra = v.extra;
+                                    result.quantity_mismatch = v.quantity_mismatch;
+                                    result.accuracy = v.accuracy;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        timings.total = ms(start.duration_since(discovered) + start.elapsed());
+        result.timings_ms = timings;
+        let body = serde_json::to_vec_pretty(&result).expect("result serialises");
+        self.store
+            .put(
+                &layout.results_bucket,
+                &result_key,
+                body,
+                "application/json",
+            )
+            .await?;
+        let latency_s = marker_ms.map(|m| (now_ms() - m).max(0) as f64 / 1000.0);
+        let status = serde_json::to_value(result.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.metrics.order(&OrderObservation {
+            station,
+            status: &status,
+            pipeline_instance: &instance,
+            frames: frames_uploaded,
+            latency_s,
+            queue_s,
+            recognition_s,
+        });
+        log(format_args!(
+            "{station} order {order} {status} accuracy={:.2} latency_ms={}{}",
+            result.accuracy,
+            latency_s.map_or_else(|| "unknown".to_owned(), |s| format!("{:.0}", s * 1000.0)),
+            result
+                .error
+                .as_deref()
+                .map(|e| format!(" error={e:?}"))
+                .unwrap_or_default()
+        ));
+        self.processed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.results
+            .lock()
+            .unwrap()
+            .insert((station.clone(), order.clone()), result);
+        Ok(())
+    }
+
+    /// `true` when this orchestrator owns the order now.
+    async fn claim(&self, station: &str, order: &str) -> Result<bool, StoreError> {
+        let layout = &self.settings.layout;
+        let key = layout.claim_key(station, order);
+        let body = serde_json::json!({ "owner": self.settings.owner, "claimed_unix_ms": now_ms() });
+        if self
+            .store
+            .put_if_absent(&layout.results_bucket, &key, body.to_string().into_bytes())
+            .await?
+        {
+            return Ok(true);
+        }
+        let Some(existing) = self.store.get(&layout.results_bucket, &key).await? else {
+            return Ok(false);
+        };
+        let owner = serde_json::from_slice::<serde_json::Value>(&existing.body)
+            .ok()
+            .and_then(|v| v["owner"].as_str().map(str::to_owned));
+        Ok(owner.as_deref() == Some(self.settings.owner.as_str()))
+    }
+
+    /// The frames the manifest names, in manifest order; missing ones by key.
+    async fn load_frames(&self, m: &Manifest) -> Result<(Vec<Frame>, Vec<String>), StoreError> {
+        let mut set = tokio::task::JoinSet::new();
+        let sem = Arc::new(Semaphore::new(8));
+        for (i, f) in m.frames.iter().enumerate() {
+            let store = self.store.clone();
+            let bucket = self.settings.layout.bucket.clone();
+            let key = f.key.clone();
+            let sem = sem.clone();
+            set.spawn(async move {
+                let _p = sem.acquire_owned().await;
+                (i, key.clone(), store.get(&bucket, &key).await)
+            });
+        }
+        let mut got: Vec<(usize, Frame)> = vec![];
+        let mut missing = vec![];
+        while let Some(j) = set.join_next().await {
+            let (i, key, res) = j.map_err(|e| StoreError(format!("frame task: {e}")))?;
+            match res? {
+                Some(o) => got.push((i, Frame { key, jpeg: o.body })),
+                None => missing.push(key),
+            }
+        }
+        got.sort_by_key(|(i, _)| *i);
+        missing.sort();
+        Ok((got.into_iter().map(|(_, f)| f).collect(), missing))
+    }
+}

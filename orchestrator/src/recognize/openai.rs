@@ -1,0 +1,475 @@
+//! The `openai` backend: an OpenAI-compatible chat-completions endpoint serving a VLM
+//! (vLLM, OpenVINO Model Server, Ollama, llama.cpp server).
+//!
+//! The selected frames go to `POST {endpoint}/v1/chat/completions` (or
+//! `{endpoint}/chat/completions` when the endpoint already ends in `/v1`) as
+//! `data:image/jpeg;base64,...` `image_url` parts, with a prompt that lists the inventory
+//! and asks for JSON only: `{"items":[{"name":"...","quantity":N}]}`.
+//!
+//! **Transport**: plain `http://` only (local model servers); for a remote `https` endpoint
+//! put a TLS-terminating proxy in front. The API key is read from the environment variable
+//! named by `api_key_env` when the backend is built and sent as `Authorization: Bearer`.
+//!
+//! **Robustness**: at most `max_concurrent` requests in flight (semaphore); each attempt
+//! is bounded by `timeout_ms` (connect, send and the whole reply); timeouts, connection
+//! errors, 429 and 5xx are retried `retries` times with exponential backoff (250 ms, 500
+//! ms, ... at most 4 s); other 4xx fail at once. After `breaker_failures` consecutive
+//! failed calls the circuit breaker opens and calls fail fast for `breaker_cooldown_ms`;
+//! then one call is let through (half-open) and its outcome closes or re-opens it. A reply
+//! that arrives but cannot be understood fails the call without counting as an endpoint
+//! failure.
+//!
+//! **Reply parsing** ([`parse_reply`]): code fences and prose around the JSON are ignored
+//! (the first JSON object with an `items` array, or a bare array, is used); each entry
+//! needs a `name` (entries without one are dropped) and may give `quantity` as a number or
+//! numeric string (missing means 1, fractions are rounded). Quantities of 0 or below are
+//! dropped; quantities above [`MAX_QUANTITY`] are clamped to it. Names are mapped to the
+//! inventory (name, alias, bounded fuzzy match); names the inventory does not know are
+//! **kept** (normalised) so that validation reports them as extras: a VLM that sees an
+//! unlisted item in the bag is reporting something the order did not ask for.
+
+use super::{Frame, RecognizeError, Recognizer, add_item};
+use crate::config::RecognitionConfig;
+use crate::orders::{Inventory, normalize};
+use crate::result::Item;
+use base64::Engine as _;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+
+/// Largest quantity of one item believed from a reply; larger ones are clamped.
+pub const MAX_QUANTITY: u32 = 50;
+/// Edit distance used to map reply names to the inventory.
+pub const NAME_EDIT_DISTANCE: usize = 2;
+/// Largest reply body read.
+const MAX_REPLY_BYTES: usize = 4 << 20;
+const BACKOFF_START: Duration = Duration::from_millis(250);
+const BACKOFF_MAX: Duration = Duration::from_secs(4);
+
+pub struct OpenAiRecognizer {
+    name: String,
+    uri: hyper::Uri,
+    model: String,
+    api_key: Option<String>,
+    timeout: Duration,
+    retries: u32,
+    client: Client<HttpConnector, Full<Bytes>>,
+    permits: Arc<Semaphore>,
+    breaker: Breaker,
+    inventory: Arc<Inventory>,
+    prompt: String,
+}
+
+impl std::fmt::Debug for OpenAiRecognizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OpenAiRecognizer")
+            .field("uri", &self.uri)
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Consecutive-failure circuit breaker.
+struct Breaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<BreakerState>,
+}
+
+#[derive(Default)]
+struct BreakerState {
+    failures: u32,
+    open_until: Option<Instant>,
+}
+
+impl Breaker {
+    fn check(&self) -> Result<(), RecognizeError> {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match st.open_until {
+            Some(t) if Instant::now() < t => Err(RecognizeError(format!(
+                "circuit breaker open after {} consecutive failures of the VLM endpoint; next try in {} ms",
+                st.failures,
+                t.saturating_duration_since(Instant::now()).as_millis()
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    fn record(&self, ok: bool) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if ok {
+            *st = BreakerState::default();
+        } else {
+            st.failures = st.failures.saturating_add(1);
+            if st.failures >= self.threshold {
+                st.open_until = Some(Instant::now() + self.cooldown);
+            }
+        }
+    }
+}
+
+enum Attempt {
+    /// Worth another try (timeout, connection error, 429, 5xx).
+    Retry(String),
+    /// Will not get better by retrying (other 4xx, unreadable response envelope).
+    Fatal(String),
+}
+
+impl OpenAiRecognizer {
+    pub fn new(config: &RecognitionConfig, inventory: Arc<Inventory>) -> Result<Self, String> {
+        let RecognitionConfig::OpenAi {
+            endpoint,
+            model,
+            api_key_env,
+            timeout_ms,
+            max_concurrent,
+            retries,
+            breaker_failures,
+            breaker_cooldown_ms,
+        } = config
+        else {
+            return Err("openai backend built from a non-openai configuration".into());
+        };
+        let base = endpoint.trim_end_matches('/');
+        let url = if base.ends_with("/v1") {
+            format!("{base}/chat/completions")
+        } else {
+            format!("{base}/v1/chat/completions")
+        };
+        let uri: hyper::Uri = url
+            .parse()
+            .map_err(|e| format!("recognition.endpoint: {url:?} is not a valid URL: {e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err(format!(
+                "recognition.endpoint: {url:?}: only http:// is supported (use a TLS-terminating proxy for https)"
+            ));
+        }
+        let api_key = match api_key_env {
+            Some(var) => match std::env::var(var) {
+                Ok(k) if !k.is_empty() => Some(k),
+                _ => {
+                    return Err(format!(
+                        "recognition.api_key_env: environment variable {var} is not set"
+                    ));
+                }
+            },
+            None => None,
+        };
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(Duration::from_millis(*timeout_ms)));
+        connector.set_nodelay(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        Ok(OpenAiRecognizer {
+            name: format!("openai:{model}"),
+            uri,
+            model: model.clone(),
+            api_key,
+            timeout: Duration::from_millis(*timeout_ms),
+            retries: *retries,
+            client,
+            permits: Arc::new(Semaphore::new((*max_concurrent).max(1))),
+            breaker: Breaker {
+                threshold: (*breaker_failures).max(1),
+                cooldown: Duration::from_millis(*breaker_cooldown_ms),
+                state: Mutex::new(BreakerState::default()),
+            },
+            prompt: build_prompt(&inventory),
+            inventory,
+        })
+    }
+
+    fn request_body(&self, frames: &[Frame]) -> Vec<u8> {
+        let mut content = vec![json!({
+            "type": "text",
+            "text": format!(
+                "These {} photos show one packed order. List every item in it as JSON.",
+                frames.len()
+            ),
+        })];
+        for f in frames {
+            let b64 = base64::engine::general_purpose::STANDARD.encode(&f.jpeg);
+            content.push(json!({
+                "type": "image_url",
+                "image_url": {"url": format!("data:image/jpeg;base64,{b64}")},
+            }));
+        }
+        let body = json!({
+            "model": self.model,
+            "temperature": 0,
+            "max_tokens": 512,
+            "stream": false,
+            "messages": [
+                {"role": "system", "content": self.prompt},
+                {"role": "user", "content": content},
+            ],
+        });
+        serde_json::to_vec(&body).unwrap_or_default()
+    }
+
+    async fn attempt(&self, body: Bytes) -> Result<String, Attempt> {
+        let mut req = hyper::Request::post(self.uri.clone())
+            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::ACCEPT, "application/json");
+        if let Some(k) = &self.api_key {
+            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        let req = req
+            .body(Full::new(body))
+            .map_err(|e| Attempt::Fatal(format!("cannot build request: {e}")))?;
+        let exchange = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| Attempt::Retry(format!("request to {} failed: {e}", self.uri)))?;
+            let status = resp.status();
+            let bytes = Limited::new(resp.into_body(), MAX_REPLY_BYTES)
+                .collect()
+                .await
+                .map_err(|e| Attempt::Retry(format!("reading the reply failed: {e}")))?
+                .to_bytes();
+            Ok::<_, Attempt>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
+            .await
+            .map_err(|_| {
+                Attempt::Retry(format!("no reply within {} ms", self.timeout.as_millis()))
+            })??;
+        if !status.is_success() {
+            let snippet: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
+            let msg = format!("VLM endpoint answered {status}: {}", snippet.trim());
+            return Err(
+                if status.is_server_error() || status == hyper::StatusCode::TOO_MANY_REQUESTS {
+                    Attempt::Retry(msg)
+                } else {
+                    Attempt::Fatal(msg)
+                },
+            );
+        }
+        message_content(&bytes).map_err(Attempt::Fatal)
+    }
+}
+
+#[async_trait::async_trait]
+impl Recognizer for OpenAiRecognizer {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    async fn recognize(&self, frames: &[Frame]) -> Result<Vec<Item>, RecognizeError> {
+        if frames.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.breaker.check()?;
+        let body = Bytes::from(self.request_body(frames));
+        let mut backoff = BACKOFF_START;
+        let mut last = String::new();
+        for attempt in 0..=self.retries {
+            if attempt > 0 {
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+            }
+            let outcome = {
+                let _permit = self
+                    .permits
+                    .acquire()
+                    .await
+                    .map_err(|_| RecognizeError::new("VLM client is shutting down"))?;
+                self.attempt(body.clone()).await
+            };
+            match outcome {
+                Ok(content) => {
+                    self.breaker.record(true);
+                    return parse_reply(&content, &self.inventory)
+                        .map_err(|e| RecognizeError(format!("unusable VLM reply: {e}")));
+                }
+                Err(Attempt::Retry(m)) => last = m,
+                Err(Attempt::Fatal(m)) => {
+                    self.breaker.record(false);
+                    return Err(RecognizeError(m));
+                }
+            }
+        }
+        self.breaker.record(false);
+        Err(RecognizeError(format!(
+            "VLM endpoint failed after {} attempts: {last}",
+            self.retries + 1
+        )))
+    }
+}
+
+fn build_prompt(inventory: &Inventory) -> String {
+    let mut list = String::new();
+    for it in &inventory.items {
+        list.push_str("- ");
+        list.push_str(&it.name);
+        if !it.aliases.is_empty() {
+            list.push_str(" (also called: ");
+            list.push_str(&it.aliases.join(", "));
+            list.push(')');
+        }
+        list.push('\n');
+    }
+    format!(
+        "You check packed food orders at a quick-service restaurant. You get photos of one \
+         order taken at the packing station. Count the items packed for the order; an item \
+         seen on several photos is still one item. Ignore the printed order slip.\n\
+         Use these inventory names:\n{list}\
+         If you see an item that is not in the list, give it a short plain name.\n\
+         Answer with JSON only, no prose and no code fences, exactly in this form:\n\
+         {{\"items\":[{{\"name\":\"<inventory name>\",\"quantity\":<integer>}}]}}\n\
+         If the photos show no items, answer {{\"items\":[]}}."
+    )
+}
+
+/// The assistant text of a chat-completions response body.
+fn message_content(body: &[u8]) -> Result<String, String> {
+    let v: Value =
+        serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
+    let content = v
+        .pointer("/choices/0/message/content")
+        .ok_or("response has no choices[0].message.content")?;
+    match content {
+        Value::String(s) => Ok(s.clone()),
+        // Some servers return content parts.
+        Value::Array(parts) => Ok(parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n")),
+        Value::Null => Err("response content is null".into()),
+        other => Ok(other.to_string()),
+    }
+}
+
+/// The JSON value in a model reply: fenced, bare, or embedded in prose.
+fn extract_json(text: &str) -> Option<Value> {
+    let is_useful =
+        |v: &Value| v.is_array() || v.get("items").is_some_and(Value::is_array) || v.is_object();
+    let mut candidates: Vec<&str> = Vec::new();
+    // Inside code fences first.
+    let mut rest = text;
+    while let Some(start) = rest.find("```") {
+        let after = &rest[start + 3..];
+        let body_start = after.find('\n').map_or(0, |n| n + 1);
+        let Some(end) = after[body_start..].find("```") else {
+            candidates.push(&after[body_start..]);
+            break;
+        };
+        candidates.push(&after[body_start..body_start + end]);
+        rest = &after[body_start + end + 3..];
+    }
+    candidates.push(text);
+    let mut fallback = None;
+    for c in candidates {
+        if let Ok(v) = serde_json::from_str::<Value>(c.trim())
+            && is_useful(&v)
+        {
+            if v.get("items").is_some() || v.is_array() {
+                return Some(v);
+            }
+            fallback.get_or_insert(v);
+        }
+        // Scan for the first parseable object or array inside the text.
+        for (i, ch) in c.char_indices() {
+            if ch != '{' && ch != '[' {
+                continue;
+            }
+            let mut it = serde_json::Deserializer::from_str(&c[i..]).into_iter::<Value>();
+            if let Some(Ok(v)) = it.next()
+                && is_useful(&v)
+            {
+                if v.get("items").is_some_and(Value::is_array) {
+                    return Some(v);
+                }
+                if v.is_array() && fallback.is_none() {
+                    fallback = Some(v);
+                } else if v.is_object() && v.get("name").is_none() {
+                    fallback.get_or_insert(v);
+                }
+            }
+        }
+    }
+    fallback
+}
+
+fn quantity_of(entry: &Value) -> Option<i64> {
+    let q = ["quantity", "qty", "count"]
+        .iter()
+        .find_map(|k| entry.get(*k));
+    match q {
+        None | Some(Value::Null) => Some(1),
+        Some(Value::Number(n)) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.round() as i64)
+        }),
+        Some(Value::String(s)) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|f| f.is_finite())
+            .map(|f| f.round() as i64),
+        Some(_) => None,
+    }
+}
+
+/// Parses a model reply into items; see the module documentation for the rules.
+pub fn parse_reply(text: &str, inventory: &Inventory) -> Result<Vec<Item>, String> {
+    let v = extract_json(text).ok_or_else(|| {
+        let snippet: String = text.chars().take(120).collect();
+        format!("no JSON items in reply {snippet:?}")
+    })?;
+    let entries: Vec<(String, i64)> = match &v {
+        Value::Array(a) => entries_of(a),
+        Value::Object(o) => match o.get("items") {
+            Some(Value::Array(a)) => entries_of(a),
+            Some(_) => return Err("\"items\" is not an array".into()),
+            // {"banana": 2, "green apple": 1}
+            None => o
+                .iter()
+                .filter_map(|(k, q)| quantity_of(&json!({ "quantity": q })).map(|q| (k.clone(), q)))
+                .collect(),
+        },
+        _ => return Err("reply JSON is neither an object nor an array".into()),
+    };
+    let mut items = Vec::new();
+    for (name, q) in entries {
+        if q <= 0 {
+            continue;
+        }
+        let q = u32::try_from(q).unwrap_or(u32::MAX).min(MAX_QUANTITY);
+        let name = match inventory.canonical(&name, NAME_EDIT_DISTANCE) {
+            Some(n) => n.to_owned(),
+            None => normalize(&name),
+        };
+        if name.is_empty() {
+            continue;
+        }
+        add_item(&mut items, &name, q);
+    }
+    Ok(items)
+}
+
+fn entries_of(a: &[Value]) -> Vec<(String, i64)> {
+    a.iter()
+        .filter_map(|e| match e {
+            Value::String(s) => Some((s.clone(), 1)),
+            Value::Object(_) => {
+                let name = ["name", "item", "label"]
+                    .iter()
+                    .find_map(|k| e.get(*k).and_then(Value::as_str))?;
+                Some((name.to_owned(), quantity_of(e)?))
+            }
+            _ => None,
+        })
+        .collect()
+}

@@ -1,0 +1,208 @@
+//! Configuration loading: the shipped example loads, and every invalid field is named.
+
+use orchestrator::config::{Config, RecognitionConfig};
+use std::path::Path;
+
+const MINIMAL: &str = r#"
+orders_file = "orders.json"
+inventory_file = "inventory.json"
+[[stations]]
+id = "station_1"
+source = "rtsp://127.0.0.1:8554/station_1"
+"#;
+
+fn load(s: &str) -> Result<Config, String> {
+    Config::from_toml_str(s, Path::new("/etc/oa")).map_err(|e| e.to_string())
+}
+
+fn err(s: &str) -> String {
+    load(s).expect_err("configuration should be refused")
+}
+
+#[test]
+fn example_file_loads() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("orchestrator.example.toml");
+    let c = Config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.stations.len(), 2);
+    assert_eq!(c.stations[0].id, "station_1");
+    assert_eq!(c.stations[0].pipeline, "rtsp-camera.pipeline");
+    assert_eq!(c.stations[0].roi.as_deref(), Some("0,0,640,200"));
+    assert_eq!(c.stations[1].roi, None);
+    assert_eq!(c.orders_file, path.parent().unwrap().join("orders.json"));
+    assert!(c.supervision.pipelines_dir.ends_with("../pipelines"));
+    assert!(
+        c.supervision
+            .pipelines_dir
+            .join("rtsp-camera.pipeline")
+            .is_file(),
+        "example points at the shipped pipelines"
+    );
+    assert!(matches!(c.recognition, RecognitionConfig::Labels { .. }));
+    assert_eq!(c.storage.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+}
+
+#[test]
+fn defaults() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.http.bind.to_string(), "127.0.0.1:8080");
+    assert_eq!(c.storage.bucket, "frames");
+    assert_eq!(c.storage.region, "us-east-1");
+    assert!(c.storage.force_path_style);
+    assert_eq!(c.storage.results_bucket, None);
+    assert_eq!(c.supervision.backoff_s, vec![2, 4, 8, 16, 32, 60]);
+    assert_eq!(c.supervision.gst_launch, Path::new("gst-launch-1.0"));
+    assert!(
+        c.supervision
+            .pipelines_dir
+            .join("recorded-file.pipeline")
+            .is_file()
+    );
+    assert_eq!(c.processing.frames_per_order, 3);
+    assert_eq!(c.processing.max_concurrent_orders, 4);
+    assert!(c.processing.claim);
+    assert_eq!(c.stations[0].idle_timeout_ms, 10_000);
+    assert_eq!(c.orders_file, Path::new("/etc/oa/orders.json"));
+    assert_eq!(
+        c.recognition,
+        RecognitionConfig::Labels {
+            min_confidence: 0.5,
+            max_edit_distance: 2,
+            model_dir: None
+        }
+    );
+}
+
+#[test]
+fn file_sources_get_the_file_pipeline_and_absolute_paths() {
+    let c = load(&MINIMAL.replace("rtsp://127.0.0.1:8554/station_1", "videos/a.mp4")).unwrap();
+    assert_eq!(c.stations[0].source, "/etc/oa/videos/a.mp4");
+    assert_eq!(c.stations[0].pipeline, "recorded-file.pipeline");
+    let c = load(&MINIMAL.replace("rtsp://127.0.0.1:8554/station_1", "file:///v/a.mp4")).unwrap();
+    assert_eq!(c.stations[0].source, "file:///v/a.mp4");
+    assert_eq!(c.stations[0].pipeline, "recorded-file.pipeline");
+}
+
+#[test]
+fn openai_backend() {
+    let c = load(&format!(
+        "{MINIMAL}\n[recognition]\nbackend = \"openai\"\nendpoint = \"http://127.0.0.1:8000/\"\nmodel = \"m\"\napi_key_env = \"VLM_KEY\"\n"
+    ))
+    .unwrap();
+    match c.recognition {
+        RecognitionConfig::OpenAi {
+            endpoint,
+            model,
+            api_key_env,
+            retries,
+            ..
+        } => {
+            assert_eq!(endpoint, "http://127.0.0.1:8000");
+            assert_eq!(model, "m");
+            assert_eq!(api_key_env.as_deref(), Some("VLM_KEY"));
+            assert_eq!(retries, 2);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn missing_stations() {
+    let e = err("orders_file = \"o.json\"\ninventory_file = \"i.json\"\n");
+    assert!(e.starts_with("stations:"), "{e}");
+    let e = err("orders_file = \"o.json\"\ninventory_file = \"i.json\"\nstations = []\n");
+    assert!(e.starts_with("stations:"), "{e}");
+}
+
+#[test]
+fn bad_station_id() {
+    let bad = format!("{MINIMAL}\n[[stations]]\nid = \"../etc\"\nsource = \"rtsp://h/x\"\n");
+    let e = err(&bad);
+    assert!(e.starts_with("stations[1].id:"), "{e}");
+}
+
+#[test]
+fn duplicate_station_ids() {
+    let dup = format!("{MINIMAL}\n[[stations]]\nid = \"station_1\"\nsource = \"rtsp://h/x\"\n");
+    let e = err(&dup);
+    assert!(e.starts_with("stations[1].id:"), "{e}");
+    assert!(e.contains("duplicate"), "{e}");
+}
+
+#[test]
+fn bad_bind_address() {
+    let e = err(&format!("{MINIMAL}\n[http]\nbind = \"localhost\"\n"));
+    assert!(e.starts_with("http.bind:"), "{e}");
+}
+
+#[test]
+fn unknown_backend() {
+    let e = err(&format!("{MINIMAL}\n[recognition]\nbackend = \"magic\"\n"));
+    assert!(e.starts_with("recognition.backend:"), "{e}");
+}
+
+#[test]
+fn bad_source_scheme() {
+    let e = err(&MINIMAL.replace("rtsp://127.0.0.1:8554/station_1", "http://cam/1"));
+    assert!(e.starts_with("stations[0].source:"), "{e}");
+    assert!(e.contains("\"http\""), "{e}");
+}
+
+#[test]
+fn other_invalid_fields_are_named() {
+    let cases: &[(&str, &str)] = &[
+        ("[storage]\nbucket = \"Bad_Bucket\"\n", "storage.bucket:"),
+        ("[storage]\nprefix = \"frames\"\n", "storage.prefix:"),
+        (
+            "[storage]\nendpoint = \"minio:9000\"\n",
+            "storage.endpoint:",
+        ),
+        (
+            "[processing]\nframes_per_order = 0\n",
+            "processing.frames_per_order:",
+        ),
+        ("[supervision]\nbackoff_s = []\n", "supervision.backoff_s:"),
+        (
+            "[recognition]\nbackend = \"openai\"\nmodel = \"m\"\n",
+            "recognition.endpoint:",
+        ),
+        (
+            "[recognition]\nbackend = \"openai\"\nendpoint = \"https://api.example.com\"\nmodel = \"m\"\n",
+            "recognition.endpoint:",
+        ),
+        (
+            "[recognition]\nbackend = \"openai\"\nendpoint = \"http://h:1\"\n",
+            "recognition.model:",
+        ),
+        (
+            "[recognition]\nbackend = \"labels\"\nendpoint = \"http://h:1\"\n",
+            "recognition.endpoint:",
+        ),
+        (
+            "[recognition]\nmin_confidence = 1.5\n",
+            "recognition.min_confidence:",
+        ),
+    ];
+    for (extra, field) in cases {
+        let e = err(&format!("{MINIMAL}\n{extra}"));
+        assert!(e.starts_with(field), "{extra:?}: {e}");
+    }
+    let e = err(&MINIMAL.replace("id = \"station_1\"", "id = \"station_1\"\nroi = \"1,2,3\""));
+    assert!(e.starts_with("stations[0].roi:"), "{e}");
+    let e = err(&MINIMAL.replace("orders_file = \"orders.json\"\n", ""));
+    assert!(e.starts_with("orders_file:"), "{e}");
+}
+
+#[test]
+fn unknown_keys_and_syntax_errors_give_the_line() {
+    let e = err(&format!("{MINIMAL}\n[http]\nbindd = \"1.2.3.4:5\"\n"));
+    assert!(e.starts_with("line "), "{e}");
+    assert!(e.contains("bindd"), "{e}");
+    let e = err("stations = [");
+    assert!(e.starts_with("line "), "{e}");
+}
+
+#[test]
+fn load_names_a_missing_file() {
+    let e = Config::load(Path::new("/nonexistent/oa.toml")).unwrap_err();
+    assert!(e.to_string().starts_with("/nonexistent/oa.toml:"), "{e}");
+}

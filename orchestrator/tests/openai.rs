@@ -1,0 +1,399 @@
+//! The `openai` backend against `FakeVlmServer`, a local OpenAI-compatible TEST DOUBLE
+//! (hyper on 127.0.0.1:0) that answers from a script: good replies, fenced and
+//! prose-wrapped replies, malformed JSON, slow replies, 500s.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use orchestrator::config::RecognitionConfig;
+use orchestrator::orders::Inventory;
+use orchestrator::recognize::openai::{MAX_QUANTITY, parse_reply};
+use orchestrator::recognize::{Frame, build};
+use orchestrator::result::Item;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// What the test double answers to one request.
+#[derive(Clone)]
+enum Reply {
+    /// 200 with this assistant message content.
+    Content(String),
+    /// 200 with this raw body.
+    Raw(String),
+    /// This status with a short error body.
+    Status(u16),
+    /// Waits, then answers 200 with this content.
+    Slow(Duration, String),
+}
+
+/// Local OpenAI-compatible TEST DOUBLE for a VLM server.
+struct FakeVlmServer {
+    addr: SocketAddr,
+    requests: Arc<AtomicUsize>,
+    last_body: Arc<Mutex<Option<Value>>>,
+    last_auth: Arc<Mutex<Option<String>>>,
+}
+
+impl FakeVlmServer {
+    /// Answers from `script` in order, then `fallback` forever.
+    async fn start(script: Vec<Reply>, fallback: Reply) -> FakeVlmServer {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let script = Arc::new(Mutex::new(VecDeque::from(script)));
+        let requests = Arc::new(AtomicUsize::new(0));
+        let last_body = Arc::new(Mutex::new(None));
+        let last_auth = Arc::new(Mutex::new(None));
+        let (r, lb, la) = (requests.clone(), last_body.clone(), last_auth.clone());
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let (script, fallback, r, lb, la) = (
+                    script.clone(),
+                    fallback.clone(),
+                    r.clone(),
+                    lb.clone(),
+                    la.clone(),
+                );
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
+                        let (script, fallback, r, lb, la) = (
+                            script.clone(),
+                            fallback.clone(),
+                            r.clone(),
+                            lb.clone(),
+                            la.clone(),
+                        );
+                        async move {
+                            r.fetch_add(1, Ordering::SeqCst);
+                            assert_eq!(req.uri().path(), "/v1/chat/completions");
+                            *la.lock().unwrap() = req
+                                .headers()
+                                .get("authorization")
+                                .map(|v| v.to_str().unwrap().to_owned());
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            *lb.lock().unwrap() = serde_json::from_slice(&body).ok();
+                            let reply = script.lock().unwrap().pop_front().unwrap_or(fallback);
+                            let completion = |content: &str| {
+                                json!({"id": "x", "object": "chat.completion",
+                                  "choices": [{"index": 0, "finish_reason": "stop",
+                                    "message": {"role": "assistant", "content": content}}]})
+                                .to_string()
+                            };
+                            let (status, body) = match reply {
+                                Reply::Content(c) => (200, completion(&c)),
+                                Reply::Raw(b) => (200, b),
+                                Reply::Status(s) => (s, "{\"error\":\"overloaded\"}".into()),
+                                Reply::Slow(d, c) => {
+                                    tokio::time::sleep(d).await;
+                                    (200, completion(&c))
+                                }
+                            };
+                            Ok::<_, std::convert::Infallible>(
+                                Response::builder()
+                                    .status(StatusCode::from_u16(status).unwrap())
+                                    .header("content-type", "application/json")
+                                    .body(Full::new(Bytes::from(body)))
+                                    .unwrap(),
+                            )
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FakeVlmServer {
+            addr,
+            requests,
+            last_body,
+            last_auth,
+        }
+    }
+
+    fn requests(&self) -> usize {
+        self.requests.load(Ordering::SeqCst)
+    }
+}
+
+fn inventory() -> Arc<Inventory> {
+    Arc::new(
+        Inventory::from_json(
+            r#"{"items":[{"id":"1","name":"green apple","aliases":["apple"]},
+                {"id":"2","name":"banana"},{"id":"3","name":"water bottle","aliases":["water"]}]}"#,
+        )
+        .unwrap(),
+    )
+}
+
+fn config(addr: SocketAddr, timeout_ms: u64, retries: u32, breaker: u32) -> RecognitionConfig {
+    RecognitionConfig::OpenAi {
+        endpoint: format!("http://{addr}"),
+        model: "fake-vlm".into(),
+        api_key_env: None,
+        timeout_ms,
+        max_concurrent: 2,
+        retries,
+        breaker_failures: breaker,
+        breaker_cooldown_ms: 60_000,
+    }
+}
+
+fn frames() -> Vec<Frame> {
+    vec![
+        Frame {
+            key: "s/1/frame_1_000001.jpg".into(),
+            jpeg: vec![0xFF, 0xD8, 1, 2, 3],
+        },
+        Frame {
+            key: "s/1/frame_2_000002.jpg".into(),
+            jpeg: vec![0xFF, 0xD8, 4, 5, 6],
+        },
+    ]
+}
+
+fn item(name: &str, quantity: u32) -> Item {
+    Item {
+        name: name.into(),
+        quantity,
+    }
+}
+
+const GOOD: &str =
+    r#"{"items":[{"name":"green apple","quantity":2},{"name":"banana","quantity":1}]}"#;
+
+#[tokio::test]
+async fn good_reply_and_request_shape() {
+    let server = FakeVlmServer::start(vec![], Reply::Content(GOOD.into())).await;
+    let r = build(&config(server.addr, 5_000, 0, 5), inventory()).unwrap();
+    assert_eq!(r.name(), "openai:fake-vlm");
+    let items = r.recognize(&frames()).await.unwrap();
+    assert_eq!(items, vec![item("green apple", 2), item("banana", 1)]);
+
+    let body = server.last_body.lock().unwrap().clone().unwrap();
+    assert_eq!(body["model"], "fake-vlm");
+    let system = body["messages"][0]["content"].as_str().unwrap();
+    assert!(
+        system.contains("green apple") && system.contains("apple"),
+        "{system}"
+    );
+    let parts = body["messages"][1]["content"].as_array().unwrap();
+    let images: Vec<&str> = parts
+        .iter()
+        .filter(|p| p["type"] == "image_url")
+        .map(|p| p["image_url"]["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(images.len(), 2);
+    assert_eq!(images[0], "data:image/jpeg;base64,/9gBAgM=");
+    assert_eq!(*server.last_auth.lock().unwrap(), None);
+}
+
+#[tokio::test]
+async fn api_key_comes_from_the_named_environment_variable() {
+    let server = FakeVlmServer::start(vec![], Reply::Content(GOOD.into())).await;
+    let mut cfg = config(server.addr, 5_000, 0, 5);
+    if let RecognitionConfig::OpenAi { api_key_env, .. } = &mut cfg {
+        *api_key_env = Some("OA_TEST_FAKE_VLM_KEY_UNSET".into());
+    }
+    let e = build(&cfg, inventory()).err().unwrap();
+    assert!(e.contains("OA_TEST_FAKE_VLM_KEY_UNSET"), "{e}");
+    // SAFETY: this test is the only user of this variable.
+    unsafe { std::env::set_var("OA_TEST_FAKE_VLM_KEY", "sekrit") };
+    if let RecognitionConfig::OpenAi { api_key_env, .. } = &mut cfg {
+        *api_key_env = Some("OA_TEST_FAKE_VLM_KEY".into());
+    }
+    let r = build(&cfg, inventory()).unwrap();
+    r.recognize(&frames()).await.unwrap();
+    assert_eq!(
+        server.last_auth.lock().unwrap().as_deref(),
+        Some("Bearer sekrit")
+    );
+}
+
+#[tokio::test]
+async fn fenced_and_prose_wrapped_replies() {
+    let fenced = format!("```json\n{GOOD}\n```");
+    let prose =
+        format!("Sure! Here is what I see in the bag:\n{GOOD}\nLet me know if you need more.");
+    let server = FakeVlmServer::start(
+        vec![Reply::Content(fenced), Reply::Content(prose)],
+        Reply::Content(GOOD.into()),
+    )
+    .await;
+    let r = build(&config(server.addr, 5_000, 0, 5), inventory()).unwrap();
+    for _ in 0..2 {
+        let items = r.recognize(&frames()).await.unwrap();
+        assert_eq!(items, vec![item("green apple", 2), item("banana", 1)]);
+    }
+}
+
+#[tokio::test]
+async fn malformed_replies_fail_without_retry() {
+    let server = FakeVlmServer::start(
+        vec![
+            Reply::Content("I think there are two apples".into()),
+            Reply::Content("{\"items\": [ {\"name\": ".into()),
+            Reply::Raw("<html>not json</html>".into()),
+        ],
+        Reply::Content(GOOD.into()),
+    )
+    .await;
+    let r = build(&config(server.addr, 5_000, 2, 5), inventory()).unwrap();
+    for want in ["no JSON items", "no JSON items", "not JSON"] {
+        let e = r.recognize(&frames()).await.unwrap_err();
+        assert!(e.to_string().contains(want), "{e}");
+    }
+    assert_eq!(server.requests(), 3, "malformed replies are not retried");
+    // ...and do not open the breaker.
+    assert!(r.recognize(&frames()).await.is_ok());
+}
+
+#[tokio::test]
+async fn slow_reply_times_out_then_retry_succeeds() {
+    let server = FakeVlmServer::start(
+        vec![Reply::Slow(Duration::from_secs(3), GOOD.into())],
+        Reply::Content(GOOD.into()),
+    )
+    .await;
+    let r = build(&config(server.addr, 300, 1, 5), inventory()).unwrap();
+    let t = Instant::now();
+    let items = r.recognize(&frames()).await.unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(server.requests(), 2);
+    assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+}
+
+#[tokio::test]
+async fn slow_reply_without_retries_is_a_timeout_error() {
+    let server =
+        FakeVlmServer::start(vec![], Reply::Slow(Duration::from_secs(3), GOOD.into())).await;
+    let r = build(&config(server.addr, 200, 0, 5), inventory()).unwrap();
+    let e = r.recognize(&frames()).await.unwrap_err();
+    assert!(e.to_string().contains("no reply within 200 ms"), "{e}");
+}
+
+#[tokio::test]
+async fn server_errors_are_retried() {
+    let server = FakeVlmServer::start(
+        vec![Reply::Status(500), Reply::Status(503)],
+        Reply::Content(GOOD.into()),
+    )
+    .await;
+    let r = build(&config(server.addr, 5_000, 2, 5), inventory()).unwrap();
+    let items = r.recognize(&frames()).await.unwrap();
+    assert_eq!(items, vec![item("green apple", 2), item("banana", 1)]);
+    assert_eq!(server.requests(), 3);
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let server = FakeVlmServer::start(vec![], Reply::Status(404)).await;
+    let r = build(&config(server.addr, 5_000, 3, 5), inventory()).unwrap();
+    let e = r.recognize(&frames()).await.unwrap_err();
+    assert!(e.to_string().contains("404"), "{e}");
+    assert_eq!(server.requests(), 1);
+}
+
+#[tokio::test]
+async fn breaker_opens_after_consecutive_failures() {
+    let server = FakeVlmServer::start(vec![], Reply::Status(500)).await;
+    let r = build(&config(server.addr, 5_000, 0, 2), inventory()).unwrap();
+    for _ in 0..2 {
+        let e = r.recognize(&frames()).await.unwrap_err();
+        assert!(e.to_string().contains("500"), "{e}");
+    }
+    assert_eq!(server.requests(), 2);
+    let t = Instant::now();
+    let e = r.recognize(&frames()).await.unwrap_err();
+    assert!(e.to_string().contains("circuit breaker open"), "{e}");
+    assert_eq!(server.requests(), 2, "an open breaker sends nothing");
+    assert!(t.elapsed() < Duration::from_millis(500));
+}
+
+#[tokio::test]
+async fn breaker_closes_after_cooldown_on_success() {
+    let server = FakeVlmServer::start(vec![Reply::Status(500)], Reply::Content(GOOD.into())).await;
+    let mut cfg = config(server.addr, 5_000, 0, 1);
+    if let RecognitionConfig::OpenAi {
+        breaker_cooldown_ms,
+        ..
+    } = &mut cfg
+    {
+        *breaker_cooldown_ms = 200;
+    }
+    let r = build(&cfg, inventory()).unwrap();
+    assert!(r.recognize(&frames()).await.is_err());
+    let e = r.recognize(&frames()).await.unwrap_err();
+    assert!(e.to_string().contains("circuit breaker open"), "{e}");
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(
+        r.recognize(&frames()).await.is_ok(),
+        "half-open call goes through"
+    );
+    assert!(r.recognize(&frames()).await.is_ok());
+}
+
+#[tokio::test]
+async fn unreachable_endpoint_is_an_error_not_a_panic() {
+    // Bind and drop to get a port with nothing listening.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let r = build(&config(port, 1_000, 1, 5), inventory()).unwrap();
+    let e = r.recognize(&frames()).await.unwrap_err();
+    assert!(e.to_string().contains("failed after 2 attempts"), "{e}");
+}
+
+#[test]
+fn defensive_parsing() {
+    let inv = inventory();
+    let p = |s: &str| parse_reply(s, &inv);
+    // aliases, fuzzy names, merged duplicates
+    assert_eq!(
+        p(r#"{"items":[{"name":"Apple","quantity":1},{"name":"grean apple","quantity":1},{"name":"water"}]}"#)
+            .unwrap(),
+        vec![item("green apple", 2), item("water bottle", 1)]
+    );
+    // unknown names are kept (normalised) so validation reports them as extras
+    assert_eq!(
+        p(r#"{"items":[{"name":"Cheese Burger","quantity":1}]}"#).unwrap(),
+        vec![item("cheese burger", 1)]
+    );
+    // zero/negative quantities dropped, absurd ones clamped, strings and floats accepted
+    assert_eq!(
+        p(
+            r#"{"items":[{"name":"banana","quantity":-2},{"name":"water bottle","quantity":0},
+              {"name":"green apple","quantity":100000}]}"#
+        )
+        .unwrap(),
+        vec![item("green apple", MAX_QUANTITY)]
+    );
+    assert_eq!(
+        p(r#"{"items":[{"name":"banana","quantity":"3"},{"name":"apple","quantity":1.6}]}"#)
+            .unwrap(),
+        vec![item("banana", 3), item("green apple", 2)]
+    );
+    // entries without a name are dropped; a bare array and plain strings are accepted
+    assert_eq!(
+        p(r#"[{"quantity":2},{"name":"banana"},"apple"]"#).unwrap(),
+        vec![item("banana", 1), item("green apple", 1)]
+    );
+    // prose with stray braces before the JSON
+    assert_eq!(
+        p("I looked at {the bag}. Result: {\"items\": [{\"name\": \"banana\", \"quantity\": 2}]} done")
+            .unwrap(),
+        vec![item("banana", 2)]
+    );
+    assert_eq!(p(r#"{"items":[]}"#).unwrap(), vec![]);
+    assert!(p(r#"{"items":"banana"}"#).is_err());
+    assert!(p("").is_err());
+}

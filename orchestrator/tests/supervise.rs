@@ -1,0 +1,451 @@
+//! Supervision with real `gst-launch-1.0` children: restart after kill -9, backoff shape and
+//! `failed` after too many failed restarts, and no child left behind when the orchestrator
+//! binary gets SIGTERM or SIGKILL.
+//!
+//! Backoff is the production sequence 2,4,8,16,32,60 scaled by a unit (50-100 ms here
+//! instead of one second) so the shape is observed in seconds.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use orchestrator::supervise::{Settings, State, StationSpec, StorageTarget, Supervisor};
+
+const OK_PIPELINE: &str = "# {station_id}\nvideotestsrc is-live=true ! fakesink\n";
+const BROKEN_PIPELINE: &str = "no_such_element_xyz ! fakesink\n";
+
+struct Dir(PathBuf);
+
+impl Dir {
+    fn new(tag: &str) -> Dir {
+        let d = std::env::temp_dir().join(format!(
+            "oa-supervise-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("ok.pipeline"), OK_PIPELINE).unwrap();
+        std::fs::write(d.join("broken.pipeline"), BROKEN_PIPELINE).unwrap();
+        Dir(d)
+    }
+}
+
+impl Drop for Dir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn settings(dir: &Path, unit: Duration) -> Settings {
+    Settings {
+        gst_launch: "gst-launch-1.0".into(),
+        pipelines_dir: dir.to_owned(),
+        plugin_path: None,
+        backoff: Settings::default_backoff(unit),
+        stable_after: Duration::from_secs(600),
+        max_failed_restarts: 5,
+        stall_timeout: Duration::ZERO,
+        shutdown_grace: Duration::from_secs(3),
+    }
+}
+
+fn station(id: &str, pipeline: &str) -> StationSpec {
+    StationSpec {
+        id: id.into(),
+        source: String::new(),
+        pipeline: pipeline.into(),
+        roi: None,
+        idle_timeout_ms: 1000,
+    }
+}
+
+async fn wait_for<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "condition not met within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => {
+            // State is the field after the parenthesised command name.
+            let state = s.rsplit_once(") ").map(|(_, r)| r.chars().next());
+            !matches!(state, Some(Some('Z' | 'X')))
+        }
+        Err(_) => false,
+    }
+}
+
+/// Live (non-zombie) processes whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // f[0] state, f[1] ppid, f[2] pgrp
+        if f.len() > 2 && f[2] == pgid.to_string() && !matches!(f[0], "Z" | "X") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+fn children_of(ppid: u32) -> Vec<u32> {
+    let mut out = vec![];
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((_, rest)) = stat.rsplit_once(") ") else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.len() > 2 && f[1] == ppid.to_string() && !matches!(f[0], "Z" | "X") {
+            out.push(pid);
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_is_restarted_after_the_first_backoff_step() {
+    let dir = Dir::new("kill9");
+    let unit = Duration::from_millis(100);
+    let sup = Supervisor::start(
+        settings(&dir.0, unit),
+        StorageTarget::default(),
+        vec![station("s1", "ok.pipeline")],
+    )
+    .unwrap();
+    let pid = wait_for(Duration::from_secs(20), || {
+        let s = &sup.statuses()[0];
+        (s.state == State::Running).then(|| s.pid.unwrap())
+    })
+    .await;
+    assert_eq!(
+        group_members(pid),
+        vec![pid],
+        "the child leads its own group"
+    );
+    let killed = Instant::now();
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    let new_pid = wait_for(Duration::from_secs(20), || {
+        let s = &sup.statuses()[0];
+        (s.state == State::Running && s.pid.is_some_and(|p| p != pid)).then(|| s.pid.unwrap())
+    })
+    .await;
+    let took = killed.elapsed();
+    let s = &sup.statuses()[0];
+    assert_eq!(s.restarts, 1);
+    assert_eq!(s.backoff_history_ms, vec![200], "first backoff step");
+    assert!(
+        took >= unit * 2,
+        "restarted after {took:?}, before the backoff"
+    );
+    assert!(
+        s.last_exit.as_deref().unwrap().contains("signal 9"),
+        "{:?}",
+        s.last_exit
+    );
+    assert!(alive(new_pid));
+    sup.shutdown().await;
+    assert!(!alive(new_pid), "child stopped on shutdown");
+    assert_eq!(sup.statuses()[0].state, State::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn always_failing_pipeline_is_failed_after_five_restarts_others_keep_running() {
+    let dir = Dir::new("failing");
+    let unit = Duration::from_millis(60);
+    let sup = Supervisor::start(
+        settings(&dir.0, unit),
+        StorageTarget::default(),
+        vec![
+            station("bad", "broken.pipeline"),
+            station("good", "ok.pipeline"),
+        ],
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(60), || {
+        (sup.statuses()[0].state == State::Failed).then_some(())
+    })
+    .await;
+    let bad = sup.statuses()[0].clone();
+    assert_eq!(bad.restarts, 5);
+    // 2,4,8,16,32 units, in that order.
+    assert_eq!(bad.backoff_history_ms, vec![120, 240, 480, 960, 1920]);
+    // The observed gaps between starts follow the doubling shape.
+    let starts = &bad.start_history_unix_ms;
+    assert_eq!(starts.len(), 6, "first start and five restarts");
+    let gaps: Vec<u64> = starts.windows(2).map(|w| w[1] - w[0]).collect();
+    for (gap, want) in gaps.iter().zip(&bad.backoff_history_ms) {
+        assert!(
+            *gap >= *want && *gap < *want + 1500,
+            "gaps {gaps:?} do not follow {:?}",
+            bad.backoff_history_ms
+        );
+    }
+    assert!(gaps.windows(2).all(|w| w[1] > w[0]), "gaps grow: {gaps:?}");
+    assert!(bad.last_exit.is_some());
+    let good = &sup.statuses()[1];
+    assert_eq!(
+        good.state,
+        State::Running,
+        "the other station keeps running"
+    );
+    assert_eq!(good.restarts, 0);
+    sup.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_station_that_stays_quiet_is_restarted_as_stalled() {
+    let dir = Dir::new("stall");
+    let mut s = settings(&dir.0, Duration::from_millis(50));
+    s.stall_timeout = Duration::from_millis(1500);
+    let sup = Supervisor::start(
+        s,
+        StorageTarget::default(),
+        vec![station("q", "ok.pipeline")],
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(30), || {
+        (sup.statuses()[0].restarts >= 1).then_some(())
+    })
+    .await;
+    assert_eq!(sup.statuses()[0].last_exit.as_deref(), Some("stalled"));
+    sup.shutdown().await;
+}
+
+// ---- the orchestrator binary -----------------------------------------------------------
+
+struct Orchestrator {
+    child: Child,
+    log: Arc<Mutex<String>>,
+    _dir: Dir,
+}
+
+fn start_orchestrator(tag: &str, stations: usize) -> Orchestrator {
+    let dir = Dir::new(tag);
+    std::fs::write(
+        dir.0.join("orders.json"),
+        r#"{"1":[{"name":"apple","quantity":1}]}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.0.join("inventory.json"),
+        r#"{"items":[{"id":"001","name":"apple","aliases":[]}]}"#,
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut toml = format!(
+        r#"orders_file = "orders.json"
+inventory_file = "inventory.json"
+
+[storage]
+endpoint = "http://127.0.0.1:9"
+bucket = "frames"
+force_path_style = true
+
+[recognition]
+backend = "openai"
+endpoint = "http://127.0.0.1:9/v1"
+model = "test"
+
+[http]
+bind = "127.0.0.1:{port}"
+
+[supervision]
+pipelines_dir = "{}"
+backoff_s = [1]
+stall_timeout_s = 3600
+shutdown_grace_s = 3
+"#,
+        dir.0.display()
+    );
+    for i in 0..stations {
+        toml.push_str(&format!(
+            "\n[[stations]]\nid = \"st{i}\"\nsource = \"none\"\npipeline = \"ok.pipeline\"\n"
+        ));
+    }
+    let cfg = dir.0.join("orchestrator.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let stderr = child.stderr.take().unwrap();
+    let l2 = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut l = l2.lock().unwrap();
+            l.push_str(&line);
+            l.push('\n');
+        }
+    });
+    Orchestrator {
+        child,
+        log,
+        _dir: dir,
+    }
+}
+
+impl Orchestrator {
+    /// Waits until `n` gst-launch children are PLAYING; returns their PIDs.
+    fn wait_children(&mut self, n: usize) -> Vec<u32> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let playing = self.log().matches("Setting pipeline to PLAYING").count();
+            let kids = children_of(self.child.id());
+            if playing >= n && kids.len() >= n {
+                return kids;
+            }
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!("orchestrator exited ({status}):\n{}", self.log());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "children not PLAYING; log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn wait_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("orchestrator did not exit; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+fn assert_groups_gone(groups: &[u32], log: &str) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left: Vec<u32> = groups.iter().flat_map(|g| group_members(*g)).collect();
+        if left.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "processes left in the pipelines' groups: {left:?}; log:\n{log}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn sigterm_interrupts_every_pipeline_and_leaves_no_process() {
+    let mut o = start_orchestrator("sigterm", 2);
+    let kids = o.wait_children(2);
+    for k in &kids {
+        assert_eq!(
+            group_members(*k),
+            vec![*k],
+            "each pipeline leads its own group"
+        );
+    }
+    unsafe { libc::kill(o.child.id() as i32, libc::SIGTERM) };
+    let status = o.wait_exit(Duration::from_secs(20));
+    let log = o.log();
+    assert!(status.success(), "{status}; log:\n{log}");
+    // gst-launch -e prints this when SIGINT turns into EOS.
+    assert_eq!(
+        log.matches("EOS on shutdown enabled").count(),
+        2,
+        "both pipelines got SIGINT; log:\n{log}"
+    );
+    assert_eq!(
+        log.matches("stopped (exit code 0)").count(),
+        2,
+        "both pipelines ended cleanly; log:\n{log}"
+    );
+    assert_groups_gone(&kids, &log);
+}
+
+#[test]
+fn sigkill_of_the_orchestrator_leaves_no_child() {
+    let mut o = start_orchestrator("sigkill", 2);
+    let kids = o.wait_children(2);
+    unsafe { libc::kill(o.child.id() as i32, libc::SIGKILL) };
+    o.wait_exit(Duration::from_secs(5));
+    assert_groups_gone(&kids, &o.log());
+}
+
+#[test]
+fn invalid_config_exits_2_with_one_line_naming_the_field() {
+    let dir = Dir::new("badcfg");
+    let cfg = dir.0.join("bad.toml");
+    std::fs::write(&cfg, "[http]\nbind = \"not an address\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("http.bind") || err.contains("stations"),
+        "{err}"
+    );
+    for cmd in [
+        &["--help"][..],
+        &["run", "--help"],
+        &["check-config", "--help"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+            .args(cmd)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{cmd:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("--config"));
+    }
+}
