@@ -83,6 +83,8 @@ pub struct ProcessingConfig {
     pub frames_per_order: usize,
     /// Claim orders with a conditional PUT (`If-None-Match: *`) before processing them.
     pub claim: bool,
+    /// Seconds after which another orchestrator's claim with no result is taken over.
+    pub claim_ttl_s: u64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -160,6 +162,7 @@ impl Default for ProcessingConfig {
             max_concurrent_orders: 4,
             frames_per_order: 3,
             claim: true,
+            claim_ttl_s: 600,
         }
     }
 }
@@ -257,6 +260,7 @@ struct RawProcessing {
     max_concurrent_orders: Option<usize>,
     frames_per_order: Option<usize>,
     claim: Option<bool>,
+    claim_ttl_s: Option<u64>,
 }
 
 #[derive(Deserialize, Default)]
@@ -486,6 +490,10 @@ impl Config {
                 rp.frames_per_order.unwrap_or(d.frames_per_order) as u64,
             )? as usize,
             claim: rp.claim.unwrap_or(d.claim),
+            claim_ttl_s: positive(
+                "processing.claim_ttl_s",
+                rp.claim_ttl_s.unwrap_or(d.claim_ttl_s),
+            )?,
         };
 
         Ok(Config {

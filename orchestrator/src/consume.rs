@@ -22,7 +22,10 @@
 //! An order whose result object exists is done (across restarts). Before processing, an
 //! order is claimed with a conditional PUT (`If-None-Match: *`) of `claims/{station}/{order}`
 //! holding the owner name; a claim held by another owner means another orchestrator does
-//! the order. A claim of our own owner name (same host after a restart) is taken over.
+//! the order (it is looked at again on later passes until its result appears). A claim of
+//! our own owner name (same host after a restart) is ours; one of another owner older than
+//! `claim_ttl` with still no result is taken over through a conditional PUT of
+//! `claims/{station}/{order}.takeover-{claimed_unix_ms}`, which exactly one contender wins.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -47,6 +50,9 @@ pub struct Settings {
     pub frames_per_order: usize,
     /// Claim orders with a conditional PUT (several orchestrators on one bucket).
     pub claim: bool,
+    /// A claim older than this, by another owner, with no result yet, is taken to belong
+    /// to an orchestrator that died mid-order and is taken over.
+    pub claim_ttl: Duration,
     /// Keys per LIST request (at most 1000 on S3).
     pub list_page_size: i32,
     /// Name written into claims; claims with this name are ours (stable across restarts).
@@ -68,6 +74,14 @@ pub fn default_owner() -> String {
 }
 
 type OrderKey = (String, String);
+
+/// What became of a marker.
+enum Processed {
+    /// Its result exists (written now or before): never looked at again.
+    Done,
+    /// Another orchestrator holds a fresh claim on it.
+    Deferred,
+}
 
 /// Called with the station ID of every new marker.
 pub type MarkerCallback = Box<dyn Fn(&str) + Send + Sync>;
@@ -274,8 +288,17 @@ impl Consumer {
             let outcome = self.process(&id, &key, marker_ms, discovered).await;
             self.in_flight.lock().unwrap().remove(&id);
             match outcome {
-                Ok(()) => {
+                Ok(Processed::Done) => {
                     self.handled.lock().unwrap().insert(id);
+                }
+                Ok(Processed::Deferred) => {
+                    log(format_args!(
+                        "{} order {} is claimed by another orchestrator; looked at again \
+                         on a later pass (taken over after {} s without a result)",
+                        id.0,
+                        id.1,
+                        self.settings.claim_ttl.as_secs()
+                    ));
                 }
                 Err(e) => {
                     // Not handled: the next discovery cycle retries it.
@@ -296,7 +319,7 @@ impl Consumer {
         marker_key: &str,
         marker_ms: Option<i64>,
         discovered: Instant,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Processed, StoreError> {
         let start = Instant::now();
         let layout = &self.settings.layout;
         let result_key = layout.result_key(station, order);
@@ -307,13 +330,11 @@ impl Consumer {
                     .unwrap()
                     .insert((station.clone(), order.clone()), r);
             }
-            return Ok(());
+            return Ok(Processed::Done);
         }
         if self.settings.claim && !self.claim(station, order).await? {
-            log(format_args!(
-                "{station} order {order} claimed by another orchestrator; skipped"
-            ));
-            return Ok(());
+            // Not handled: a later pass finds its result, or takes over a stale claim.
+            return Ok(Processed::Deferred);
         }
         let Some(marker) = self.store.get(&layout.bucket, marker_key).await? else {
             return Err(StoreError(format!("marker {marker_key} disappeared")));
@@ -469,7 +490,7 @@ impl Consumer {
             .lock()
             .unwrap()
             .insert((station.clone(), order.clone()), result);
-        Ok(())
+        Ok(Processed::Done)
     }
 
     /// `true` when this orchestrator owns the order now.
@@ -487,10 +508,38 @@ impl Consumer {
         let Some(existing) = self.store.get(&layout.results_bucket, &key).await? else {
             return Ok(false);
         };
-        let owner = serde_json::from_slice::<serde_json::Value>(&existing.body)
-            .ok()
-            .and_then(|v| v["owner"].as_str().map(str::to_owned));
-        Ok(owner.as_deref() == Some(self.settings.owner.as_str()))
+        let claim = serde_json::from_slice::<serde_json::Value>(&existing.body).ok();
+        let owner = claim.as_ref().and_then(|v| v["owner"].as_str());
+        if owner == Some(self.settings.owner.as_str()) {
+            return Ok(true);
+        }
+        let claimed_ms = claim
+            .as_ref()
+            .and_then(|v| v["claimed_unix_ms"].as_i64())
+            .or(existing.last_modified_ms)
+            .unwrap_or(0);
+        if now_ms() - claimed_ms < self.settings.claim_ttl.as_millis() as i64 {
+            return Ok(false);
+        }
+        // The claimant went quiet. The takeover key is derived from the stale claim, so
+        // among several orchestrators exactly one conditional PUT wins it.
+        let takeover = format!("{key}.takeover-{claimed_ms}");
+        let won = self
+            .store
+            .put_if_absent(
+                &layout.results_bucket,
+                &takeover,
+                body.to_string().into_bytes(),
+            )
+            .await?;
+        if won {
+            log(format_args!(
+                "{station} order {order}: claim by {} is {} s old with no result; taken over",
+                owner.unwrap_or("?"),
+                (now_ms() - claimed_ms) / 1000
+            ));
+        }
+        Ok(won)
     }
 
     /// The frames the manifest names, in manifest order; missing ones by key.

@@ -255,6 +255,7 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
             max_concurrent_orders: c.processing.max_concurrent_orders,
             frames_per_order: c.processing.frames_per_order,
             claim: c.processing.claim,
+            claim_ttl: Duration::from_secs(c.processing.claim_ttl_s),
             list_page_size: 1000,
             owner: consume::default_owner(),
         },

@@ -161,6 +161,15 @@ impl Env {
     }
 
     fn consumer(&self, owner: &str, recognizer: Arc<RecognizerDouble>) -> Arc<Consumer> {
+        self.consumer_with_ttl(owner, recognizer, Duration::from_secs(600))
+    }
+
+    fn consumer_with_ttl(
+        &self,
+        owner: &str,
+        recognizer: Arc<RecognizerDouble>,
+        claim_ttl: Duration,
+    ) -> Arc<Consumer> {
         Consumer::new(
             self.store.clone(),
             Settings {
@@ -175,6 +184,7 @@ impl Env {
                 max_concurrent_orders: 3,
                 frames_per_order: 2,
                 claim: true,
+                claim_ttl,
                 list_page_size: 7,
                 owner: owner.into(),
             },
@@ -430,4 +440,56 @@ async fn a_poll_is_one_list_request_per_station_whatever_the_number_of_orders() 
         c.processed_count() == 20
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_claim_of_a_dead_orchestrator_is_taken_over_once() {
+    let e = env("takeover").await;
+    e.put_order("station_1", "1", &e.jpegs).await;
+    e.put_order("station_1", "2", &e.jpegs).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    // Order 1: claimed an hour ago by a replica that died. Order 2: claimed just now by a
+    // live one, which must be left alone.
+    for (order, age_ms) in [("1", 3_600_000), ("2", 0)] {
+        let body = serde_json::json!({"owner": "ghost", "claimed_unix_ms": now - age_ms});
+        e.store
+            .put(
+                BUCKET,
+                &format!("claims/station_1/{order}"),
+                body.to_string().into_bytes(),
+                "application/json",
+            )
+            .await
+            .unwrap();
+    }
+    let (ra, rb) = (double(), double());
+    let a = e.consumer_with_ttl("host-a", ra.clone(), Duration::from_secs(60));
+    let b = e.consumer_with_ttl("host-b", rb.clone(), Duration::from_secs(60));
+    let (run_a, run_b) = (run(&a), run(&b));
+    wait_until(Duration::from_secs(30), "the stale order's result", || {
+        e.result("station_1", "1").is_some()
+    })
+    .await;
+    // Several passes over order 2 while its claim is fresh.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    run_a.stop().await;
+    run_b.stop().await;
+    assert_eq!(e.puts_of("results/station_1/1.json").len(), 1);
+    assert_eq!(
+        e.puts_of("claims/station_1/1.takeover-").len(),
+        1,
+        "exactly one takeover"
+    );
+    assert_eq!(
+        ra.calls.load(Ordering::SeqCst) + rb.calls.load(Ordering::SeqCst),
+        1,
+        "only the stale order was recognised"
+    );
+    assert!(
+        e.result("station_1", "2").is_none(),
+        "a fresh claim is respected"
+    );
 }
