@@ -168,6 +168,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             max_concurrent_orders: 2,
             frames_per_order: 3,
             claim: true,
+            claim_ttl: Duration::from_secs(600),
             list_page_size: 1000,
             owner: "http-test".into(),
         },
