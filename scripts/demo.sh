@@ -1,26 +1,32 @@
 #!/usr/bin/env bash
 # The main job on its embedded defaults: sets up the machine (scripts/setup.sh), starts a
-# local S3 server on 127.0.0.1, runs ONE persistent station pipeline on a generated video
-# that shows three order slips in turn, stops it with SIGINT (gst-launch -e, so the open
-# order is completed), and prints every order it stored.
+# local S3 server on 127.0.0.1, two simulated packing stations served as RTSP cameras
+# (station-sim, scenario tests/station-sim/scenarios/demo.toml), and the orchestrator with
+# the embedded `labels` recogniser, which runs one persistent gst-launch-1.0 pipeline per
+# station. Prints each order's result as it arrives and a summary against the scenario's
+# ground truth; ends by itself when the scenario ends.
 #
-#   scripts/demo.sh [--seconds N] [--keep DIR]
-#     --seconds N   how long the camera runs (default 40)
-#     --keep DIR    keep the S3 data in DIR (default: a temporary folder, removed at exit)
+#   scripts/demo.sh [--scenario FILE] [--loop] [--keep DIR]
+#     --scenario FILE  scenario to play (default tests/station-sim/scenarios/demo.toml)
+#     --loop           replay the scenario until Ctrl-C instead of ending
+#     --keep DIR       keep the S3 data (frames, manifests, results) in DIR
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-SECONDS_TO_RUN=40
+SCENARIO="tests/station-sim/scenarios/demo.toml"
+LOOP=""
 KEEP=""
 while [ $# -gt 0 ]; do
     case "$1" in
-        --seconds) SECONDS_TO_RUN="$2"; shift 2 ;;
+        --scenario) SCENARIO="$2"; shift 2 ;;
+        --loop) LOOP="--loop"; shift ;;
         --keep) KEEP="$2"; shift 2 ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
         *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
+SCENARIO=$(realpath "$SCENARIO")
 
 scripts/setup.sh
 
@@ -29,95 +35,139 @@ WORK=$(mktemp -d)
 DATA="${KEEP:-$WORK/s3}"
 mkdir -p "$DATA"
 cleanup() {
+    [ -n "${ORCH_PID:-}" ] && kill "$ORCH_PID" 2>/dev/null || true
+    [ -n "${SIM_PID:-}" ] && kill "$SIM_PID" 2>/dev/null || true
     [ -n "${S3_PID:-}" ] && kill "$S3_PID" 2>/dev/null || true
-    [ -n "${LAUNCH_PID:-}" ] && kill "$LAUNCH_PID" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM
 
 # Demo-only credentials for the local server; a real deployment uses its own AWS chain.
 export AWS_ACCESS_KEY_ID=demo-access-key AWS_SECRET_ACCESS_KEY=demo-secret-key
 export AWS_EC2_METADATA_DISABLED=true
-export GST_PLUGIN_PATH="$ROOT/target/release"
+
+wait_for_line() { # FILE REGEX WHAT
+    for _ in $(seq 1 150); do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "$3 did not start:"; cat "$1"; exit 1
+}
 
 step "S3 server on 127.0.0.1 (data in $DATA)"
 target/release/oa-s3-server --root "$DATA" --addr 127.0.0.1:0 --bucket frames > "$WORK/s3.out" 2>&1 &
 S3_PID=$!
-for _ in $(seq 1 100); do
-    grep -q "^listening on " "$WORK/s3.out" 2>/dev/null && break
-    sleep 0.1
-done
+wait_for_line "$WORK/s3.out" "^listening on " "S3 server"
 ENDPOINT=$(sed -n 's/^listening on //p' "$WORK/s3.out" | head -n1)
-[ -n "$ENDPOINT" ] || { echo "S3 server did not start:"; cat "$WORK/s3.out"; exit 1; }
 echo "endpoint $ENDPOINT"
 
-# The slips the generated camera shows: 384 for 8 s, 651 for 6 s, a pause, then 925.
-cat > "$WORK/slips.srt" <<'EOF'
-1
-00:00:01,000 --> 00:00:09,000
-ORDER #384
+step "simulated stations ($SCENARIO)"
+mkdir -p "$WORK/sim"
+target/release/station-sim serve --scenario "$SCENARIO" --out "$WORK/sim" --port 0 $LOOP \
+    > "$WORK/sim.out" 2>&1 &
+SIM_PID=$!
+wait_for_line "$WORK/sim.out" "^serving" "station-sim"
+grep '^station ' "$WORK/sim.out" | sed 's/^station /  /'
 
-2
-00:00:09,000 --> 00:00:15,000
-ORDER #651
+HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+{
+    cat <<EOF
+orders_file = "$WORK/sim/orders.json"
+inventory_file = "$WORK/sim/inventory.json"
 
-3
-00:00:28,000 --> 00:00:36,000
-#925
+[storage]
+endpoint = "$ENDPOINT"
+bucket = "frames"
+force_path_style = true
+
+[recognition]
+backend = "labels"
+
+[http]
+bind = "127.0.0.1:$HTTP_PORT"
+
+[supervision]
+pipelines_dir = "$ROOT/pipelines"
+plugin_path = "$ROOT/target/release"
+backoff_s = [1, 2]
+
+[processing]
+frames_per_order = 4
 EOF
+    grep '^station ' "$WORK/sim.out" | while read -r _ id url; do
+        printf '\n[[stations]]\nid = "%s"\nsource = "%s"\nidle_timeout_ms = 3000\n' "$id" "$url"
+    done
+} > "$WORK/orchestrator.toml"
 
-PIPELINE=$(grep -v '^[[:space:]]*#' pipelines/test-source.pipeline | tr '\n' ' ' \
-    | sed -e "s|{source}|$WORK/slips.srt|" -e 's|{station_id}|station_1|' \
-          -e 's| roi="{roi}"||' -e 's|{idle_timeout_ms}|10000|' -e "s|{endpoint}|$ENDPOINT|" \
-          -e 's|{bucket}|frames|' -e 's| prefix="{prefix}"||' \
-          -e "s|{pipeline_instance}|demo-$$|")
-
-step "station_1 pipeline for $SECONDS_TO_RUN s (started once; orders are cut while it runs)"
-echo "gst-launch-1.0 -e $PIPELINE"
-# shellcheck disable=SC2086 # the pipeline is meant to be split into words here
-GST_DEBUG="${GST_DEBUG:-eosmarker:4,minioframesink:3}" gst-launch-1.0 -e -m $PIPELINE \
-    > "$WORK/launch.log" 2>&1 &
-LAUNCH_PID=$!
+step "orchestrator (results at http://127.0.0.1:$HTTP_PORT/api/orders while it runs)"
+target/release/orchestrator run --config "$WORK/orchestrator.toml" > "$WORK/orch.log" 2>&1 &
+ORCH_PID=$!
+EXPECTED=$(grep -c '"order_id"' "$WORK/sim/ground_truth.json")
+echo "  $EXPECTED orders expected; each line below is one result as it arrives"
 start=$(date +%s)
-: > "$WORK/seen.old"
-while kill -0 "$LAUNCH_PID" 2>/dev/null && [ $(( $(date +%s) - start )) -lt "$SECONDS_TO_RUN" ]; do
+seen=0
+sim_ended=""
+while :; do
     sleep 1
+    kill -0 "$ORCH_PID" 2>/dev/null || { echo "orchestrator exited:"; tail -n 40 "$WORK/orch.log"; exit 1; }
     elapsed=$(( $(date +%s) - start ))
-    grep -h -o 'order [^ ]* complete ([^)]*)' "$WORK/launch.log" 2>/dev/null | sort -u > "$WORK/seen.new" || true
-    comm -13 "$WORK/seen.old" "$WORK/seen.new" | sed "s/^/  [${elapsed}s] /"
-    mv "$WORK/seen.new" "$WORK/seen.old"
-    if [ $(( elapsed % 10 )) -eq 0 ]; then echo "  [${elapsed}s] running"; fi
+    lines=$(grep -E ' order [^ ]+ (validated|mismatch|unknown-order|no-frames|recognition-failed) ' "$WORK/orch.log" || true)
+    n=$(printf '%s' "$lines" | grep -c . || true)
+    if [ "$n" -gt "$seen" ]; then
+        printf '%s\n' "$lines" | sed -n "$((seen + 1)),${n}p" | sed -E "s/^[^ ]+ /  [${elapsed}s] /"
+        seen=$n
+    fi
+    if [ -z "$sim_ended" ] && ! kill -0 "$SIM_PID" 2>/dev/null; then
+        sim_ended=$elapsed
+        echo "  [${elapsed}s] scenario ended"
+    fi
+    [ -z "$LOOP" ] && [ "$seen" -ge "$EXPECTED" ] && break
+    if [ -n "$sim_ended" ] && [ $(( elapsed - sim_ended )) -ge 60 ]; then
+        echo "  [${elapsed}s] gave up waiting: $seen of $EXPECTED results"
+        break
+    fi
+    if [ $(( elapsed % 15 )) -eq 0 ]; then echo "  [${elapsed}s] running ($seen of $EXPECTED results)"; fi
 done
-echo "  stopping with SIGINT (the open order is completed, not lost)"
-kill -INT "$LAUNCH_PID" 2>/dev/null || true
-wait "$LAUNCH_PID" || { echo "pipeline failed:"; tail -n 40 "$WORK/launch.log"; exit 1; }
-LAUNCH_PID=""
+echo "  stopping the orchestrator with SIGINT"
+kill -INT "$ORCH_PID" 2>/dev/null || true
+wait "$ORCH_PID" || true
+ORCH_PID=""
 
-step "what the bucket holds"
-python3 - "$DATA/frames" <<'EOF'
+step "summary against the scenario's ground truth"
+python3 - "$DATA/frames/results" "$WORK/sim/ground_truth.json" <<'EOF'
 import json, os, sys
-root = sys.argv[1]
-orders = 0
-for station in sorted(os.listdir(root)):
-    sdir = os.path.join(root, station)
-    if station.startswith(".") or not os.path.isdir(sdir):
+results_dir, truth = sys.argv[1], json.load(open(sys.argv[2]))
+got = {}
+if os.path.isdir(results_dir):
+    for st in sorted(os.listdir(results_dir)):
+        d = os.path.join(results_dir, st)
+        if st.startswith(".") or not os.path.isdir(d):
+            continue
+        for f in sorted(os.listdir(d)):
+            if f.endswith(".json"):
+                got[(st, f[:-5])] = json.load(open(os.path.join(d, f)))
+def items(v):
+    return ", ".join(f"{i['name']} x{i['quantity']}" for i in v) or "-"
+ok = 0
+for e in truth["orders"]:
+    key = (e["station_id"], e["order_id"])
+    r = got.pop(key, None)
+    if r is None:
+        print(f"{key[0]}/{key[1]}: NOT FOUND (expected {e['status']})")
         continue
-    for order in sorted(os.listdir(sdir)):
-        odir = os.path.join(sdir, order)
-        files = sorted(f for f in os.listdir(odir) if not f.startswith("."))
-        marker = os.path.join(odir, "__EOS__")
-        frames = [f for f in files if f.startswith("frame_")]
-        if os.path.exists(marker):
-            m = json.load(open(marker))
-            orders += 1
-            print(f"{station}/{order}: {m['frame_count']} frames, reason {m['reason']}, "
-                  f"{m['first_unix_ms']}..{m['last_unix_ms']} ms")
-            for f in m["frames"][:3]:
-                print(f"    {f['key']} ({f['bytes']} bytes)")
-            if len(m["frames"]) > 3:
-                print(f"    ... {len(m['frames']) - 3} more")
-        else:
-            print(f"{station}/{order}: {len(frames)} frames, NO MARKER")
-print(f"{orders} complete orders stored")
-sys.exit(0 if orders else 1)
+    match = r["status"] == e["status"]
+    ok += match
+    extra = ""
+    if r["missing"]: extra += f"; missing {items(r['missing'])}"
+    if r["extra"]: extra += f"; extra {items(r['extra'])}"
+    for q in r["quantity_mismatch"]:
+        extra += f"; {q['name']} {q['detected']} of {q['expected']}"
+    print(f"{key[0]}/{key[1]}: {r['status']}{extra} "
+          f"(expected {e['status']}: {'ok' if match else 'WRONG'})")
+for key, r in sorted(got.items()):
+    print(f"{key[0]}/{key[1]}: {r['status']} (not in the scenario)")
+n = len(truth["orders"])
+print(f"{ok} of {n} orders found with the expected status")
+sys.exit(0 if ok == n and not got else 1)
 EOF

@@ -5,6 +5,7 @@
 //! `stations[1].id: station ID may only hold letters, digits, '_' and '-', not '/'`.
 //! Relative paths are resolved against the folder of the configuration file.
 
+use crate::detector::DetectorConfig;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt;
@@ -28,6 +29,8 @@ pub struct Config {
     pub http: HttpConfig,
     pub supervision: SupervisionConfig,
     pub processing: ProcessingConfig,
+    /// The optional object detector for frame selection (`[selection]`).
+    pub detector: Option<DetectorConfig>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -210,6 +213,8 @@ struct RawConfig {
     supervision: RawSupervision,
     #[serde(default)]
     processing: RawProcessing,
+    #[serde(default)]
+    selection: RawSelection,
 }
 
 #[derive(Deserialize)]
@@ -261,6 +266,17 @@ struct RawProcessing {
     frames_per_order: Option<usize>,
     claim: Option<bool>,
     claim_ttl_s: Option<u64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSelection {
+    detector_model: Option<String>,
+    classes: Option<Vec<String>>,
+    drop_classes: Option<Vec<String>>,
+    min_confidence: Option<f32>,
+    dominate_fraction: Option<f32>,
+    input_size: Option<u32>,
 }
 
 #[derive(Deserialize, Default)]
@@ -496,6 +512,8 @@ impl Config {
             )?,
         };
 
+        let detector = check_selection(raw.selection, &resolve)?;
+
         Ok(Config {
             stations,
             storage,
@@ -505,6 +523,7 @@ impl Config {
             http,
             supervision,
             processing,
+            detector,
         })
     }
 }
@@ -612,6 +631,94 @@ fn check_prefix(p: &str) -> Result<(), String> {
         return Err(format!("{p:?} must not start with '/' or contain '..'"));
     }
     Ok(())
+}
+
+/// The `[selection]` table: no `detector_model`, no detector (and no other field may be
+/// set); the model file must exist; `drop_classes` must be a subset of `classes`.
+fn check_selection(
+    r: RawSelection,
+    resolve: &dyn Fn(&str) -> PathBuf,
+) -> Result<Option<DetectorConfig>, ConfigError> {
+    let model = match r.detector_model {
+        Some(m) if !m.trim().is_empty() => resolve(m.trim()),
+        Some(_) => return Err(ConfigError::new("selection.detector_model", "empty")),
+        None => {
+            let set = [
+                ("classes", r.classes.is_some()),
+                ("drop_classes", r.drop_classes.is_some()),
+                ("min_confidence", r.min_confidence.is_some()),
+                ("dominate_fraction", r.dominate_fraction.is_some()),
+                ("input_size", r.input_size.is_some()),
+            ];
+            return match set.iter().find(|(_, s)| *s) {
+                Some((name, _)) => Err(ConfigError::new(
+                    format!("selection.{name}"),
+                    "needs selection.detector_model",
+                )),
+                None => Ok(None),
+            };
+        }
+    };
+    if !model.is_file() {
+        return Err(ConfigError::new(
+            "selection.detector_model",
+            format!("{} does not exist", model.display()),
+        ));
+    }
+    let classes = r.classes.unwrap_or_default();
+    if classes.is_empty() {
+        return Err(ConfigError::new(
+            "selection.classes",
+            "missing: the model's class names, in its class order",
+        ));
+    }
+    let mut seen = HashSet::new();
+    for c in &classes {
+        if c.trim().is_empty() {
+            return Err(ConfigError::new("selection.classes", "empty class name"));
+        }
+        if !seen.insert(c) {
+            return Err(ConfigError::new(
+                "selection.classes",
+                format!("duplicate class name {c:?}"),
+            ));
+        }
+    }
+    let drop_classes = r.drop_classes.unwrap_or_default();
+    if let Some(d) = drop_classes.iter().find(|d| !classes.contains(d)) {
+        return Err(ConfigError::new(
+            "selection.drop_classes",
+            format!("{d:?} is not one of selection.classes {classes:?}"),
+        ));
+    }
+    let d = DetectorConfig::new(model, classes, drop_classes);
+    let min_confidence = r.min_confidence.unwrap_or(d.min_confidence);
+    if !(min_confidence > 0.0 && min_confidence <= 1.0) {
+        return Err(ConfigError::new(
+            "selection.min_confidence",
+            format!("{min_confidence} is outside 0 (exclusive) ..= 1"),
+        ));
+    }
+    let dominate_fraction = r.dominate_fraction.unwrap_or(d.dominate_fraction);
+    if !(dominate_fraction > 0.0 && dominate_fraction <= 1.0) {
+        return Err(ConfigError::new(
+            "selection.dominate_fraction",
+            format!("{dominate_fraction} is outside 0 (exclusive) ..= 1"),
+        ));
+    }
+    let input_size = r.input_size.unwrap_or(d.input_size);
+    if !(32..=4096).contains(&input_size) || !input_size.is_multiple_of(32) {
+        return Err(ConfigError::new(
+            "selection.input_size",
+            format!("{input_size} must be a multiple of 32 between 32 and 4096"),
+        ));
+    }
+    Ok(Some(DetectorConfig {
+        min_confidence,
+        dominate_fraction,
+        input_size,
+        ..d
+    }))
 }
 
 fn check_recognition(

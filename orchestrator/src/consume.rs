@@ -34,6 +34,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use oa_contract::{MARKER_NAME, Manifest, ParsedKey, parse_key};
 use tokio::sync::{Semaphore, mpsc, watch};
 
+use crate::detector::Detector;
 use crate::metrics::{Metrics, OrderObservation, log};
 use crate::orders::{Inventory, Orders};
 use crate::recognize::{Frame, Recognizer};
@@ -94,6 +95,8 @@ pub struct Consumer {
     orders: Arc<Orders>,
     inventory: Arc<Inventory>,
     metrics: Arc<Metrics>,
+    /// Optional object detector for frame selection.
+    detector: Option<Arc<Detector>>,
     results: Mutex<BTreeMap<OrderKey, OrderResult>>,
     handled: Mutex<HashSet<OrderKey>>,
     in_flight: Mutex<HashSet<OrderKey>>,
@@ -124,6 +127,22 @@ impl Consumer {
         inventory: Arc<Inventory>,
         metrics: Arc<Metrics>,
     ) -> Arc<Consumer> {
+        Consumer::with_detector(
+            store, settings, recognizer, orders, inventory, metrics, None,
+        )
+    }
+
+    /// Like [`Consumer::new`], with an optional object detector for frame selection
+    /// (see [`crate::select::select_frames_with`]).
+    pub fn with_detector(
+        store: Store,
+        settings: Settings,
+        recognizer: Arc<dyn Recognizer>,
+        orders: Arc<Orders>,
+        inventory: Arc<Inventory>,
+        metrics: Arc<Metrics>,
+        detector: Option<Arc<Detector>>,
+    ) -> Arc<Consumer> {
         Arc::new(Consumer {
             limit: Arc::new(Semaphore::new(settings.max_concurrent_orders.max(1))),
             store,
@@ -132,6 +151,7 @@ impl Consumer {
             orders,
             inventory,
             metrics,
+            detector,
             results: Mutex::new(BTreeMap::new()),
             handled: Mutex::new(HashSet::new()),
             in_flight: Mutex::new(HashSet::new()),
@@ -403,10 +423,20 @@ impl Consumer {
                 } else {
                     let t = Instant::now();
                     let bodies: Vec<Vec<u8>> = loaded.iter().map(|f| f.jpeg.clone()).collect();
-                    let selected = crate::select::select_frames(
-                        &bodies,
-                        self.settings.frames_per_order.max(1),
-                    );
+                    let k = self.settings.frames_per_order.max(1);
+                    let selected = match self.detector.clone() {
+                        None => crate::select::select_frames(&bodies, k),
+                        // Model inference is CPU-bound: keep it off the async workers.
+                        Some(d) => tokio::task::spawn_blocking(move || {
+                            crate::select::select_frames_with(&bodies, k, Some(&d))
+                        })
+                        .await
+                        .unwrap_or_else(|e| {
+                            Err(crate::select::SelectError::Failed(format!(
+                                "selection task failed: {e}"
+                            )))
+                        }),
+                    };
                     timings.select = ms(t.elapsed());
                     match selected {
                         Err(e) => {

@@ -6,6 +6,7 @@
 
 pub mod config;
 pub mod consume;
+pub mod detector;
 pub mod http;
 pub mod metrics;
 pub mod orders;

@@ -111,6 +111,7 @@ struct Loaded {
     config: Config,
     orders: Orders,
     inventory: Inventory,
+    detector: Option<Arc<orchestrator::detector::Detector>>,
 }
 
 fn supervise_settings(c: &Config) -> supervise::Settings {
@@ -164,10 +165,20 @@ fn load(path: &Path) -> Result<Loaded, String> {
         supervise::render(&settings, &storage, spec, "check")
             .map_err(|e| format!("stations[{i}].pipeline: {e}"))?;
     }
+    // The model is loaded (and its output checked against the classes) up front, so that
+    // `check` and `run` refuse a bad one before anything starts.
+    let detector = match &config.detector {
+        Some(d) => Some(Arc::new(
+            orchestrator::detector::Detector::new(d)
+                .map_err(|e| format!("selection.detector_model: {e}"))?,
+        )),
+        None => None,
+    };
     Ok(Loaded {
         config,
         orders,
         inventory,
+        detector,
     })
 }
 
@@ -237,7 +248,7 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         c.storage.force_path_style,
     )
     .await;
-    let consumer = Consumer::new(
+    let consumer = Consumer::with_detector(
         store,
         consume::Settings {
             stations: c.stations.iter().map(|s| s.id.clone()).collect(),
@@ -263,6 +274,7 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         Arc::new(l.orders),
         Arc::new(l.inventory),
         metrics.clone(),
+        l.detector,
     );
     let supervisor = Supervisor::start(supervise_settings(c), storage_target(c), station_specs(c))
         .map_err(|e| (2, e))?;

@@ -13,7 +13,20 @@
 //! Selection is greedy: `total = 0.5·sharpness + 0.2·exposure + 0.3·novelty`, the best
 //! frame is taken, novelty is recomputed against the chosen set, and so on. Corrupt JPEGs
 //! are skipped (and logged); the result is in capture order.
+//!
+//! With an object [`Detector`] ([`select_frames_with`]), every frame is also run through
+//! the model:
+//! - a frame whose drop-class boxes (hands, person) cover more than the configured
+//!   `dominate_fraction` of the image is **dropped**; when that would drop every frame,
+//!   none is dropped (the order still gets its best frames, scored as below);
+//! - **objects**: the number of detections of the other classes, divided by the largest
+//!   such count among the frames still in the running (0 when none has any), adds
+//!   `0.3·objects` to the total.
+//!
+//! A frame the detector fails on (logged) is neither dropped nor credited with objects.
+//! Without a detector the scores are exactly those above.
 
+use crate::detector::Detector;
 use std::fmt;
 
 /// Long side of the downscaled luma image that is analysed.
@@ -22,12 +35,16 @@ const THUMB: usize = 16;
 const W_SHARPNESS: f64 = 0.5;
 const W_EXPOSURE: f64 = 0.2;
 const W_NOVELTY: f64 = 0.3;
+/// Weight of the normalised object count (only with a detector).
+pub const W_OBJECTS: f64 = 0.3;
 
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct FrameScore {
     pub sharpness: f64,
     pub exposure: f64,
     pub novelty: f64,
+    /// Normalised count of non-drop-class objects (0 without a detector).
+    pub objects: f64,
     pub total: f64,
 }
 
@@ -37,6 +54,8 @@ pub enum SelectError {
     NoFrames,
     /// Every frame failed to decode; `first` says why the first one did.
     AllCorrupt { count: usize, first: String },
+    /// Selection itself failed (e.g. its worker thread panicked).
+    Failed(String),
 }
 
 impl fmt::Display for SelectError {
@@ -46,6 +65,7 @@ impl fmt::Display for SelectError {
             SelectError::AllCorrupt { count, first } => {
                 write!(f, "all {count} frames are corrupt JPEGs (first: {first})")
             }
+            SelectError::Failed(m) => f.write_str(m),
         }
     }
 }
@@ -241,6 +261,49 @@ pub fn select_frames_scored(
     frames: &[Vec<u8>],
     k: usize,
 ) -> Result<Vec<(usize, FrameScore)>, SelectError> {
+    select_frames_scored_with(frames, k, None)
+}
+
+/// Like [`select_frames`], with an optional object detector (see the module
+/// documentation); `None` gives exactly [`select_frames`].
+pub fn select_frames_with(
+    frames: &[Vec<u8>],
+    k: usize,
+    detector: Option<&Detector>,
+) -> Result<Vec<usize>, SelectError> {
+    Ok(select_frames_scored_with(frames, k, detector)?
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect())
+}
+
+/// What the detector said about one frame.
+#[derive(Debug, Clone, Copy, Default)]
+struct Objects {
+    dominated: bool,
+    count: usize,
+}
+
+fn detect_objects(detector: &Detector, index: usize, jpeg: &[u8]) -> Objects {
+    let found = decode_bgr(jpeg).and_then(|img| {
+        let dets = detector.detect(&img)?;
+        Ok(Objects {
+            dominated: detector.dominated(&dets, img.width, img.height),
+            count: detector.object_count(&dets),
+        })
+    });
+    found.unwrap_or_else(|e| {
+        eprintln!("orchestrator: frame {index}: object detection failed: {e}");
+        Objects::default()
+    })
+}
+
+/// Like [`select_frames_scored`], with an optional object detector.
+pub fn select_frames_scored_with(
+    frames: &[Vec<u8>],
+    k: usize,
+    detector: Option<&Detector>,
+) -> Result<Vec<(usize, FrameScore)>, SelectError> {
     if frames.is_empty() {
         return Err(SelectError::NoFrames);
     }
@@ -249,6 +312,7 @@ pub fn select_frames_scored(
         sharpness: f64,
         exposure: f64,
         thumb: [f32; THUMB * THUMB],
+        objects: Objects,
     }
     let mut analysed = Vec::with_capacity(frames.len());
     let mut first_error = None;
@@ -261,6 +325,9 @@ pub fn select_frames_scored(
                     sharpness: laplacian_variance(&small),
                     exposure: exposure(&small),
                     thumb: thumbnail(&small),
+                    objects: detector
+                        .map(|d| detect_objects(d, index, jpeg))
+                        .unwrap_or_default(),
                 });
             }
             Err(e) => {
@@ -275,7 +342,19 @@ pub fn select_frames_scored(
             first: first_error.unwrap_or_default(),
         });
     }
+    if analysed.iter().any(|a| !a.objects.dominated) {
+        for a in analysed.iter().filter(|a| a.objects.dominated) {
+            eprintln!(
+                "orchestrator: dropping frame {}: dominated by drop-class objects",
+                a.index
+            );
+        }
+        analysed.retain(|a| !a.objects.dominated);
+    } else if detector.is_some() {
+        eprintln!("orchestrator: every frame is dominated by drop-class objects; keeping them all");
+    }
     let max_sharp = analysed.iter().map(|a| a.sharpness).fold(0.0, f64::max);
+    let max_objects = analysed.iter().map(|a| a.objects.count).max().unwrap_or(0);
     let mut chosen: Vec<(usize, FrameScore)> = Vec::new();
     let mut taken = vec![false; analysed.len()];
     while chosen.len() < k.min(analysed.len()) {
@@ -292,11 +371,20 @@ pub fn select_frames_scored(
                 0.0
             };
             let novelty = novelty(&a.thumb, &chosen_thumbs);
-            let total = W_SHARPNESS * sharpness + W_EXPOSURE * a.exposure + W_NOVELTY * novelty;
+            let objects = if max_objects > 0 {
+                a.objects.count as f64 / max_objects as f64
+            } else {
+                0.0
+            };
+            let total = W_SHARPNESS * sharpness
+                + W_EXPOSURE * a.exposure
+                + W_NOVELTY * novelty
+                + W_OBJECTS * objects;
             let score = FrameScore {
                 sharpness,
                 exposure: a.exposure,
                 novelty,
+                objects,
                 total,
             };
             // Strictly greater: on a tie the earlier frame wins, which keeps it deterministic.

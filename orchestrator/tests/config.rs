@@ -206,3 +206,88 @@ fn load_names_a_missing_file() {
     let e = Config::load(Path::new("/nonexistent/oa.toml")).unwrap_err();
     assert!(e.to_string().starts_with("/nonexistent/oa.toml:"), "{e}");
 }
+
+#[test]
+fn selection_detector() {
+    assert_eq!(
+        load(MINIMAL).unwrap().detector,
+        None,
+        "no detector by default"
+    );
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let model = fixtures.join("tiny_yolo.onnx");
+    let table = |body: &str| {
+        format!(
+            "{MINIMAL}\n[selection]\ndetector_model = {:?}\n{body}",
+            model.display().to_string()
+        )
+    };
+    let c = load(&table(
+        "classes = [\"person\", \"item\"]\ndrop_classes = [\"person\"]\n",
+    ))
+    .unwrap();
+    let d = c.detector.expect("a detector");
+    assert_eq!(d.model, model);
+    assert_eq!(d.classes, ["person", "item"]);
+    assert_eq!(d.drop_classes, ["person"]);
+    assert_eq!(
+        (d.min_confidence, d.dominate_fraction, d.input_size),
+        (0.25, 0.4, 640)
+    );
+    // Relative model paths are resolved against the configuration's folder.
+    let c = Config::from_toml_str(
+        &format!(
+            "{MINIMAL}\n[selection]\ndetector_model = \"tiny_yolo.onnx\"\nclasses = [\"person\", \"item\"]\nmin_confidence = 0.5\ndominate_fraction = 0.6\n"
+        ),
+        &fixtures,
+    )
+    .unwrap();
+    let d = c.detector.unwrap();
+    assert_eq!(d.model, model);
+    assert_eq!((d.min_confidence, d.dominate_fraction), (0.5, 0.6));
+    assert!(d.drop_classes.is_empty());
+
+    let cases: Vec<(String, &str)> = vec![
+        (
+            table("classes = [\"person\", \"item\"]\ndrop_classes = [\"hand\"]\n"),
+            "selection.drop_classes:",
+        ),
+        (table(""), "selection.classes:"),
+        (
+            table("classes = [\"item\", \"item\"]\n"),
+            "selection.classes:",
+        ),
+        (
+            table("classes = [\"person\"]\nmin_confidence = 0\n"),
+            "selection.min_confidence:",
+        ),
+        (
+            table("classes = [\"person\"]\ndominate_fraction = 1.5\n"),
+            "selection.dominate_fraction:",
+        ),
+        (
+            table("classes = [\"person\"]\ninput_size = 100\n"),
+            "selection.input_size:",
+        ),
+        (
+            format!("{MINIMAL}\n[selection]\nclasses = [\"person\"]\n"),
+            "selection.classes:",
+        ),
+        (
+            format!(
+                "{MINIMAL}\n[selection]\ndetector_model = \"/nonexistent/yolo.onnx\"\nclasses = [\"person\"]\n"
+            ),
+            "selection.detector_model:",
+        ),
+    ];
+    for (text, field) in &cases {
+        let e = err(text);
+        assert!(e.starts_with(field), "{text:?}: {e}");
+    }
+    let e = err(&table(
+        "classes = [\"person\", \"item\"]\ndrop_classes = [\"hand\"]\n",
+    ));
+    assert!(e.contains("\"hand\""), "{e}");
+    let e = err(&format!("{MINIMAL}\n[selection]\nclasses = [\"person\"]\n"));
+    assert!(e.contains("detector_model"), "{e}");
+}

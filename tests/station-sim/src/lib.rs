@@ -1,0 +1,960 @@
+//! Simulated packing stations.
+//!
+//! A **scenario** (TOML, see `scenarios/README.md` and the examples next to it) lists per
+//! station a sequence of orders: the order ID printed on the slip, the items ordered (what
+//! goes into `orders.json`), the items actually packed (which may differ), how long the slip
+//! is in view, the pause after it, and the look of the slip (position, font, size, camera
+//! rotation, lighting, noise). A seed makes the rendering reproducible.
+//!
+//! [`Plan`] turns a scenario into a timeline and the ground truth (expected status,
+//! missing / extra / quantity mismatches, and which seconds belong to which order).
+//! [`Simulator`] serves every station as an H.264 RTSP camera on 127.0.0.1 with
+//! gst-rtsp-server: a light-grey table (`videotestsrc`), one `textoverlay` for the slip and
+//! eight for item labels (one label per packed unit, black bold text), an optional
+//! `rotate` for a tilted camera, and seeded luma noise / lighting applied in a pad probe.
+//! The scene of each frame is chosen from the buffer timestamp, so a station's scenario
+//! starts when its first client connects.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+pub mod run;
+
+use gst::prelude::*;
+use gst_rtsp_server::prelude::*;
+use serde::{Deserialize, Serialize};
+
+/// Item label slots in the scene: top-left corner of each label, in pixels of a 1280x720
+/// frame (scaled for other sizes). Two columns far apart, so that two labels never read as
+/// one line.
+pub const LABEL_SLOTS: [(i32, i32); 8] = [
+    (80, 250),
+    (680, 250),
+    (80, 360),
+    (680, 360),
+    (80, 470),
+    (680, 470),
+    (80, 580),
+    (680, 580),
+];
+
+// ---- the scenario file -----------------------------------------------------------------
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Seed of every random choice (position jitter, noise).
+    #[serde(default)]
+    pub seed: u64,
+    /// Frames per second of the served streams.
+    #[serde(default = "default_fps")]
+    pub fps: u32,
+    #[serde(default = "default_width")]
+    pub width: u32,
+    #[serde(default = "default_height")]
+    pub height: u32,
+    /// Inventory written to `inventory.json`; empty: [`default_inventory`].
+    #[serde(default)]
+    pub inventory: Vec<InventoryItem>,
+    /// Look of every slip unless a station or order overrides it.
+    #[serde(default)]
+    pub look: LookPatch,
+    pub stations: Vec<Station>,
+}
+
+fn default_fps() -> u32 {
+    5
+}
+fn default_width() -> u32 {
+    1280
+}
+fn default_height() -> u32 {
+    720
+}
+fn default_lead_in() -> f64 {
+    2.0
+}
+fn default_slip_s() -> f64 {
+    6.0
+}
+fn default_pause_s() -> f64 {
+    3.0
+}
+fn default_quantity() -> u32 {
+    1
+}
+fn default_true() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryItem {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub aliases: Vec<String>,
+}
+
+/// The inventory used when a scenario names none.
+pub fn default_inventory() -> Vec<InventoryItem> {
+    let item = |id: &str, name: &str, aliases: &[&str]| InventoryItem {
+        id: id.into(),
+        name: name.into(),
+        aliases: aliases.iter().map(|a| a.to_string()).collect(),
+    };
+    vec![
+        item("001", "green apple", &["apple"]),
+        item("002", "banana", &[]),
+        item("003", "water bottle", &["water"]),
+        item("004", "cheeseburger", &["burger"]),
+        item("005", "french fries", &["fries"]),
+        item("006", "orange juice", &["juice"]),
+        item("007", "chicken wrap", &["wrap"]),
+        item("008", "chocolate cookie", &["cookie"]),
+    ]
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Station {
+    /// `[A-Za-z0-9][A-Za-z0-9_-]{0,63}`; also the RTSP mount (`/station_1`).
+    pub id: String,
+    /// Seconds of empty table before the first order.
+    #[serde(default = "default_lead_in")]
+    pub lead_in_s: f64,
+    #[serde(default)]
+    pub look: LookPatch,
+    pub orders: Vec<Order>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Order {
+    /// The ID printed on the slip.
+    pub id: String,
+    /// What was ordered (written to `orders.json` unless `in_orders_json = false`).
+    #[serde(default)]
+    pub ordered: Vec<ItemQty>,
+    /// What is actually packed (one label per unit); default: exactly what was ordered.
+    pub packed: Option<Vec<ItemQty>>,
+    /// `false`: the order is left out of `orders.json` (expected status `unknown-order`).
+    #[serde(default = "default_true")]
+    pub in_orders_json: bool,
+    /// Seconds the slip and the items are in view.
+    #[serde(default = "default_slip_s")]
+    pub slip_s: f64,
+    /// Seconds of empty table after the order.
+    #[serde(default = "default_pause_s")]
+    pub pause_s: f64,
+    #[serde(default)]
+    pub look: LookPatch,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ItemQty {
+    pub name: String,
+    #[serde(default = "default_quantity")]
+    pub quantity: u32,
+}
+
+/// Look of a slip and its scene; every field optional (order > station > scenario >
+/// defaults of [`Look`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LookPatch {
+    /// Slip text; `{id}` is replaced by the order ID. Default `ORDER #{id}`.
+    pub slip_text: Option<String>,
+    /// Pango family and style of the slip, e.g. `DejaVu Sans Bold`, `Liberation Serif Bold`.
+    pub font: Option<String>,
+    /// Font size of the slip (points as textoverlay renders them, roughly pixels).
+    pub font_size: Option<u32>,
+    /// Top-left corner of the slip in pixels.
+    pub x: Option<i32>,
+    pub y: Option<i32>,
+    /// Random extra offset of the slip, up to this many pixels in each direction (seeded).
+    pub jitter_px: Option<i32>,
+    /// Camera rotation in degrees (the whole picture, as a tilted camera), -10..=10.
+    pub rotation_deg: Option<f64>,
+    /// Amplitude of seeded per-pixel luma noise, 0..=64 grey levels.
+    pub noise: Option<u32>,
+    /// Lighting: luma offset, -64..=64.
+    pub brightness: Option<i32>,
+    /// Pango family and style of the item labels.
+    pub label_font: Option<String>,
+    pub label_size: Option<u32>,
+}
+
+impl LookPatch {
+    fn over(&self, base: &LookPatch) -> LookPatch {
+        LookPatch {
+            slip_text: self.slip_text.clone().or_else(|| base.slip_text.clone()),
+            font: self.font.clone().or_else(|| base.font.clone()),
+            font_size: self.font_size.or(base.font_size),
+            x: self.x.or(base.x),
+            y: self.y.or(base.y),
+            jitter_px: self.jitter_px.or(base.jitter_px),
+            rotation_deg: self.rotation_deg.or(base.rotation_deg),
+            noise: self.noise.or(base.noise),
+            brightness: self.brightness.or(base.brightness),
+            label_font: self.label_font.clone().or_else(|| base.label_font.clone()),
+            label_size: self.label_size.or(base.label_size),
+        }
+    }
+}
+
+/// A resolved look.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Look {
+    pub slip_text: String,
+    pub font: String,
+    pub font_size: u32,
+    pub x: i32,
+    pub y: i32,
+    pub rotation_deg: f64,
+    pub noise: u32,
+    pub brightness: i32,
+    pub label_font: String,
+    pub label_size: u32,
+}
+
+// ---- plan and ground truth ---------------------------------------------------------------
+
+/// One order on a station's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedOrder {
+    pub order_id: String,
+    /// Seconds from the start of the stream: the slip and the items are in view in
+    /// `[start_s, end_s)`.
+    pub start_s: f64,
+    pub end_s: f64,
+    pub ordered: Vec<ItemQty>,
+    pub packed: Vec<ItemQty>,
+    pub in_orders_json: bool,
+    pub look: Look,
+    /// What each label slot shows.
+    pub labels: Vec<String>,
+    pub slip_text: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StationPlan {
+    pub station_id: String,
+    pub duration_s: f64,
+    pub orders: Vec<PlannedOrder>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct QuantityMismatch {
+    pub name: String,
+    pub expected: u32,
+    pub detected: u32,
+}
+
+/// The expected outcome of one order.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ExpectedOrder {
+    pub station_id: String,
+    pub order_id: String,
+    /// `validated`, `mismatch` or `unknown-order` (the orchestrator's statuses).
+    pub status: String,
+    pub ordered: Vec<ItemQty>,
+    pub packed: Vec<ItemQty>,
+    pub missing: Vec<ItemQty>,
+    pub extra: Vec<ItemQty>,
+    pub quantity_mismatch: Vec<QuantityMismatch>,
+    /// Seconds (from the start of the station's stream) the slip is in view.
+    pub start_s: f64,
+    pub end_s: f64,
+}
+
+/// `ground_truth.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GroundTruth {
+    pub seed: u64,
+    pub fps: u32,
+    /// Per station, the duration of its scenario in seconds.
+    pub durations_s: BTreeMap<String, f64>,
+    pub orders: Vec<ExpectedOrder>,
+}
+
+/// A scenario checked and laid out on time lines.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub scenario: Scenario,
+    pub stations: Vec<StationPlan>,
+}
+
+fn valid_id(id: &str) -> bool {
+    let b = id.as_bytes();
+    !b.is_empty()
+        && b.len() <= 64
+        && b[0].is_ascii_alphanumeric()
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || *c == b'_' || *c == b'-')
+}
+
+fn norm(name: &str) -> String {
+    name.split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// Sums quantities per normalised name, in first-seen order.
+fn merged(items: &[ItemQty]) -> Vec<ItemQty> {
+    let mut out: Vec<ItemQty> = Vec::new();
+    for it in items {
+        let name = norm(&it.name);
+        if it.quantity == 0 {
+            continue;
+        }
+        match out.iter_mut().find(|o| o.name == name) {
+            Some(o) => o.quantity += it.quantity,
+            None => out.push(ItemQty {
+                name,
+                quantity: it.quantity,
+            }),
+        }
+    }
+    out
+}
+
+/// A small seeded generator (SplitMix64): the same seed gives the same scenes everywhere.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    /// Uniform in `-r..=r`.
+    pub fn offset(&mut self, r: i32) -> i32 {
+        if r <= 0 {
+            return 0;
+        }
+        (self.next_u64() % (2 * r as u64 + 1)) as i32 - r
+    }
+}
+
+impl Scenario {
+    pub fn from_toml(text: &str) -> Result<Scenario, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    pub fn load(path: &Path) -> Result<Scenario, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        Scenario::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
+    }
+
+    pub fn inventory(&self) -> Vec<InventoryItem> {
+        if self.inventory.is_empty() {
+            default_inventory()
+        } else {
+            self.inventory.clone()
+        }
+    }
+}
+
+impl Plan {
+    /// Checks the scenario and lays every station out on its time line.
+    pub fn new(scenario: Scenario) -> Result<Plan, String> {
+        if scenario.fps == 0 || scenario.fps > 30 {
+            return Err("fps: must be 1..=30".into());
+        }
+        if !scenario.width.is_multiple_of(8) || scenario.width < 320 || scenario.height < 240 {
+            return Err("width/height: at least 320x240, width a multiple of 8".into());
+        }
+        if scenario.stations.is_empty() {
+            return Err("stations: at least one".into());
+        }
+        let inventory = scenario.inventory();
+        let known = |name: &str| {
+            let n = norm(name);
+            inventory
+                .iter()
+                .any(|i| norm(&i.name) == n || i.aliases.iter().any(|a| norm(a) == n))
+        };
+        let mut rng = Rng::new(scenario.seed);
+        let mut stations = Vec::new();
+        let mut ordered_by_id: BTreeMap<String, Vec<ItemQty>> = BTreeMap::new();
+        for (si, st) in scenario.stations.iter().enumerate() {
+            let at = format!("stations[{si}]");
+            if !valid_id(&st.id) {
+                return Err(format!("{at}.id: {:?} is not a valid station ID", st.id));
+            }
+            if scenario.stations[..si].iter().any(|o| o.id == st.id) {
+                return Err(format!("{at}.id: {:?} appears twice", st.id));
+            }
+            if st.orders.is_empty() {
+                return Err(format!("{at}.orders: at least one"));
+            }
+            let station_look = st.look.over(&scenario.look);
+            let mut t = st.lead_in_s.max(0.0);
+            let mut orders = Vec::new();
+            for (oi, o) in st.orders.iter().enumerate() {
+                let at = format!("{at}.orders[{oi}]");
+                if !valid_id(&o.id) {
+                    return Err(format!("{at}.id: {:?} is not a valid order ID", o.id));
+                }
+                if st.orders[..oi].iter().any(|p| p.id == o.id) {
+                    return Err(format!("{at}.id: {:?} appears twice on the station", o.id));
+                }
+                if !(o.slip_s >= 1.0 && o.pause_s >= 0.0) {
+                    return Err(format!("{at}: slip_s must be >= 1 and pause_s >= 0"));
+                }
+                let packed = o.packed.clone().unwrap_or_else(|| o.ordered.clone());
+                let mut labels = Vec::new();
+                for it in &packed {
+                    if !known(&it.name) {
+                        return Err(format!(
+                            "{at}.packed: {:?} is not in the inventory (labels name inventory items)",
+                            it.name
+                        ));
+                    }
+                    for _ in 0..it.quantity {
+                        labels.push(it.name.clone());
+                    }
+                }
+                if labels.len() > LABEL_SLOTS.len() {
+                    return Err(format!(
+                        "{at}.packed: at most {} units fit on the table",
+                        LABEL_SLOTS.len()
+                    ));
+                }
+                if o.in_orders_json {
+                    let ordered = merged(&o.ordered);
+                    if let Some(prev) = ordered_by_id.get(&o.id)
+                        && *prev != ordered
+                    {
+                        return Err(format!(
+                            "{at}.ordered: order {:?} is ordered differently on another station",
+                            o.id
+                        ));
+                    }
+                    ordered_by_id.insert(o.id.clone(), ordered);
+                }
+                let p = o.look.over(&station_look);
+                let jitter = p.jitter_px.unwrap_or(0);
+                let rotation_deg = p.rotation_deg.unwrap_or(0.0);
+                if rotation_deg.abs() > 15.0 {
+                    return Err(format!("{at}.look.rotation_deg: at most 15 degrees"));
+                }
+                let look = Look {
+                    slip_text: p.slip_text.clone().unwrap_or_else(|| "ORDER #{id}".into()),
+                    font: p.font.clone().unwrap_or_else(|| "DejaVu Sans Bold".into()),
+                    font_size: p.font_size.unwrap_or(32),
+                    x: (p.x.unwrap_or(80) + rng.offset(jitter)).max(0),
+                    y: (p.y.unwrap_or(60) + rng.offset(jitter)).max(0),
+                    rotation_deg,
+                    noise: p.noise.unwrap_or(0).min(64),
+                    brightness: p.brightness.unwrap_or(0).clamp(-64, 64),
+                    label_font: p
+                        .label_font
+                        .clone()
+                        .unwrap_or_else(|| "DejaVu Sans Bold".into()),
+                    label_size: p.label_size.unwrap_or(20),
+                };
+                orders.push(PlannedOrder {
+                    order_id: o.id.clone(),
+                    start_s: t,
+                    end_s: t + o.slip_s,
+                    ordered: o.ordered.clone(),
+                    packed,
+                    in_orders_json: o.in_orders_json,
+                    slip_text: look.slip_text.replace("{id}", &o.id),
+                    look,
+                    labels,
+                });
+                t += o.slip_s + o.pause_s;
+            }
+            stations.push(StationPlan {
+                station_id: st.id.clone(),
+                duration_s: t + 1.0,
+                orders,
+            });
+        }
+        Ok(Plan { scenario, stations })
+    }
+
+    /// `orders.json`: what was ordered, by order ID.
+    pub fn orders_json(&self) -> serde_json::Value {
+        let mut map = serde_json::Map::new();
+        for st in &self.stations {
+            for o in st.orders.iter().filter(|o| o.in_orders_json) {
+                map.insert(
+                    o.order_id.clone(),
+                    serde_json::to_value(&o.ordered).unwrap(),
+                );
+            }
+        }
+        serde_json::Value::Object(map)
+    }
+
+    /// `inventory.json`.
+    pub fn inventory_json(&self) -> serde_json::Value {
+        serde_json::json!({ "items": self.scenario.inventory() })
+    }
+
+    /// The expected outcome of every order.
+    pub fn ground_truth(&self) -> GroundTruth {
+        let mut orders = Vec::new();
+        let mut durations_s = BTreeMap::new();
+        for st in &self.stations {
+            durations_s.insert(st.station_id.clone(), st.duration_s);
+            for o in &st.orders {
+                let ordered = merged(&o.ordered);
+                let packed = merged(&o.packed);
+                let (mut missing, mut extra, mut quantity_mismatch) = (vec![], vec![], vec![]);
+                let status = if !o.in_orders_json {
+                    "unknown-order"
+                } else {
+                    for e in &ordered {
+                        match packed.iter().find(|p| p.name == e.name) {
+                            None => missing.push(e.clone()),
+                            Some(p) if p.quantity != e.quantity => {
+                                quantity_mismatch.push(QuantityMismatch {
+                                    name: e.name.clone(),
+                                    expected: e.quantity,
+                                    detected: p.quantity,
+                                })
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                    for p in &packed {
+                        if !ordered.iter().any(|e| e.name == p.name) {
+                            extra.push(p.clone());
+                        }
+                    }
+                    if missing.is_empty() && extra.is_empty() && quantity_mismatch.is_empty() {
+                        "validated"
+                    } else {
+                        "mismatch"
+                    }
+                };
+                orders.push(ExpectedOrder {
+                    station_id: st.station_id.clone(),
+                    order_id: o.order_id.clone(),
+                    status: status.into(),
+                    ordered,
+                    packed,
+                    missing,
+                    extra,
+                    quantity_mismatch,
+                    start_s: o.start_s,
+                    end_s: o.end_s,
+                });
+            }
+        }
+        GroundTruth {
+            seed: self.scenario.seed,
+            fps: self.scenario.fps,
+            durations_s,
+            orders,
+        }
+    }
+
+    /// Writes `orders.json`, `inventory.json` and `ground_truth.json` into `dir`.
+    pub fn write_files(&self, dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let pretty = |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap() + "\n";
+        std::fs::write(dir.join("orders.json"), pretty(&self.orders_json()))?;
+        std::fs::write(dir.join("inventory.json"), pretty(&self.inventory_json()))?;
+        std::fs::write(
+            dir.join("ground_truth.json"),
+            pretty(&serde_json::to_value(self.ground_truth()).unwrap()),
+        )?;
+        Ok(())
+    }
+}
+
+/// Now, in Unix milliseconds.
+pub fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+// ---- rendering and serving ---------------------------------------------------------------
+
+/// What happens when a station's scenario is over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AtEnd {
+    /// The stream ends (EOS).
+    Eos,
+    /// The scenario starts over.
+    Loop,
+    /// The empty table stays in view until the server stops.
+    Hold,
+}
+
+/// The gst-launch description of one station's media (see the module docs).
+fn launch_line(plan: &StationPlan, sc: &Scenario, at_end: AtEnd) -> String {
+    let (w, h, fps) = (sc.width, sc.height, sc.fps);
+    let num_buffers = match at_end {
+        AtEnd::Eos => format!(
+            " num-buffers={}",
+            (plan.duration_s * fps as f64).ceil() as u64
+        ),
+        _ => String::new(),
+    };
+    let mut s = format!(
+        "( videotestsrc name=src is-live=true pattern=solid-color foreground-color=0xffe4e4e4{num_buffers} \
+           ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1"
+    );
+    for i in 0..LABEL_SLOTS.len() {
+        s.push_str(&format!(
+            " ! textoverlay name=label{i} valignment=top halignment=left \
+               color=0xff000000 shaded-background=false"
+        ));
+    }
+    s.push_str(
+        " ! textoverlay name=slip valignment=top halignment=left color=0xff000000 \
+           shaded-background=false",
+    );
+    if plan.orders.iter().any(|o| o.look.rotation_deg != 0.0) {
+        s.push_str(
+            " ! videoconvert ! video/x-raw,format=BGRx ! rotate name=rot angle=0 \
+               ! videoconvert ! video/x-raw,format=I420",
+        );
+    }
+    s.push_str(&format!(
+        " ! identity name=fx ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} \
+           bitrate=2500 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+    ));
+    s
+}
+
+/// Luma effects applied to the frame being shown.
+#[derive(Debug, Clone, Copy, Default)]
+struct Fx {
+    noise: u32,
+    brightness: i32,
+}
+
+/// Configures the elements of a freshly built media: the scene follows the timestamps.
+fn configure_media(
+    bin: &gst::Bin,
+    plan: Arc<StationPlan>,
+    sc: &Scenario,
+    at_end: AtEnd,
+    started: Arc<Mutex<Option<u64>>>,
+) {
+    let (w, h) = (sc.width, sc.height);
+    let (sx, sy) = (w as f64 / 1280.0, h as f64 / 720.0);
+    let seed = sc.seed;
+    let fx = Arc::new(Mutex::new(Fx::default()));
+    let slip = bin.by_name("slip").expect("slip overlay");
+    let labels: Vec<gst::Element> = (0..LABEL_SLOTS.len())
+        .map(|i| bin.by_name(&format!("label{i}")).expect("label overlay"))
+        .collect();
+    let rot = bin.by_name("rot");
+    let src = bin.by_name("src").expect("source");
+    // usize::MAX: nothing applied yet; plan.orders.len(): empty table.
+    let shown = std::sync::atomic::AtomicUsize::new(usize::MAX);
+    let fx_set = fx.clone();
+    src.static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
+                return gst::PadProbeReturn::Ok;
+            };
+            {
+                let mut started = started.lock().unwrap();
+                if started.is_none() {
+                    *started = Some(unix_ms().saturating_sub(pts.mseconds()));
+                }
+            }
+            let mut t = pts.nseconds() as f64 / 1e9;
+            if at_end == AtEnd::Loop {
+                t %= plan.duration_s;
+            }
+            let now = plan
+                .orders
+                .iter()
+                .position(|o| o.start_s <= t && t < o.end_s)
+                .unwrap_or(plan.orders.len());
+            if shown.swap(now, Ordering::SeqCst) == now {
+                return gst::PadProbeReturn::Ok;
+            }
+            match plan.orders.get(now) {
+                Some(o) => {
+                    let l = &o.look;
+                    slip.set_property("font-desc", format!("{} {}", l.font, l.font_size));
+                    slip.set_property("xpad", ((l.x as f64) * sx) as i32);
+                    slip.set_property("ypad", ((l.y as f64) * sy) as i32);
+                    slip.set_property("text", &o.slip_text);
+                    for (i, el) in labels.iter().enumerate() {
+                        let (x, y) = LABEL_SLOTS[i];
+                        el.set_property("font-desc", format!("{} {}", l.label_font, l.label_size));
+                        el.set_property("xpad", ((x as f64) * sx) as i32);
+                        el.set_property("ypad", ((y as f64) * sy) as i32);
+                        el.set_property("text", o.labels.get(i).map_or("", String::as_str));
+                    }
+                    if let Some(rot) = &rot {
+                        rot.set_property("angle", l.rotation_deg.to_radians());
+                    }
+                    *fx_set.lock().unwrap() = Fx {
+                        noise: l.noise,
+                        brightness: l.brightness,
+                    };
+                }
+                None => {
+                    slip.set_property("text", "");
+                    for el in &labels {
+                        el.set_property("text", "");
+                    }
+                    *fx_set.lock().unwrap() = Fx::default();
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let fx_el = bin.by_name("fx").expect("fx identity");
+    let luma = (w * h) as usize;
+    fx_el
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let f = *fx.lock().unwrap();
+            if f.noise == 0 && f.brightness == 0 {
+                return gst::PadProbeReturn::Ok;
+            }
+            let Some(buf) = info.buffer_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let frame_no = buf.pts().map_or(0, |p| p.nseconds() / 1_000_000);
+            let b = buf.make_mut();
+            if let Ok(mut map) = b.map_writable() {
+                let data = map.as_mut_slice();
+                let n = luma.min(data.len());
+                let mut rng = Rng::new(seed ^ frame_no.wrapping_mul(0x2545_F491_4F6C_DD1D));
+                let amp = f.noise as i32;
+                let mut bits = 0u64;
+                for (i, px) in data[..n].iter_mut().enumerate() {
+                    let noise = if amp > 0 {
+                        if i % 4 == 0 {
+                            bits = rng.next_u64();
+                        }
+                        let r = ((bits >> ((i % 4) * 16)) & 0xffff) as i32;
+                        r % (2 * amp + 1) - amp
+                    } else {
+                        0
+                    };
+                    *px = (*px as i32 + f.brightness + noise).clamp(0, 255) as u8;
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+}
+
+/// RTSP cameras for every station of a plan, on 127.0.0.1, served from their own GLib
+/// main loop thread. Each station's scenario starts when its first client connects.
+pub struct Simulator {
+    urls: Vec<(String, String)>,
+    started: Vec<Arc<Mutex<Option<u64>>>>,
+    ended: Vec<Arc<AtomicBool>>,
+    main_loop: glib::MainLoop,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Simulator {
+    /// Serves on `port` (0: a free port).
+    pub fn serve(plan: &Plan, port: u16, at_end: AtEnd) -> Result<Simulator, String> {
+        gst::init().map_err(|e| e.to_string())?;
+        for el in ["videotestsrc", "textoverlay", "x264enc", "rtph264pay"] {
+            if gst::ElementFactory::find(el).is_none() {
+                return Err(format!(
+                    "GStreamer element {el} is missing (Debian: gstreamer1.0-plugins-base/good/ugly)"
+                ));
+            }
+        }
+        let ctx = glib::MainContext::new();
+        let main_loop = glib::MainLoop::new(Some(&ctx), false);
+        let server = gst_rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&port.to_string());
+        let mounts = server.mount_points().unwrap();
+        let mut ended = Vec::new();
+        let mut started = Vec::new();
+        for st in &plan.stations {
+            let factory = gst_rtsp_server::RTSPMediaFactory::new();
+            factory.set_launch(&launch_line(st, &plan.scenario, at_end));
+            factory.set_shared(true);
+            let mount = format!("/{}", st.station_id);
+            let st = Arc::new(st.clone());
+            let sc = plan.scenario.clone();
+            let flag = Arc::new(AtomicBool::new(false));
+            ended.push(flag.clone());
+            let start = Arc::new(Mutex::new(None));
+            started.push(start.clone());
+            factory.connect_media_configure(move |_, media| {
+                let element = media.element();
+                let Some(bin) = element.downcast_ref::<gst::Bin>() else {
+                    return;
+                };
+                configure_media(bin, st.clone(), &sc, at_end, start.clone());
+                if let Some(pay) = bin.by_name("pay0") {
+                    let flag = flag.clone();
+                    pay.static_pad("sink").unwrap().add_probe(
+                        gst::PadProbeType::EVENT_DOWNSTREAM,
+                        move |_, info| {
+                            if let Some(ev) = info.event()
+                                && ev.type_() == gst::EventType::Eos
+                            {
+                                flag.store(true, Ordering::SeqCst);
+                            }
+                            gst::PadProbeReturn::Ok
+                        },
+                    );
+                }
+            });
+            mounts.add_factory(&mount, factory);
+        }
+        let source = server
+            .attach(Some(&ctx))
+            .map_err(|e| format!("RTSP server cannot listen on 127.0.0.1:{port}: {e}"))?;
+        let bound = server.bound_port();
+        if bound <= 0 {
+            return Err(format!("RTSP server did not bind 127.0.0.1:{port}"));
+        }
+        let urls = plan
+            .stations
+            .iter()
+            .map(|s| {
+                (
+                    s.station_id.clone(),
+                    format!("rtsp://127.0.0.1:{bound}/{}", s.station_id),
+                )
+            })
+            .collect();
+        let loop2 = main_loop.clone();
+        let thread = std::thread::spawn(move || {
+            ctx.with_thread_default(|| loop2.run()).unwrap();
+            if let Some(source) = ctx.find_source_by_id(&source) {
+                source.destroy();
+            }
+            drop(server);
+        });
+        Ok(Simulator {
+            urls,
+            started,
+            ended,
+            main_loop,
+            thread: Some(thread),
+        })
+    }
+
+    /// `(station ID, rtsp:// URL)` per station.
+    pub fn urls(&self) -> &[(String, String)] {
+        &self.urls
+    }
+
+    /// Per station (in scenario order), the wall-clock time (Unix ms) of second 0 of its
+    /// scenario, once its first client has connected.
+    pub fn stream_starts(&self) -> Vec<Option<u64>> {
+        self.started.iter().map(|s| *s.lock().unwrap()).collect()
+    }
+
+    /// Whether every station's stream has reached its end (only with [`AtEnd::Eos`]).
+    pub fn all_ended(&self) -> bool {
+        self.ended.iter().all(|f| f.load(Ordering::SeqCst))
+    }
+}
+
+impl Drop for Simulator {
+    fn drop(&mut self) {
+        self.main_loop.quit();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SMALL: &str = r#"
+seed = 7
+[[stations]]
+id = "s1"
+[[stations.orders]]
+id = "101"
+ordered = [{ name = "banana", quantity = 2 }, { name = "green apple" }]
+packed = [{ name = "banana" }, { name = "water bottle" }]
+[[stations.orders]]
+id = "102"
+ordered = [{ name = "banana" }]
+[[stations.orders]]
+id = "999"
+in_orders_json = false
+packed = [{ name = "banana" }]
+"#;
+
+    #[test]
+    fn ground_truth_of_a_small_scenario() {
+        let plan = Plan::new(Scenario::from_toml(SMALL).unwrap()).unwrap();
+        let gt = plan.ground_truth();
+        assert_eq!(gt.orders.len(), 3);
+        let o = &gt.orders[0];
+        assert_eq!(o.status, "mismatch");
+        assert_eq!(o.missing[0].name, "green apple");
+        assert_eq!(o.extra[0].name, "water bottle");
+        assert_eq!(o.quantity_mismatch[0].expected, 2);
+        assert_eq!(o.quantity_mismatch[0].detected, 1);
+        assert_eq!((o.start_s, o.end_s), (2.0, 8.0));
+        assert_eq!(gt.orders[1].status, "validated");
+        assert_eq!(gt.orders[1].start_s, 11.0);
+        assert_eq!(gt.orders[2].status, "unknown-order");
+        let orders = plan.orders_json();
+        assert!(orders.get("999").is_none());
+        assert_eq!(orders["101"][0]["quantity"], 2);
+        assert_eq!(
+            plan.stations[0].orders[0].labels,
+            ["banana", "water bottle"]
+        );
+    }
+
+    #[test]
+    fn bad_scenarios_are_refused_with_the_field() {
+        let bad = SMALL.replace("\"101\"", "\"../x\"");
+        let e = Plan::new(Scenario::from_toml(&bad).unwrap()).unwrap_err();
+        assert!(e.starts_with("stations[0].orders[0].id"), "{e}");
+        let bad = SMALL.replace("water bottle", "pizza");
+        let e = Plan::new(Scenario::from_toml(&bad).unwrap()).unwrap_err();
+        assert!(e.contains("not in the inventory"), "{e}");
+        assert!(Scenario::from_toml("stations = []\nbogus = 1").is_err());
+    }
+
+    #[test]
+    fn shipped_scenarios_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        for f in ["demo.toml", "varied-slips.toml"] {
+            let plan = Plan::new(Scenario::load(&dir.join(f)).unwrap()).unwrap();
+            assert_eq!(plan.stations.len(), 2, "{f}");
+            assert!(plan.stations.iter().all(|s| s.orders.len() >= 5), "{f}");
+        }
+    }
+
+    #[test]
+    fn jitter_is_reproducible() {
+        let a: Vec<i32> = {
+            let mut r = Rng::new(3);
+            (0..5).map(|_| r.offset(20)).collect()
+        };
+        let mut r = Rng::new(3);
+        assert_eq!(a, (0..5).map(|_| r.offset(20)).collect::<Vec<_>>());
+        assert!(a.iter().all(|v| v.abs() <= 20));
+    }
+}
