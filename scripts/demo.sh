@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# The main job on its embedded defaults: sets up the machine (scripts/setup.sh), starts a
-# local S3 server on 127.0.0.1, two simulated packing stations served as RTSP cameras
-# (station-sim, scenario tests/station-sim/scenarios/demo.toml), and the orchestrator with
-# the embedded `labels` recogniser, which runs one persistent gst-launch-1.0 pipeline per
-# station. Prints each order's result as it arrives and a summary against the scenario's
+# The main job on its embedded defaults: sets up the machine (scripts/setup.sh), starts two
+# simulated packing stations served as RTSP cameras on 127.0.0.1 (station-sim, scenario
+# tests/station-sim/scenarios/demo.toml) and the orchestrator with its embedded S3 server
+# and the embedded `labels` recogniser; the orchestrator runs one persistent
+# gst-launch-1.0 pipeline per station. Prints each order's result as it arrives and a summary against the scenario's
 # ground truth; ends by itself when the scenario ends.
 #
 #   scripts/demo.sh [--scenario FILE] [--loop] [--keep DIR]
@@ -37,13 +37,12 @@ mkdir -p "$DATA"
 cleanup() {
     [ -n "${ORCH_PID:-}" ] && kill "$ORCH_PID" 2>/dev/null || true
     [ -n "${SIM_PID:-}" ] && kill "$SIM_PID" 2>/dev/null || true
-    [ -n "${S3_PID:-}" ] && kill "$S3_PID" 2>/dev/null || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Demo-only credentials for the local server; a real deployment uses its own AWS chain.
+# Demo-only credentials for the embedded S3 server; a real deployment uses its own AWS chain.
 export AWS_ACCESS_KEY_ID=demo-access-key AWS_SECRET_ACCESS_KEY=demo-secret-key
 export AWS_EC2_METADATA_DISABLED=true
 
@@ -55,13 +54,6 @@ wait_for_line() { # FILE REGEX WHAT
     echo "$3 did not start:"; cat "$1"; exit 1
 }
 
-step "S3 server on 127.0.0.1 (data in $DATA)"
-target/release/oa-s3-server --root "$DATA" --addr 127.0.0.1:0 --bucket frames > "$WORK/s3.out" 2>&1 &
-S3_PID=$!
-wait_for_line "$WORK/s3.out" "^listening on " "S3 server"
-ENDPOINT=$(sed -n 's/^listening on //p' "$WORK/s3.out" | head -n1)
-echo "endpoint $ENDPOINT"
-
 step "simulated stations ($SCENARIO)"
 mkdir -p "$WORK/sim"
 target/release/station-sim serve --scenario "$SCENARIO" --out "$WORK/sim" --port 0 $LOOP \
@@ -70,14 +62,18 @@ SIM_PID=$!
 wait_for_line "$WORK/sim.out" "^serving" "station-sim"
 grep '^station ' "$WORK/sim.out" | sed 's/^station /  /'
 
-HTTP_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+HTTP_PORT=$(free_port)
+S3_PORT=$(free_port)
 {
     cat <<EOF
 orders_file = "$WORK/sim/orders.json"
 inventory_file = "$WORK/sim/inventory.json"
 
 [storage]
-endpoint = "$ENDPOINT"
+# S3 inside the orchestrator (s3s-fs); point endpoint at MinIO/AWS and drop this to use one.
+embedded_root = "$DATA"
+endpoint = "http://127.0.0.1:$S3_PORT"
 bucket = "frames"
 force_path_style = true
 
@@ -100,7 +96,7 @@ EOF
     done
 } > "$WORK/orchestrator.toml"
 
-step "orchestrator (results at http://127.0.0.1:$HTTP_PORT/api/orders while it runs)"
+step "orchestrator with its embedded S3 server (data in $DATA; results at http://127.0.0.1:$HTTP_PORT/api/orders while it runs)"
 target/release/orchestrator run --config "$WORK/orchestrator.toml" > "$WORK/orch.log" 2>&1 &
 ORCH_PID=$!
 EXPECTED=$(grep -c '"order_id"' "$WORK/sim/ground_truth.json")

@@ -23,4 +23,7 @@ cargo clippy --release --workspace --all-targets -- -D warnings
 step "cargo test"
 cargo test --release --workspace -- --test-threads="${TEST_THREADS:-2}"
 
+step "the main command (scripts/demo.sh): every order of the demo scenario with its expected status"
+scripts/demo.sh
+
 step "all tests passed"

@@ -59,6 +59,9 @@ pub struct StorageConfig {
     pub results_prefix: String,
     pub region: String,
     pub force_path_style: bool,
+    /// Run an S3 server inside the orchestrator (s3s-fs, data in this folder) on the
+    /// `endpoint` address, for a single machine with no object store.
+    pub embedded_root: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,6 +128,7 @@ impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
             endpoint: None,
+            embedded_root: None,
             bucket: "frames".into(),
             prefix: String::new(),
             results_bucket: None,
@@ -237,6 +241,7 @@ struct RawStorage {
     results_prefix: Option<String>,
     region: Option<String>,
     force_path_style: Option<bool>,
+    embedded_root: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -421,7 +426,20 @@ impl Config {
         if region.trim().is_empty() {
             return Err(ConfigError::new("storage.region", "must not be empty"));
         }
+        let embedded_root = rs
+            .embedded_root
+            .filter(|r| !r.is_empty())
+            .map(|r| resolve(&r));
+        let endpoint = match (&embedded_root, endpoint) {
+            (None, e) => e,
+            (Some(_), None) => Some(DEFAULT_EMBEDDED_ENDPOINT.to_owned()),
+            (Some(_), Some(e)) => {
+                embedded_addr(&e).map_err(|m| ConfigError::new("storage.endpoint", m))?;
+                Some(e)
+            }
+        };
         let storage = StorageConfig {
+            embedded_root,
             endpoint,
             bucket,
             prefix,
@@ -558,6 +576,22 @@ fn toml_error(src: &str, e: &toml::de::Error) -> ConfigError {
 
 /// Checks a station source; returns it (relative paths made absolute) and the default
 /// pipeline for its kind.
+/// Where the embedded S3 server listens when `storage.endpoint` is not set.
+pub const DEFAULT_EMBEDDED_ENDPOINT: &str = "http://127.0.0.1:9000";
+
+/// The address an embedded server binds: the endpoint must be `http://IP:PORT`.
+pub fn embedded_addr(endpoint: &str) -> Result<SocketAddr, String> {
+    endpoint
+        .strip_prefix("http://")
+        .and_then(|a| a.parse::<SocketAddr>().ok())
+        .ok_or_else(|| {
+            format!(
+                "{endpoint:?}: with storage.embedded_root the endpoint must be http://IP:PORT \
+                 (the address the embedded S3 server listens on), e.g. {DEFAULT_EMBEDDED_ENDPOINT}"
+            )
+        })
+}
+
 fn check_source(source: &str, base_dir: &Path) -> Result<(String, &'static str), String> {
     let s = source.trim();
     if s.is_empty() {

@@ -241,6 +241,7 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
     let mut sigterm = signal(SignalKind::terminate()).map_err(|e| (1, e.to_string()))?;
     let mut sigint = signal(SignalKind::interrupt()).map_err(|e| (1, e.to_string()))?;
 
+    let embedded = start_embedded_s3(c).map_err(|e| (2, e))?;
     let metrics = Arc::new(Metrics::new());
     let store = Store::connect(
         c.storage.endpoint.as_deref(),
@@ -310,6 +311,41 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
     let _ = stop_tx.send(true);
     let _ = consumer_task.await;
     let _ = http_task.await;
+    drop(embedded);
     log(format_args!("orchestrator stopped"));
     Ok(())
+}
+
+/// `storage.embedded_root`: an S3 server (s3s-fs, real SigV4 checks) inside this process,
+/// checking requests against the same AWS credentials the pipelines and we sign with.
+fn start_embedded_s3(c: &Config) -> Result<Option<oa_s3server::S3Server>, String> {
+    let Some(root) = &c.storage.embedded_root else {
+        return Ok(None);
+    };
+    let endpoint = c.storage.endpoint.as_deref().unwrap_or_default();
+    let addr = orchestrator::config::embedded_addr(endpoint)?;
+    let (Ok(access), Ok(secret)) = (
+        std::env::var("AWS_ACCESS_KEY_ID"),
+        std::env::var("AWS_SECRET_ACCESS_KEY"),
+    ) else {
+        return Err(
+            "storage.embedded_root: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY; \
+                    the embedded S3 server accepts requests signed with them"
+                .into(),
+        );
+    };
+    let server = oa_s3server::S3Server::start_on(root, addr, &access, &secret)
+        .map_err(|e| format!("storage.embedded_root: cannot serve S3 on {addr}: {e}"))?;
+    let buckets = [Some(&c.storage.bucket), c.storage.results_bucket.as_ref()];
+    for bucket in buckets.into_iter().flatten() {
+        server
+            .create_bucket(bucket)
+            .map_err(|e| format!("storage.embedded_root: bucket {bucket}: {e}"))?;
+    }
+    log(format_args!(
+        "embedded S3 server on {} (data in {})",
+        server.endpoint(),
+        root.display()
+    ));
+    Ok(Some(server))
 }

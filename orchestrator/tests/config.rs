@@ -291,3 +291,28 @@ fn selection_detector() {
     let e = err(&format!("{MINIMAL}\n[selection]\nclasses = [\"person\"]\n"));
     assert!(e.contains("detector_model"), "{e}");
 }
+
+#[test]
+fn embedded_s3_defaults_and_checks_its_endpoint() {
+    let base = "orders_file = \"o.json\"\ninventory_file = \"i.json\"\n[[stations]]\nid = \"s1\"\nsource = \"rtsp://127.0.0.1:8554/s1\"\n";
+    let dir = std::path::Path::new("/cfg");
+    let c = orchestrator::config::Config::from_toml_str(
+        &format!("{base}[storage]\nembedded_root = \"s3-data\"\n"),
+        dir,
+    )
+    .unwrap();
+    assert_eq!(
+        c.storage.embedded_root.as_deref(),
+        Some(std::path::Path::new("/cfg/s3-data"))
+    );
+    assert_eq!(c.storage.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+    let e = orchestrator::config::Config::from_toml_str(
+        &format!(
+            "{base}[storage]\nembedded_root = \"d\"\nendpoint = \"http://minio.local:9000\"\n"
+        ),
+        dir,
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(e.starts_with("storage.endpoint"), "{e}");
+}
