@@ -13,6 +13,8 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
+# Where cargo put the binaries (CARGO_TARGET_DIR is honoured).
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 SCENARIO="tests/station-sim/scenarios/demo.toml"
 LOOP=""
@@ -56,7 +58,7 @@ wait_for_line() { # FILE REGEX WHAT
 
 step "simulated stations ($SCENARIO)"
 mkdir -p "$WORK/sim"
-target/release/station-sim serve --scenario "$SCENARIO" --out "$WORK/sim" --port 0 $LOOP \
+"$BIN"/station-sim serve --scenario "$SCENARIO" --out "$WORK/sim" --port 0 $LOOP \
     > "$WORK/sim.out" 2>&1 &
 SIM_PID=$!
 wait_for_line "$WORK/sim.out" "^serving" "station-sim"
@@ -85,7 +87,7 @@ bind = "127.0.0.1:$HTTP_PORT"
 
 [supervision]
 pipelines_dir = "$ROOT/pipelines"
-plugin_path = "$ROOT/target/release"
+plugin_path = "$BIN"
 backoff_s = [1, 2]
 
 [processing]
@@ -97,7 +99,7 @@ EOF
 } > "$WORK/orchestrator.toml"
 
 step "orchestrator with its embedded S3 server (data in $DATA; results at http://127.0.0.1:$HTTP_PORT/api/orders while it runs)"
-target/release/orchestrator run --config "$WORK/orchestrator.toml" > "$WORK/orch.log" 2>&1 &
+"$BIN"/orchestrator run --config "$WORK/orchestrator.toml" > "$WORK/orch.log" 2>&1 &
 ORCH_PID=$!
 EXPECTED=$(grep -c '"order_id"' "$WORK/sim/ground_truth.json")
 echo "  $EXPECTED orders expected; each line below is one result as it arrives"

@@ -9,7 +9,8 @@ cd "$ROOT"
 scripts/setup.sh
 
 step() { printf '\n==> %s\n' "$*"; }
-export GST_PLUGIN_PATH="$ROOT/target/release${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+export GST_PLUGIN_PATH="$BIN${GST_PLUGIN_PATH:+:$GST_PLUGIN_PATH}"
 export ORT_DYLIB_PATH="${ORT_DYLIB_PATH:-$ROOT/.deps/onnxruntime/libonnxruntime.so}"
 # Nothing in the tests may reach a cloud metadata service.
 export AWS_EC2_METADATA_DISABLED=true

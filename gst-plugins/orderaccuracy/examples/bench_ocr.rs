@@ -1,6 +1,10 @@
 //! OCR cost per frame, through `ocrsegment` and straight on the engine.
 //!
-//! `cargo run --release -p gst-plugin-orderaccuracy --example bench_ocr -- [RUNS]`
+//! `cargo run --release -p gst-plugin-orderaccuracy --example bench_ocr -- [RUNS] [--ppm FILE]`
+//!
+//! `--ppm FILE` also writes the benchmark frame (exact pixels, RGB PPM) for
+//! `scripts/bench/python_ocr.py`, which times the same work through pip `rapidocr`.
+//! The last line is `BENCH_JSON {...}` for `scripts/bench.sh`.
 //!
 //! The frame is a 1280x720 BGRx slip rendered by `textoverlay`, the way the tests make
 //! theirs. Element figures are the wall time of one `Harness::push` (OCR plus tagging);
@@ -102,11 +106,16 @@ fn element(
 }
 
 fn main() {
-    let runs: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().expect("RUNS must be a number"))
-        .unwrap_or(20)
-        .max(1);
+    let mut runs: usize = 20;
+    let mut ppm: Option<String> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        if a == "--ppm" {
+            ppm = Some(args.next().expect("--ppm needs a path"));
+        } else {
+            runs = a.parse::<usize>().expect("RUNS must be a number").max(1);
+        }
+    }
     gst::init().unwrap();
     gstorderaccuracy::plugin_register_static().unwrap();
     let (caps, buf) = render();
@@ -139,6 +148,9 @@ fn main() {
     let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), &info).unwrap();
     let full = BgrImage::from_video_frame(&frame, None).unwrap();
     let region = BgrImage::from_video_frame(&frame, Some(ROI)).unwrap();
+    if let Some(path) = &ppm {
+        write_ppm(path, &full);
+    }
     // Same detection size as the element's default, so the floor is the same work.
     let det_max_side: u32 = gst::ElementFactory::make("ocrsegment")
         .build()
@@ -180,10 +192,26 @@ fn main() {
         "{:<36} {:>10} {:>10} {:>10}  notes",
         "path", "median ms", "min ms", "max ms"
     );
+    let mut json = Vec::new();
     for (name, s, note) in rows {
         println!(
             "{:<36} {:>10.2} {:>10.2} {:>10.2}  {}",
             name, s.median, s.min, s.max, note
         );
+        json.push(format!(
+            "{:?}:{{\"median\":{:.3},\"min\":{:.3},\"max\":{:.3}}}",
+            name, s.median, s.min, s.max
+        ));
     }
+    println!(
+        "BENCH_JSON {{\"ocr\":{{{}}},\"ocr_runs\":{runs},\"roi\":\"{roi}\",\"det_max_side\":{det_max_side}}}",
+        json.join(",")
+    );
+}
+
+/// Binary PPM (RGB) of a BGR image: the exact pixels the engine sees, readable by OpenCV.
+fn write_ppm(path: &str, img: &BgrImage) {
+    let mut out = format!("P6\n{} {}\n255\n", img.width, img.height).into_bytes();
+    out.extend(img.data.chunks_exact(3).flat_map(|p| [p[2], p[1], p[0]]));
+    std::fs::write(path, out).unwrap_or_else(|e| panic!("{path}: {e}"));
 }

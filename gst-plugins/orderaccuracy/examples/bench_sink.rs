@@ -1,8 +1,12 @@
 //! Throughput of `minioframesink` against the floor set by plain aws-sdk-s3 PUTs.
 //!
 //! ```text
-//! cargo run --release -p gst-plugin-orderaccuracy --example bench_sink -- [--frames N] [--concurrency C] [--size BYTES] [--rounds R]
+//! cargo run --release -p gst-plugin-orderaccuracy --example bench_sink -- [--frames N] [--concurrency C] [--size BYTES] [--rounds R] [--python PY]
 //! ```
+//!
+//! `--python PY` also runs `scripts/bench/python_upload.py` with that interpreter (a venv
+//! with boto3) in every round: a boto3 uploader with the same number of threads PUTting
+//! the same objects to the same server. The last line is `BENCH_JSON {...}`.
 //!
 //! Both sides store the same N objects of the same size with C requests in flight, against
 //! the same in-process S3 server (s3s-fs with SigV4 on 127.0.0.1). The sink side is timed
@@ -28,6 +32,7 @@ struct Options {
     concurrency: u32,
     size: usize,
     rounds: u32,
+    python: Option<String>,
 }
 
 fn options() -> Options {
@@ -36,6 +41,7 @@ fn options() -> Options {
         concurrency: 8,
         size: 100 * 1024,
         rounds: 3,
+        python: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -49,8 +55,9 @@ fn options() -> Options {
             "--concurrency" => o.concurrency = value() as u32,
             "--size" => o.size = value() as usize,
             "--rounds" => o.rounds = value() as u32,
+            "--python" => o.python = Some(args.next().expect("--python needs a path")),
             _ => panic!(
-                "usage: bench_sink [--frames N] [--concurrency C] [--size BYTES] [--rounds R]"
+                "usage: bench_sink [--frames N] [--concurrency C] [--size BYTES] [--rounds R] [--python PY]"
             ),
         }
     }
@@ -124,6 +131,42 @@ fn run_sink(server: &S3Server, o: &Options, body: &Bytes, round: u32) -> Duratio
     elapsed
 }
 
+/// Runs the boto3 uploader; its own timing (after client set-up) is what counts.
+fn run_boto3(
+    server: &S3Server,
+    o: &Options,
+    python: &str,
+    body: &std::path::Path,
+    round: u32,
+) -> Duration {
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../scripts/bench/python_upload.py"
+    );
+    let out = std::process::Command::new(python)
+        .arg(script)
+        .args(["--endpoint", &server.endpoint(), "--bucket", BUCKET])
+        .arg("--body")
+        .arg(body)
+        .args(["--frames", &o.frames.to_string()])
+        .args(["--concurrency", &o.concurrency.to_string()])
+        .args(["--prefix", &format!("bench/boto3{round}/")])
+        .output()
+        .expect("python");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python_upload.py: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seconds: f64 = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("BENCH_JSON {\"seconds\": "))
+        .and_then(|v| v.trim_end_matches('}').parse().ok())
+        .unwrap_or_else(|| panic!("python_upload.py printed {stdout}"));
+    Duration::from_secs_f64(seconds)
+}
+
 async fn run_raw(client: &aws_sdk_s3::Client, o: &Options, body: &Bytes, round: u32) -> Duration {
     let permits = Arc::new(tokio::sync::Semaphore::new(o.concurrency as usize));
     let started = Instant::now();
@@ -168,6 +211,8 @@ fn main() {
     let server = S3Server::start(&root, ACCESS_KEY, SECRET_KEY).unwrap();
     server.create_bucket(BUCKET).unwrap();
     let body = Bytes::from(jpeg_like(o.size));
+    let body_file = root.with_extension("jpg");
+    std::fs::write(&body_file, &body).unwrap();
 
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = rt.block_on(async {
@@ -188,18 +233,30 @@ fn main() {
         o.frames, o.size, o.concurrency, o.rounds
     );
     let fps = |d: Duration| f64::from(o.frames) / d.as_secs_f64();
-    let (mut best_raw, mut best_sink) = (Duration::MAX, Duration::MAX);
+    let (mut best_raw, mut best_sink, mut best_py) = (Duration::MAX, Duration::MAX, Duration::MAX);
+    let (mut all_raw, mut all_sink, mut all_py) = (vec![], vec![], vec![]);
     // Alternate so that disk and CPU noise hits both sides alike.
     for round in 0..o.rounds {
         let raw = rt.block_on(run_raw(&client, &o, &body, round));
         let sink = run_sink(&server, &o, &body, round);
+        let py = o
+            .python
+            .as_deref()
+            .map(|p| run_boto3(&server, &o, p, &body_file, round));
         println!(
-            "round {round}: raw {:8.1} frames/s   minioframesink {:8.1} frames/s",
+            "round {round}: raw {:8.1} frames/s   minioframesink {:8.1} frames/s   boto3 {}",
             fps(raw),
-            fps(sink)
+            fps(sink),
+            py.map_or("-".into(), |d| format!("{:8.1} frames/s", fps(d)))
         );
         best_raw = best_raw.min(raw);
         best_sink = best_sink.min(sink);
+        all_raw.push(fps(raw));
+        all_sink.push(fps(sink));
+        if let Some(py) = py {
+            best_py = best_py.min(py);
+            all_py.push(fps(py));
+        }
     }
     let ratio = fps(best_sink) / fps(best_raw);
     println!(
@@ -213,6 +270,30 @@ fn main() {
         fps(best_sink) * o.size as f64 / 1e6
     );
     println!("ratio: {:.1}% of raw (target >= 90%)", ratio * 100.0);
+    if !all_py.is_empty() {
+        println!(
+            "boto3 ({} threads): {:.1} frames/s; minioframesink is {:.2}x boto3",
+            o.concurrency,
+            fps(best_py),
+            fps(best_sink) / fps(best_py)
+        );
+    }
+    let list = |v: &[f64]| {
+        v.iter()
+            .map(|x| format!("{x:.1}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    println!(
+        "BENCH_JSON {{\"sink\":{{\"frames\":{},\"size\":{},\"concurrency\":{},\"raw_fps\":[{}],\"sink_fps\":[{}],\"boto3_fps\":[{}]}}}}",
+        o.frames,
+        o.size,
+        o.concurrency,
+        list(&all_raw),
+        list(&all_sink),
+        list(&all_py)
+    );
+    let _ = std::fs::remove_file(&body_file);
     drop(server);
     let _ = std::fs::remove_dir_all(&root);
 }
