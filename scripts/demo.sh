@@ -6,9 +6,10 @@
 # gst-launch-1.0 pipeline per station. Prints each order's result as it arrives and a summary against the scenario's
 # ground truth; ends by itself when the scenario ends.
 #
-#   scripts/demo.sh [--scenario FILE] [--loop] [--keep DIR]
+#   scripts/demo.sh [--scenario FILE] [--loop] [--stay] [--keep DIR]
 #     --scenario FILE  scenario to play (default tests/station-sim/scenarios/demo.toml)
 #     --loop           replay the scenario until Ctrl-C instead of ending
+#     --stay           after the summary, keep the orchestrator and its HTTP API up until Ctrl-C
 #     --keep DIR       keep the S3 data (frames, manifests, results) in DIR
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,13 +19,15 @@ BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
 SCENARIO="tests/station-sim/scenarios/demo.toml"
 LOOP=""
+STAY=""
 KEEP=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --scenario) SCENARIO="$2"; shift 2 ;;
         --loop) LOOP="--loop"; shift ;;
+        --stay) STAY=1; shift ;;
         --keep) KEEP="$2"; shift 2 ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -127,12 +130,7 @@ while :; do
     fi
     if [ $(( elapsed % 15 )) -eq 0 ]; then echo "  [${elapsed}s] running ($seen of $EXPECTED results)"; fi
 done
-echo "  stopping the orchestrator with SIGINT"
-kill -INT "$ORCH_PID" 2>/dev/null || true
-wait "$ORCH_PID" || true
-ORCH_PID=""
-
-step "summary against the scenario's ground truth"
+summary() {
 python3 - "$DATA/frames/results" "$WORK/sim/ground_truth.json" <<'EOF'
 import json, os, sys
 results_dir, truth = sys.argv[1], json.load(open(sys.argv[2]))
@@ -169,3 +167,21 @@ n = len(truth["orders"])
 print(f"{ok} of {n} orders found with the expected status")
 sys.exit(0 if ok == n and not got else 1)
 EOF
+}
+
+if [ -n "$STAY" ]; then
+    step "summary against the scenario's ground truth"
+    summary || true
+    echo
+    echo "The orchestrator keeps running: http://127.0.0.1:$HTTP_PORT/api/orders, /api/stations, /metrics"
+    echo "Press Ctrl-C to stop."
+    wait "$ORCH_PID" || true
+    exit 0
+fi
+echo "  stopping the orchestrator with SIGINT"
+kill -INT "$ORCH_PID" 2>/dev/null || true
+wait "$ORCH_PID" || true
+ORCH_PID=""
+
+step "summary against the scenario's ground truth"
+summary
