@@ -252,7 +252,8 @@ impl Consumer {
 
     /// One LIST page of `station` from its cursor; `true` when more pages follow.
     pub async fn poll_station(self: &Arc<Self>, station: &str) -> Result<bool, StoreError> {
-        let prefix = format!("{}{station}/", self.settings.layout.prefix);
+        let prefix = oa_contract::station_prefix(&self.settings.layout.prefix, station)
+            .map_err(|e| StoreError(format!("station {station:?}: {e}")))?;
         let cursor = self.cursors.lock().unwrap().get(station).cloned().flatten();
         self.metrics.list_request(station);
         let (keys, more) = self

@@ -240,10 +240,6 @@ impl Launch {
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-
-    pub fn log_path(&self) -> &Path {
-        &self.log
-    }
 }
 
 impl Drop for Launch {
