@@ -3,15 +3,17 @@
 //! A **scenario** (TOML, see `scenarios/README.md` and the examples next to it) lists per
 //! station a sequence of orders: the order ID printed on the slip, the items ordered (what
 //! goes into `orders.json`), the items actually packed (which may differ), how long the slip
-//! is in view, the pause after it, and the look of the slip (position, font, size, camera
-//! rotation, lighting, noise). A seed makes the rendering reproducible.
+//! is in view, the pause after it, and the look of the slip (position, font, size, rotation
+//! of the slip, camera rotation, lighting, noise, motion blur). A seed makes the rendering
+//! reproducible.
 //!
 //! [`Plan`] turns a scenario into a timeline and the ground truth (expected status,
 //! missing / extra / quantity mismatches, and which seconds belong to which order).
 //! [`Simulator`] serves every station as an H.264 RTSP camera on 127.0.0.1 with
 //! gst-rtsp-server: a light-grey table (`videotestsrc`), one `textoverlay` for the slip and
-//! eight for item labels (one label per packed unit, black bold text), an optional
-//! `rotate` for a tilted camera, and seeded luma noise / lighting applied in a pad probe.
+//! eight for item labels (one label per packed unit, black bold text), the slip turned on
+//! the table in a pad probe ([`effects`]), an optional `rotate` for a tilted camera, and
+//! motion blur, seeded luma noise and lighting applied in a second pad probe.
 //! The scene of each frame is chosen from the buffer timestamp, so a station's scenario
 //! starts when its first client connects.
 
@@ -20,6 +22,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod effects;
 pub mod run;
 
 use gst::prelude::*;
@@ -177,8 +180,13 @@ pub struct LookPatch {
     pub y: Option<i32>,
     /// Random extra offset of the slip, up to this many pixels in each direction (seeded).
     pub jitter_px: Option<i32>,
-    /// Camera rotation in degrees (the whole picture, as a tilted camera), -10..=10.
+    /// Rotation of the slip on the table in degrees (counter-clockwise), at most 15 either
+    /// way.
     pub rotation_deg: Option<f64>,
+    /// Camera rotation in degrees (the whole picture, as a tilted camera), at most 15.
+    pub camera_rotation_deg: Option<f64>,
+    /// Horizontal motion blur: length of the smear in pixels, 0..=40.
+    pub motion_blur_px: Option<u32>,
     /// Amplitude of seeded per-pixel luma noise, 0..=64 grey levels.
     pub noise: Option<u32>,
     /// Lighting: luma offset, -64..=64.
@@ -198,6 +206,8 @@ impl LookPatch {
             y: self.y.or(base.y),
             jitter_px: self.jitter_px.or(base.jitter_px),
             rotation_deg: self.rotation_deg.or(base.rotation_deg),
+            camera_rotation_deg: self.camera_rotation_deg.or(base.camera_rotation_deg),
+            motion_blur_px: self.motion_blur_px.or(base.motion_blur_px),
             noise: self.noise.or(base.noise),
             brightness: self.brightness.or(base.brightness),
             label_font: self.label_font.clone().or_else(|| base.label_font.clone()),
@@ -215,6 +225,8 @@ pub struct Look {
     pub x: i32,
     pub y: i32,
     pub rotation_deg: f64,
+    pub camera_rotation_deg: f64,
+    pub motion_blur_px: u32,
     pub noise: u32,
     pub brightness: i32,
     pub label_font: String,
@@ -450,6 +462,14 @@ impl Plan {
                 if rotation_deg.abs() > 15.0 {
                     return Err(format!("{at}.look.rotation_deg: at most 15 degrees"));
                 }
+                let camera_rotation_deg = p.camera_rotation_deg.unwrap_or(0.0);
+                if camera_rotation_deg.abs() > 15.0 {
+                    return Err(format!("{at}.look.camera_rotation_deg: at most 15 degrees"));
+                }
+                let motion_blur_px = p.motion_blur_px.unwrap_or(0);
+                if motion_blur_px > 40 {
+                    return Err(format!("{at}.look.motion_blur_px: at most 40 pixels"));
+                }
                 let look = Look {
                     slip_text: p.slip_text.clone().unwrap_or_else(|| "ORDER #{id}".into()),
                     font: p.font.clone().unwrap_or_else(|| "DejaVu Sans Bold".into()),
@@ -457,6 +477,8 @@ impl Plan {
                     x: (p.x.unwrap_or(80) + rng.offset(jitter)).max(0),
                     y: (p.y.unwrap_or(60) + rng.offset(jitter)).max(0),
                     rotation_deg,
+                    camera_rotation_deg,
+                    motion_blur_px,
                     noise: p.noise.unwrap_or(0).min(64),
                     brightness: p.brightness.unwrap_or(0).clamp(-64, 64),
                     label_font: p
@@ -621,9 +643,13 @@ fn launch_line(plan: &StationPlan, sc: &Scenario, at_end: AtEnd) -> String {
     }
     s.push_str(
         " ! textoverlay name=slip valignment=top halignment=left color=0xff000000 \
-           shaded-background=false",
+           shaded-background=false ! identity name=slipfx",
     );
-    if plan.orders.iter().any(|o| o.look.rotation_deg != 0.0) {
+    if plan
+        .orders
+        .iter()
+        .any(|o| o.look.camera_rotation_deg != 0.0)
+    {
         s.push_str(
             " ! videoconvert ! video/x-raw,format=BGRx ! rotate name=rot angle=0 \
                ! videoconvert ! video/x-raw,format=I420",
@@ -641,6 +667,18 @@ fn launch_line(plan: &StationPlan, sc: &Scenario, at_end: AtEnd) -> String {
 struct Fx {
     noise: u32,
     brightness: i32,
+    motion_blur_px: u32,
+}
+
+/// Where the shown slip lies and how it is turned.
+#[derive(Debug, Clone, Copy, Default)]
+struct SlipFx {
+    x: usize,
+    y: usize,
+    /// Generous size of the printed text, to find its ink.
+    max_w: usize,
+    max_h: usize,
+    rotation_deg: f64,
 }
 
 /// Configures the elements of a freshly built media: the scene follows the timestamps.
@@ -664,6 +702,8 @@ fn configure_media(
     // usize::MAX: nothing applied yet; plan.orders.len(): empty table.
     let shown = std::sync::atomic::AtomicUsize::new(usize::MAX);
     let fx_set = fx.clone();
+    let slip_fx = Arc::new(Mutex::new(SlipFx::default()));
+    let slip_fx_set = slip_fx.clone();
     src.static_pad("src")
         .unwrap()
         .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -703,11 +743,26 @@ fn configure_media(
                         el.set_property("text", o.labels.get(i).map_or("", String::as_str));
                     }
                     if let Some(rot) = &rot {
-                        rot.set_property("angle", l.rotation_deg.to_radians());
+                        rot.set_property("angle", l.camera_rotation_deg.to_radians());
                     }
                     *fx_set.lock().unwrap() = Fx {
                         noise: l.noise,
                         brightness: l.brightness,
+                        motion_blur_px: l.motion_blur_px,
+                    };
+                    let lines = o.slip_text.lines().count().max(1);
+                    let chars = o.slip_text.lines().map(|t| t.chars().count()).max();
+                    *slip_fx_set.lock().unwrap() = SlipFx {
+                        x: ((l.x as f64) * sx) as usize,
+                        y: ((l.y as f64) * sy) as usize,
+                        // textoverlay scales fonts with the frame, about 2.3x at 1280x720.
+                        max_w: chars.unwrap_or(0) * l.font_size as usize * 3 + 16,
+                        // Never down into the item labels.
+                        max_h: (lines * l.font_size as usize * 3 + 16).min(
+                            ((LABEL_SLOTS[0].1 as f64 * sy) as usize)
+                                .saturating_sub(((l.y as f64) * sy) as usize + 4),
+                        ),
+                        rotation_deg: l.rotation_deg,
                     };
                 }
                 None => {
@@ -716,18 +771,54 @@ fn configure_media(
                         el.set_property("text", "");
                     }
                     *fx_set.lock().unwrap() = Fx::default();
+                    *slip_fx_set.lock().unwrap() = SlipFx::default();
+                }
+            }
+            gst::PadProbeReturn::Ok
+        });
+    let (wu, hu) = (w as usize, h as usize);
+    let luma = wu * hu;
+    bin.by_name("slipfx")
+        .expect("slip fx identity")
+        .static_pad("src")
+        .unwrap()
+        .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let f = *slip_fx.lock().unwrap();
+            if f.rotation_deg == 0.0 {
+                return gst::PadProbeReturn::Ok;
+            }
+            let Some(buf) = info.buffer_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            if let Ok(mut map) = buf.make_mut().map_writable() {
+                let data = &mut map.as_mut_slice()[..luma];
+                let window = effects::Rect {
+                    x0: f.x.saturating_sub(8),
+                    y0: f.y.saturating_sub(8),
+                    x1: f.x + f.max_w,
+                    y1: f.y + f.max_h,
+                };
+                if let Some(ink) = effects::ink_bbox(data, wu, hu, window) {
+                    let pad = 4;
+                    let bbox = effects::Rect {
+                        x0: ink.x0.saturating_sub(pad),
+                        y0: ink.y0.saturating_sub(pad),
+                        x1: (ink.x1 + pad).min(wu),
+                        y1: (ink.y1 + pad).min(hu),
+                    };
+                    let background = data[bbox.y0 * wu + bbox.x0];
+                    effects::rotate_region(data, wu, hu, bbox, f.rotation_deg, background);
                 }
             }
             gst::PadProbeReturn::Ok
         });
     let fx_el = bin.by_name("fx").expect("fx identity");
-    let luma = (w * h) as usize;
     fx_el
         .static_pad("src")
         .unwrap()
         .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let f = *fx.lock().unwrap();
-            if f.noise == 0 && f.brightness == 0 {
+            if f.noise == 0 && f.brightness == 0 && f.motion_blur_px == 0 {
                 return gst::PadProbeReturn::Ok;
             }
             let Some(buf) = info.buffer_mut() else {
@@ -738,6 +829,7 @@ fn configure_media(
             if let Ok(mut map) = b.map_writable() {
                 let data = map.as_mut_slice();
                 let n = luma.min(data.len());
+                effects::motion_blur(&mut data[..n], wu, hu, f.motion_blur_px as usize);
                 let mut rng = Rng::new(seed ^ frame_no.wrapping_mul(0x2545_F491_4F6C_DD1D));
                 let amp = f.noise as i32;
                 let mut bits = 0u64;
@@ -935,6 +1027,21 @@ packed = [{ name = "banana" }]
         let e = Plan::new(Scenario::from_toml(&bad).unwrap()).unwrap_err();
         assert!(e.contains("not in the inventory"), "{e}");
         assert!(Scenario::from_toml("stations = []\nbogus = 1").is_err());
+        for (look, field) in [
+            ("rotation_deg = 20.0", "look.rotation_deg"),
+            ("camera_rotation_deg = -16.0", "look.camera_rotation_deg"),
+            ("motion_blur_px = 41", "look.motion_blur_px"),
+        ] {
+            let bad = SMALL.replace(
+                "id = \"102\"",
+                &format!("id = \"102\"\nlook = {{ {look} }}"),
+            );
+            let e = Plan::new(Scenario::from_toml(&bad).unwrap()).unwrap_err();
+            assert!(
+                e.starts_with(&format!("stations[0].orders[1].{field}")),
+                "{e}"
+            );
+        }
     }
 
     #[test]

@@ -1,5 +1,6 @@
-//! `scenarios/varied-slips.toml` end to end: slips at different positions, rotated up to
-//! 10 degrees, in two fonts, with noise and lighting changes: every order ID is read,
+//! `scenarios/varied-slips.toml` end to end: slips at different positions, turned up to
+//! 10 degrees on the table, a tilted camera, in two fonts, with noise, motion blur and
+//! lighting changes: every order ID is read,
 //! each order is found exactly once and nothing is left unprocessed.
 
 use station_sim::run;
