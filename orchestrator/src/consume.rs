@@ -16,7 +16,18 @@
 //!   printed by `gst-launch-1.0 -m`); the supervisor passes those to [`Consumer::hint`],
 //!   which fetches that one marker at once. The cycle is the safety net for lost hints.
 //!
-//! Markers already handled are remembered in memory, so a cycle only costs the LIST.
+//! Markers already handled are remembered in memory with their LastModified, so a cycle
+//! only costs the LIST.
+//!
+//! # A repeated order ID
+//! When an order ID comes back at a station after its marker was written, the sink writes
+//! a new marker that lists the frames of every segment of the order (a superset). A
+//! handled order is looked at again when the listing shows its marker with another
+//! LastModified (compared at whole seconds) or when a hint names it; the marker's
+//! `frame_count` and `last_unix_ms` against those recorded in the result decide. A changed
+//! marker is processed again: the result is overwritten with `revision` one higher. After
+//! a restart, the result's recorded `marker_last_modified_ms` is compared with the listing,
+//! so an unchanged order still costs one GET of its result.
 //!
 //! # Exactly once
 //! An order whose result object exists is done (across restarts). Before processing, an
@@ -26,6 +37,9 @@
 //! our own owner name (same host after a restart) is ours; one of another owner older than
 //! `claim_ttl` with still no result is taken over through a conditional PUT of
 //! `claims/{station}/{order}.takeover-{claimed_unix_ms}`, which exactly one contender wins.
+//! Processing a replaced marker again claims `claims/{station}/{order}.rev{revision}`
+//! (the revision the new result will carry) the same way, so exactly one replica does it,
+//! and one that reads the result before the winner wrote it waits for the next revision.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -78,8 +92,9 @@ type OrderKey = (String, String);
 
 /// What became of a marker.
 enum Processed {
-    /// Its result exists (written now or before): never looked at again.
-    Done,
+    /// Its result is up to date (written now or before); looked at again only when the
+    /// marker changes. `marker_ms` is the LastModified of the marker it stands for.
+    Done { marker_ms: Option<i64> },
     /// Another orchestrator holds a fresh claim on it.
     Deferred,
 }
@@ -98,7 +113,8 @@ pub struct Consumer {
     /// Optional object detector for frame selection.
     detector: Option<Arc<Detector>>,
     results: Mutex<BTreeMap<OrderKey, OrderResult>>,
-    handled: Mutex<HashSet<OrderKey>>,
+    /// Orders whose result is up to date, with the LastModified of their marker.
+    handled: Mutex<HashMap<OrderKey, Option<i64>>>,
     in_flight: Mutex<HashSet<OrderKey>>,
     cursors: Mutex<HashMap<String, Option<String>>>,
     limit: Arc<Semaphore>,
@@ -116,6 +132,19 @@ fn now_ms() -> i64 {
 
 fn ms(d: Duration) -> u64 {
     d.as_millis() as u64
+}
+
+/// Two LastModified values name the same version of a marker. Compared at whole seconds:
+/// an HTTP `Last-Modified` header has none of the milliseconds some listings carry, and
+/// two versions of one marker are seconds apart (new frames of the order arrive at the
+/// pipeline's frame rate in between). A hint is compared by content, never by this.
+fn same_marker_version(a: Option<i64>, b: Option<i64>) -> bool {
+    matches!((a, b), (Some(a), Some(b)) if a.div_euclid(1000) == b.div_euclid(1000))
+}
+
+/// What a result records of the manifest it was computed from.
+fn manifest_summary(m: &Manifest) -> (Option<u32>, Option<u64>) {
+    (Some(m.frame_count), m.last_unix_ms)
 }
 
 impl Consumer {
@@ -153,7 +182,7 @@ impl Consumer {
             metrics,
             detector,
             results: Mutex::new(BTreeMap::new()),
-            handled: Mutex::new(HashSet::new()),
+            handled: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             cursors: Mutex::new(HashMap::new()),
             hints: Mutex::new(None),
@@ -236,7 +265,7 @@ impl Consumer {
                 }
                 Some((station, order)) = rx.recv() => {
                     if let Ok(key) = oa_contract::marker_key(&self.settings.layout.prefix, &station, &order) {
-                        self.clone().found(&station, &order, &key, None);
+                        self.clone().found(&station, &order, &key, None, true);
                     }
                 }
                 _ = crate::supervise::stopped(&mut shutdown) => break,
@@ -282,15 +311,29 @@ impl Consumer {
                 parse_key(&self.settings.layout.prefix, &k.key)
                 && s == station
             {
-                self.clone().found(&s, &order, &k.key, k.last_modified_ms);
+                self.clone()
+                    .found(&s, &order, &k.key, k.last_modified_ms, false);
             }
         }
         Ok(next.is_some())
     }
 
-    fn found(self: Arc<Self>, station: &str, order: &str, key: &str, marker_ms: Option<i64>) {
+    /// A marker was listed (with its LastModified) or `hinted` (announced by the pipeline).
+    fn found(
+        self: Arc<Self>,
+        station: &str,
+        order: &str,
+        key: &str,
+        marker_ms: Option<i64>,
+        hinted: bool,
+    ) {
         let id = (station.to_owned(), order.to_owned());
-        if self.handled.lock().unwrap().contains(&id) {
+        // A handled order is looked at again only when its marker may have been replaced:
+        // listed with another LastModified, or announced again by the pipeline.
+        if let Some(&known) = self.handled.lock().unwrap().get(&id)
+            && !hinted
+            && (marker_ms.is_none() || same_marker_version(marker_ms, known))
+        {
             return;
         }
         if !self.in_flight.lock().unwrap().insert(id.clone()) {
@@ -309,8 +352,8 @@ impl Consumer {
             let outcome = self.process(&id, &key, marker_ms, discovered).await;
             self.in_flight.lock().unwrap().remove(&id);
             match outcome {
-                Ok(Processed::Done) => {
-                    self.handled.lock().unwrap().insert(id);
+                Ok(Processed::Done { marker_ms }) => {
+                    self.handled.lock().unwrap().insert(id, marker_ms);
                 }
                 Ok(Processed::Deferred) => {
                     log(format_args!(
@@ -338,29 +381,65 @@ impl Consumer {
         &self,
         (station, order): &OrderKey,
         marker_key: &str,
-        marker_ms: Option<i64>,
+        listed_ms: Option<i64>,
         discovered: Instant,
     ) -> Result<Processed, StoreError> {
         let start = Instant::now();
         let layout = &self.settings.layout;
         let result_key = layout.result_key(station, order);
+        let id = (station.clone(), order.clone());
+        let mut previous = None;
         if let Some(existing) = self.store.get(&layout.results_bucket, &result_key).await? {
-            if let Ok(r) = serde_json::from_slice::<OrderResult>(&existing.body) {
-                self.results
-                    .lock()
-                    .unwrap()
-                    .insert((station.clone(), order.clone()), r);
+            let Ok(r) = serde_json::from_slice::<OrderResult>(&existing.body) else {
+                return Ok(Processed::Done {
+                    marker_ms: listed_ms,
+                });
+            };
+            // A result from before revisions existed is final; so is one whose marker was
+            // listed unchanged since. The common case costs this one GET.
+            if r.revision == 0 || same_marker_version(listed_ms, r.marker_last_modified_ms) {
+                let marker_ms = listed_ms.or(r.marker_last_modified_ms);
+                self.results.lock().unwrap().insert(id, r);
+                return Ok(Processed::Done { marker_ms });
             }
-            return Ok(Processed::Done);
+            previous = Some(r);
         }
-        if self.settings.claim && !self.claim(station, order).await? {
-            // Not handled: a later pass finds its result, or takes over a stale claim.
-            return Ok(Processed::Deferred);
-        }
-        let Some(marker) = self.store.get(&layout.bucket, marker_key).await? else {
-            return Err(StoreError(format!("marker {marker_key} disappeared")));
+        let get_marker = async || match self.store.get(&layout.bucket, marker_key).await? {
+            Some(marker) => Ok(marker),
+            None => Err(StoreError(format!("marker {marker_key} disappeared"))),
         };
-        let marker_ms = marker.last_modified_ms.or(marker_ms);
+        let (revision, marker) = match previous {
+            None => {
+                if self.settings.claim && !self.claim(station, order, 1).await? {
+                    // Not handled: a later pass finds its result, or takes over a stale claim.
+                    return Ok(Processed::Deferred);
+                }
+                (1, get_marker().await?)
+            }
+            Some(prev) => {
+                // The marker may have been replaced: its content decides. One that cannot
+                // be read does not replace a result.
+                let marker = get_marker().await?;
+                let changed = Manifest::from_json(&marker.body).is_ok_and(|m| {
+                    manifest_summary(&m) != (prev.manifest_frame_count, prev.manifest_last_unix_ms)
+                });
+                if !changed {
+                    let marker_ms = marker.last_modified_ms.or(listed_ms);
+                    self.results.lock().unwrap().insert(id, prev);
+                    return Ok(Processed::Done { marker_ms });
+                }
+                let revision = prev.revision + 1;
+                if self.settings.claim && !self.claim(station, order, revision).await? {
+                    return Ok(Processed::Deferred);
+                }
+                log(format_args!(
+                    "{station} order {order}: its marker was replaced (the order ID came \
+                     back); processing it again as revision {revision}"
+                ));
+                (revision, marker)
+            }
+        };
+        let marker_ms = marker.last_modified_ms.or(listed_ms);
         let queue_s = marker_ms.map(|m| (now_ms() - m).max(0) as f64 / 1000.0);
         let mut timings = Timings {
             discover: ms(start.duration_since(discovered) + start.elapsed()),
@@ -385,6 +464,10 @@ impl Consumer {
             recognizer: self.recognizer.name().to_owned(),
             timings_ms: Timings::default(),
             error: None,
+            revision,
+            manifest_frame_count: None,
+            manifest_last_unix_ms: None,
+            marker_last_modified_ms: marker_ms,
         };
         let mut instance = String::from("unknown");
         let mut frames_uploaded = 0u64;
@@ -398,6 +481,8 @@ impl Consumer {
                 ))
             }
             Ok(manifest) => {
+                (result.manifest_frame_count, result.manifest_last_unix_ms) =
+                    manifest_summary(&manifest);
                 instance = manifest.pipeline_instance.clone();
                 frames_uploaded = manifest.frames.len() as u64;
                 let t = Instant::now();
@@ -506,14 +591,19 @@ impl Consumer {
             recognition_s,
         });
         log(format_args!(
-            "{station} order {order} {status} accuracy={:.2} latency_ms={}{}",
+            "{station} order {order} {status} accuracy={:.2} latency_ms={}{}{}",
             result.accuracy,
             latency_s.map_or_else(|| "unknown".to_owned(), |s| format!("{:.0}", s * 1000.0)),
             result
                 .error
                 .as_deref()
                 .map(|e| format!(" error={e:?}"))
-                .unwrap_or_default()
+                .unwrap_or_default(),
+            if revision > 1 {
+                format!(" revision={revision}")
+            } else {
+                String::new()
+            }
         ));
         self.processed
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -521,13 +611,13 @@ impl Consumer {
             .lock()
             .unwrap()
             .insert((station.clone(), order.clone()), result);
-        Ok(Processed::Done)
+        Ok(Processed::Done { marker_ms })
     }
 
-    /// `true` when this orchestrator owns the order now.
-    async fn claim(&self, station: &str, order: &str) -> Result<bool, StoreError> {
+    /// `true` when this orchestrator owns result `revision` of the order now.
+    async fn claim(&self, station: &str, order: &str, revision: u32) -> Result<bool, StoreError> {
         let layout = &self.settings.layout;
-        let key = layout.claim_key(station, order);
+        let key = layout.claim_key(station, order, revision);
         let body = serde_json::json!({ "owner": self.settings.owner, "claimed_unix_ms": now_ms() });
         if self
             .store

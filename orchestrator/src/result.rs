@@ -54,4 +54,20 @@ pub struct OrderResult {
     /// Why the order could not be validated (recognition failure, unreadable frames...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// 1 for the first result of an order, one more each time the order was processed
+    /// again because its marker was replaced by a superset (the order ID came back at the
+    /// station after its marker was written). 0 in results written before revisions
+    /// existed; those are never processed again.
+    #[serde(default)]
+    pub revision: u32,
+    /// `frame_count` of the manifest this result was computed from (absent when the
+    /// manifest could not be read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_frame_count: Option<u32>,
+    /// `last_unix_ms` of that manifest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_last_unix_ms: Option<u64>,
+    /// When the store says that marker was written (its LastModified), in Unix ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub marker_last_modified_ms: Option<i64>,
 }

@@ -26,8 +26,18 @@ impl Layout {
         format!("{}results/{station}/{order}.json", self.results_prefix)
     }
 
-    pub fn claim_key(&self, station: &str, order: &str) -> String {
-        format!("{}claims/{station}/{order}", self.results_prefix)
+    /// The claim on computing result `revision` of an order: `claims/{station}/{order}`
+    /// for the first, `claims/{station}/{order}.rev{revision}` for a reprocess (order IDs
+    /// hold no `.`, so the two never collide).
+    pub fn claim_key(&self, station: &str, order: &str, revision: u32) -> String {
+        if revision <= 1 {
+            format!("{}claims/{station}/{order}", self.results_prefix)
+        } else {
+            format!(
+                "{}claims/{station}/{order}.rev{revision}",
+                self.results_prefix
+            )
+        }
     }
 }
 

@@ -125,6 +125,33 @@ impl Env {
         self.put_marker(station, order, entries).await;
     }
 
+    /// Stores `bodies` as frames `first_seq..` of `order` (one second apart) and returns
+    /// their manifest entries.
+    async fn put_frames(
+        &self,
+        station: &str,
+        order: &str,
+        first_seq: u32,
+        bodies: &[Vec<u8>],
+    ) -> Vec<FrameEntry> {
+        let mut entries = vec![];
+        for (seq, b) in (first_seq..).zip(bodies) {
+            let unix_ms = 1_700_000_000_000 + u64::from(seq) * 1000;
+            let key = frame_key("", station, order, unix_ms, seq).unwrap();
+            self.store
+                .put(BUCKET, &key, b.clone(), "image/jpeg")
+                .await
+                .unwrap();
+            entries.push(FrameEntry {
+                key,
+                seq,
+                unix_ms,
+                bytes: b.len() as u64,
+            });
+        }
+        entries
+    }
+
     async fn put_marker(&self, station: &str, order: &str, entries: Vec<FrameEntry>) {
         let m = Manifest::new(
             station,
@@ -492,4 +519,92 @@ async fn a_stale_claim_of_a_dead_orchestrator_is_taken_over_once() {
         e.result("station_1", "2").is_none(),
         "a fresh claim is respected"
     );
+}
+
+/// The sink writes a superset marker when an order ID comes back after its marker was
+/// written: the order is processed again, exactly once per new marker, by one replica.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_marker_replaced_by_a_superset_is_processed_once_more() {
+    let e = env("superset").await;
+    let (station, order) = ("station_1", "384");
+    let mut frames = e.put_frames(station, order, 0, &e.jpegs[..2]).await;
+    e.put_marker(station, order, frames.clone()).await;
+    let rec = double();
+    let c = e.consumer("host-a", rec.clone());
+    let r = run(&c);
+    wait_until(Duration::from_secs(20), "the first result", || {
+        c.processed_count() == 1
+    })
+    .await;
+    let first = e.result(station, order).unwrap();
+    assert_eq!(first.revision, 1);
+    assert_eq!(first.manifest_frame_count, Some(2));
+    assert_eq!(first.manifest_last_unix_ms, Some(1_700_000_001_000));
+    assert!(first.marker_last_modified_ms.is_some());
+
+    // LastModified is compared at whole seconds; a real second marker comes seconds later.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    frames.extend(e.put_frames(station, order, 2, &e.jpegs).await);
+    e.put_marker(station, order, frames.clone()).await;
+    wait_until(Duration::from_secs(20), "the second result", || {
+        c.processed_count() == 2
+    })
+    .await;
+    // Many more polls (each a whole cycle of this station), and a hint for the unchanged
+    // marker: nothing is processed again.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.hint(station, order);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    r.stop().await;
+    assert_eq!(c.processed_count(), 2);
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(e.puts_of("results/").len(), 2);
+    let second = e.result(station, order).unwrap();
+    assert_eq!(second.revision, 2);
+    assert_eq!(second.manifest_frame_count, Some(5));
+    assert_eq!(second.manifest_last_unix_ms, Some(1_700_000_004_000));
+    assert_eq!(second.status, OrderStatus::Validated);
+    assert_eq!(c.result(station, order).unwrap(), second);
+    assert_eq!(
+        e.puts_of("claims/"),
+        ["claims/station_1/384", "claims/station_1/384.rev2"]
+    );
+
+    // A restart with nothing new processes nothing.
+    let c2 = e.consumer("host-a", rec.clone());
+    let r2 = run(&c2);
+    wait_until(Duration::from_secs(20), "the old result", || {
+        c2.results().len() == 1
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    r2.stop().await;
+    assert_eq!(c2.processed_count(), 0);
+
+    // The ID comes back once more while no orchestrator runs; two replicas start and find
+    // the marker newer than the result: exactly one of them processes it.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    frames.extend(e.put_frames(station, order, 5, &e.jpegs[..1]).await);
+    e.put_marker(station, order, frames.clone()).await;
+    let (rb, rc) = (double(), double());
+    let b = e.consumer("host-b", rb.clone());
+    let cc = e.consumer("host-c", rc.clone());
+    let (run_b, run_c) = (run(&b), run(&cc));
+    wait_until(Duration::from_secs(20), "the third result", || {
+        e.result(station, order).is_some_and(|r| r.revision == 3)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run_b.stop().await;
+    run_c.stop().await;
+    assert_eq!(b.processed_count() + cc.processed_count(), 1);
+    assert_eq!(
+        rb.calls.load(Ordering::SeqCst) + rc.calls.load(Ordering::SeqCst),
+        1
+    );
+    assert_eq!(e.puts_of("results/").len(), 3);
+    assert_eq!(e.puts_of("claims/station_1/384.rev3").len(), 1);
+    let third = e.result(station, order).unwrap();
+    assert_eq!(third.manifest_frame_count, Some(6));
+    assert_eq!(third.manifest_last_unix_ms, Some(1_700_000_005_000));
 }

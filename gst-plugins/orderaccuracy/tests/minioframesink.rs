@@ -90,10 +90,19 @@ fn frame(i: u32, station: &str, order: Option<&str>, unix_ms: u64) -> gst::Buffe
 }
 
 fn complete(station: &str, order: &str, frame_count: u32) -> gst::Event {
+    complete_for(station, order, frame_count, CompletionReason::NextOrder)
+}
+
+fn complete_for(
+    station: &str,
+    order: &str,
+    frame_count: u32,
+    reason: CompletionReason,
+) -> gst::Event {
     gst::Event::from(&OrderComplete {
         station_id: station.into(),
         order_id: order.into(),
-        reason: CompletionReason::NextOrder,
+        reason,
         frame_count,
         first_pts: None,
         last_pts: None,
@@ -521,4 +530,141 @@ fn server_honours_if_none_match() {
         assert_eq!(err.raw_response().unwrap().status().as_u16(), 412);
     });
     assert_eq!(s.0.put_log(), vec!["results/s1/1.json".to_owned()]);
+}
+
+/// Pushes frames `range` of `order` (frame `i` taken at `unix_ms` 10_000 + i), then its
+/// OrderComplete.
+fn push_segment(run: &Run, order: &str, range: std::ops::Range<u32>, reason: CompletionReason) {
+    let n = range.len() as u32;
+    for i in range {
+        run.src
+            .push_buffer(frame(i, "s1", Some(order), 10_000 + u64::from(i)))
+            .unwrap();
+    }
+    assert!(run.src.send_event(complete_for("s1", order, n, reason)));
+}
+
+/// The frames of `m`, in manifest order, as (seq, unix_ms); checks that each is stored
+/// with the bytes of frame `unix_ms - 10_000`.
+fn stored_frames(server: &S3Server, m: &Manifest) -> Vec<(u32, u64)> {
+    for f in &m.frames {
+        let i = (f.unix_ms - 10_000) as u32;
+        assert_eq!(
+            server.read_object(BUCKET, &f.key).unwrap(),
+            jpeg(i),
+            "{}",
+            f.key
+        );
+        assert_eq!(
+            f.key,
+            frame_key("", "s1", &m.order_id, f.unix_ms, f.seq).unwrap()
+        );
+    }
+    m.frames.iter().map(|f| (f.seq, f.unix_ms)).collect()
+}
+
+#[test]
+fn a_repeated_order_id_continues_its_order_in_a_superset_marker() {
+    let s = server();
+    let run = pipeline(
+        &s.0.endpoint(),
+        &[("pipeline-instance", "run-1".to_value())],
+    );
+    run.pipeline.set_state(gst::State::Playing).unwrap();
+    push_segment(&run, "A", 0..3, CompletionReason::IdleTimeout);
+    push_segment(&run, "B", 3..5, CompletionReason::NextOrder);
+    // The slip of A is shown again after its marker was written.
+    push_segment(&run, "A", 5..7, CompletionReason::EndOfStream);
+    run.src.end_of_stream().unwrap();
+    let out = wait_end(&run, Duration::from_secs(30), || {});
+    assert!(out.error.is_none(), "{:?}", out.error);
+
+    let a = manifest(&s.0, "s1", "A");
+    assert_eq!(
+        stored_frames(&s.0, &a),
+        [
+            (0, 10_000),
+            (1, 10_001),
+            (2, 10_002),
+            (3, 10_005),
+            (4, 10_006)
+        ]
+    );
+    assert_eq!(a.frame_count, 5);
+    assert_eq!(
+        (a.first_unix_ms, a.last_unix_ms),
+        (Some(10_000), Some(10_006))
+    );
+    assert_eq!(a.reason, CompletionReason::EndOfStream);
+    let b = manifest(&s.0, "s1", "B");
+    assert_eq!(stored_frames(&s.0, &b), [(0, 10_003), (1, 10_004)]);
+
+    let marker = marker_key("", "s1", "A").unwrap();
+    assert_eq!(s.0.put_log().iter().filter(|k| **k == marker).count(), 2);
+    let counts: Vec<(String, u32)> = out
+        .order_stored
+        .iter()
+        .map(|m| {
+            (
+                m.get::<String>("order-id").unwrap(),
+                m.get::<u32>("frame-count").unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(counts, [("A".into(), 3), ("B".into(), 2), ("A".into(), 5)]);
+    assert_eq!(u64_prop(&run, "orders-repeated"), 1);
+    assert_eq!(u64_prop(&run, "frames-uploaded"), 7);
+    run.pipeline.set_state(gst::State::Null).unwrap();
+}
+
+#[test]
+fn a_restarted_sink_continues_an_order_from_its_stored_marker() {
+    let s = server();
+    let first = pipeline(
+        &s.0.endpoint(),
+        &[("pipeline-instance", "run-1".to_value())],
+    );
+    first.pipeline.set_state(gst::State::Playing).unwrap();
+    push_segment(&first, "A", 0..3, CompletionReason::IdleTimeout);
+    first.src.end_of_stream().unwrap();
+    let out = wait_end(&first, Duration::from_secs(30), || {});
+    assert!(out.error.is_none(), "{:?}", out.error);
+    first.pipeline.set_state(gst::State::Null).unwrap();
+    let before = manifest(&s.0, "s1", "A");
+
+    // A new pipeline (a restart): it knows A only from the bucket.
+    let second = pipeline(
+        &s.0.endpoint(),
+        &[("pipeline-instance", "run-2".to_value())],
+    );
+    second.pipeline.set_state(gst::State::Playing).unwrap();
+    push_segment(&second, "A", 3..5, CompletionReason::NextOrder);
+    push_segment(&second, "C", 5..6, CompletionReason::EndOfStream);
+    second.src.end_of_stream().unwrap();
+    let out = wait_end(&second, Duration::from_secs(30), || {});
+    assert!(out.error.is_none(), "{:?}", out.error);
+
+    let a = manifest(&s.0, "s1", "A");
+    assert_eq!(a.frames[..3], before.frames[..]);
+    assert_eq!(
+        stored_frames(&s.0, &a),
+        [
+            (0, 10_000),
+            (1, 10_001),
+            (2, 10_002),
+            (3, 10_003),
+            (4, 10_004)
+        ]
+    );
+    assert_eq!(
+        (a.first_unix_ms, a.last_unix_ms),
+        (Some(10_000), Some(10_004))
+    );
+    assert_eq!(a.reason, CompletionReason::NextOrder);
+    assert_eq!(a.pipeline_instance, "run-2");
+    // C is new: its seq starts at 0.
+    let c = manifest(&s.0, "s1", "C");
+    assert_eq!(stored_frames(&s.0, &c), [(0, 10_005)]);
+    assert_eq!(u64_prop(&second, "orders-repeated"), 1);
+    second.pipeline.set_state(gst::State::Null).unwrap();
 }

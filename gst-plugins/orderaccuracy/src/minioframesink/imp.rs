@@ -56,6 +56,9 @@ const DEFAULT_RETRY_BACKOFF_MAX_MS: u32 = 5_000;
 const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
 const DEFAULT_PRE_ROLL: u32 = 1;
 const DEFAULT_PIPELINE_INSTANCE: &str = "";
+/// Completed orders whose frames are kept in memory, so that an order ID that comes back
+/// soon (the usual case) continues without a request to the store.
+const REMEMBERED_ORDERS: usize = 256;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -110,6 +113,7 @@ struct Counters {
     frames_dropped_untagged: AtomicU64,
     bytes_uploaded: AtomicU64,
     markers_written: AtomicU64,
+    orders_repeated: AtomicU64,
 }
 
 impl Counters {
@@ -119,6 +123,7 @@ impl Counters {
             &self.frames_dropped_untagged,
             &self.bytes_uploaded,
             &self.markers_written,
+            &self.orders_repeated,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -130,6 +135,9 @@ type OrderId = (String, String);
 
 #[derive(Debug, Default)]
 struct OrderProgress {
+    /// Frames of the order's earlier segments (its ID came back after its marker was
+    /// written): listed first in its new marker; `next_seq` continues after them.
+    earlier: Vec<FrameEntry>,
     next_seq: u32,
     /// Frame PUTs of this order not yet finished.
     pending: usize,
@@ -326,6 +334,32 @@ struct PreRolled {
     unix_ms: u64,
 }
 
+/// The frames listed by the markers of the last [`REMEMBERED_ORDERS`] orders completed.
+#[derive(Default)]
+struct CompletedOrders {
+    frames: HashMap<OrderId, Vec<FrameEntry>>,
+    /// Oldest first.
+    age: VecDeque<OrderId>,
+}
+
+impl CompletedOrders {
+    fn get(&self, id: &OrderId) -> Option<&Vec<FrameEntry>> {
+        self.frames.get(id)
+    }
+
+    fn insert(&mut self, id: OrderId, frames: Vec<FrameEntry>) {
+        if self.frames.insert(id.clone(), frames).is_some() {
+            self.age.retain(|a| *a != id);
+        }
+        self.age.push_back(id);
+        while self.age.len() > REMEMBERED_ORDERS {
+            if let Some(old) = self.age.pop_front() {
+                self.frames.remove(&old);
+            }
+        }
+    }
+}
+
 struct Started {
     uploader: Arc<Uploader>,
     cancel: watch::Sender<bool>,
@@ -337,6 +371,7 @@ struct Started {
     ring: VecDeque<PreRolled>,
     /// The order being collected; cleared by its OrderComplete.
     current: Option<OrderId>,
+    completed: CompletedOrders,
 }
 
 #[derive(Default)]
@@ -560,6 +595,98 @@ impl MinioFrameSink {
         Ok(gst::FlowSuccess::Ok)
     }
 
+    /// Registers `id` when it has no progress yet. An order ID that was completed before
+    /// (its marker written: remembered, or else found in the store with one GET) continues
+    /// its `seq` after the stored frames, and its new marker lists them too.
+    fn begin_order(&self, st: &Started, id: &OrderId) {
+        if self
+            .shared()
+            .progress
+            .lock()
+            .unwrap()
+            .orders
+            .contains_key(id)
+        {
+            return;
+        }
+        let earlier = match st.completed.get(id) {
+            Some(frames) => Some(frames.clone()),
+            None => self.stored_frames(st, id),
+        };
+        let mut order = OrderProgress::default();
+        if let Some(earlier) = earlier {
+            self.counters
+                .orders_repeated
+                .fetch_add(1, Ordering::Relaxed);
+            order.next_seq = earlier.iter().map(|f| f.seq + 1).max().unwrap_or(0);
+            gst::info!(
+                CAT,
+                imp = self,
+                "Order {}/{} comes back after its marker was written: its {} stored frames \
+                 are kept, seq continues at {}",
+                id.0,
+                id.1,
+                earlier.len(),
+                order.next_seq
+            );
+            order.earlier = earlier;
+        }
+        self.shared().update(|p| {
+            p.orders.entry(id.clone()).or_insert(order);
+        });
+    }
+
+    /// The frames listed by the stored marker of `id`; `None` when there is none (a new
+    /// order) or it cannot be read.
+    fn stored_frames(&self, st: &Started, id: &OrderId) -> Option<Vec<FrameEntry>> {
+        let key = oa_contract::marker_key(&st.prefix, &id.0, &id.1).ok()?;
+        let up = &st.uploader;
+        let limit = st.request_timeout * 2;
+        let get = async {
+            let out = up
+                .client
+                .get_object()
+                .bucket(&up.bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| {
+                    let missing = e.raw_response().map(|r| r.status().as_u16()) == Some(404);
+                    (missing, DisplayErrorContext(&e).to_string())
+                })?;
+            let body = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| (false, e.to_string()))?;
+            Ok::<_, (bool, String)>(body.into_bytes())
+        };
+        // The timer is created inside the runtime.
+        let result = RUNTIME.block_on(async { tokio::time::timeout(limit, get).await });
+        let cause = match result {
+            Ok(Ok(body)) => match Manifest::from_json(&body) {
+                Ok(m) if m.station_id == id.0 && m.order_id == id.1 => return Some(m.frames),
+                Ok(m) => format!("it names order {}/{}", m.station_id, m.order_id),
+                Err(e) => e.to_string(),
+            },
+            Ok(Err((true, _))) => {
+                gst::debug!(CAT, imp = self, "No marker {key} yet: a new order");
+                return None;
+            }
+            Ok(Err((false, cause))) => cause,
+            Err(_) => format!("no answer within {limit:?}"),
+        };
+        gst::warning!(
+            CAT,
+            imp = self,
+            "Cannot read the existing marker {key} ({cause}); treating order {} as new: \
+             if it was stored before, its new marker replaces the old one and lists only the \
+             new frames",
+            id.1
+        );
+        None
+    }
+
     fn complete_order(&self, done: &OrderComplete) -> Result<(), WaitError> {
         let mut state = self.state.lock().unwrap();
         let State::Started(st) = &mut *state else {
@@ -573,6 +700,8 @@ impl MinioFrameSink {
                 return Ok(());
             }
         };
+        // An order none of whose frames came here may still have earlier segments.
+        self.begin_order(st, &id);
         let order = self.shared().wait_until(|p| match p.orders.get(&id) {
             Some(o) if o.pending > 0 => None,
             _ => Some(p.orders.remove(&id).unwrap_or_default()),
@@ -593,14 +722,12 @@ impl MinioFrameSink {
                 order.stored.len()
             );
         }
-        let manifest = Manifest::new(
-            &id.0,
-            &id.1,
-            done.reason,
-            order.stored,
-            &st.pipeline_instance,
-        );
+        let earlier = order.earlier.len();
+        let mut frames = order.earlier;
+        frames.extend(order.stored);
+        let manifest = Manifest::new(&id.0, &id.1, done.reason, frames, &st.pipeline_instance);
         let frame_count = manifest.frame_count;
+        st.completed.insert(id.clone(), manifest.frames.clone());
         let counters = self.counters.clone();
         let done_key = marker_key.clone();
         st.uploader.spawn_put(
@@ -619,7 +746,8 @@ impl MinioFrameSink {
         gst::info!(
             CAT,
             imp = self,
-            "Stored order {}/{} ({frame_count} frames, {}) with marker {marker_key}",
+            "Stored order {}/{} ({frame_count} frames, {earlier} of them from earlier \
+             segments, {}) with marker {marker_key}",
             id.0,
             id.1,
             done.reason
@@ -807,6 +935,16 @@ impl ObjectImpl for MinioFrameSink {
                     .blurb("__EOS__ markers stored since start")
                     .read_only()
                     .build(),
+                glib::ParamSpecUInt64::builder("orders-repeated")
+                    .nick("Orders repeated")
+                    .blurb(
+                        "Orders since start whose ID came back after their marker was written \
+                         (one of the last 256 completed, else found with one GET of the \
+                         marker when the order starts): seq continues after the stored \
+                         frames and the new marker lists the frames of every segment",
+                    )
+                    .read_only()
+                    .build(),
             ]
         });
         PROPERTIES.as_ref()
@@ -856,6 +994,7 @@ impl ObjectImpl for MinioFrameSink {
             }
             "bytes-uploaded" => c.bytes_uploaded.load(Ordering::Relaxed).to_value(),
             "markers-written" => c.markers_written.load(Ordering::Relaxed).to_value(),
+            "orders-repeated" => c.orders_repeated.load(Ordering::Relaxed).to_value(),
             _ => unreachable!(),
         }
     }
@@ -952,6 +1091,7 @@ impl BaseSinkImpl for MinioFrameSink {
             request_timeout: Duration::from_millis(settings.request_timeout_ms.into()),
             ring: VecDeque::new(),
             current: None,
+            completed: CompletedOrders::default(),
         }));
         Ok(())
     }
@@ -1045,6 +1185,7 @@ impl BaseSinkImpl for MinioFrameSink {
                     id.1
                 );
             }
+            self.begin_order(st, &id);
             st.current = Some(id.clone());
         }
         // Untagged frames just before this one belong to this order and come first.

@@ -11,6 +11,14 @@
 //! with an empty frame list, so that the consumer can report the order as having no frames
 //! instead of never hearing of it.
 //!
+//! An order ID that comes back after its marker was written (the slip was out of view for
+//! longer than the idle timeout) continues that order: its `seq` continues after the stored
+//! frames and its new marker is a superset, listing the frames of every segment (earlier
+//! first), `first_unix_ms` of the first and `last_unix_ms` and `reason` of the latest. The
+//! frames of the last 256 completed orders are remembered; for any other order the sink
+//! reads its marker, if there is one, with one GET when the order starts (so after a
+//! pipeline restart too). `orders-repeated` counts these orders.
+//!
 //! Credentials come only from the standard AWS chain (environment, profile, SSO, ...):
 //! a pipeline description is visible in `ps`, so it must never carry a secret.
 
