@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks (not tests): every figure of docs/benchmarks.md in one run, side by side.
 #
-#   scripts/bench.sh [--runs N] [--orders N] [--mem-seconds S] [--json FILE]
+#   scripts/bench.sh [--runs N] [--orders N] [--mem-seconds S] [--stations 16,24,32]
+#                    [--json FILE]
 #
 #   1. OCR ms per frame: ocrsegment (full frame, region, unchanged) vs the bare engine, and
 #      the same frame through pip rapidocr + onnxruntime (the replaced Python way).
@@ -10,6 +11,8 @@
 #   3. Order latency marker -> result (labels recogniser, 3 frames) and marker discovery.
 #   4. Peak RSS of a station pipeline and of the orchestrator with 8 stations, and of the
 #      detection model alone in ONNX Runtime (arena on/off, two input sizes).
+#   5. Station density: 1280x720 H.264 cameras at 15 fps replayed over loopback RTSP,
+#      pipelines at 1 frame/s with OCR on a region; --stations lists the counts tried.
 # Prints each benchmark's own output, then one table and `BENCH_JSON {...}` (also written
 # to --json FILE). The Python side lives in .deps/bench-venv (created here from PyPI).
 set -euo pipefail
@@ -17,15 +20,16 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 # Where cargo put the binaries (CARGO_TARGET_DIR is honoured).
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-RUNS=20 ORDERS=20 MEM_SECONDS=30 JSON=""
+RUNS=20 ORDERS=20 MEM_SECONDS=30 JSON="" STATIONS=16,24,32
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift 2 ;;
         --orders) ORDERS=$2; shift 2 ;;
         --mem-seconds) MEM_SECONDS=$2; shift 2 ;;
         --json) JSON=$2; shift 2 ;;
+        --stations) STATIONS=$2; shift 2 ;;
         [0-9]*) RUNS=$1; shift ;;  # old form: scripts/bench.sh RUNS
-        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -44,6 +48,7 @@ cargo build --release -q -p gst-plugin-orderaccuracy --lib --example bench_ocr -
     --example bench_ort_memory
 cargo build --release -q -p orchestrator --bin orchestrator --example bench_latency
 cargo build --release -q -p oa-s3-server
+cargo build --release -q -p station-sim --example bench_density
 
 LOGS=$(mktemp -d)
 trap 'rm -rf "$LOGS"' EXIT
@@ -67,6 +72,9 @@ echo "==> 3. order latency and marker discovery ($ORDERS orders)"
 echo "==> 4. memory ($MEM_SECONDS s each)"
 scripts/bench/memory.sh "$MEM_SECONDS" | tee "$LOGS/5.log"
 "$BIN"/examples/bench_ort_memory | tee "$LOGS/6.log"
+
+echo "==> 5. station density ($STATIONS stations)"
+"$BIN"/examples/bench_density --stations "$STATIONS" 2>&1 | grep -v '^  ' | tee "$LOGS/7.log"
 
 echo
 echo "==> summary ($MACHINE)"

@@ -587,6 +587,11 @@ impl Plan {
         }
     }
 
+    /// The station IDs in scenario order.
+    pub fn station_ids(&self) -> Vec<String> {
+        self.stations.iter().map(|s| s.station_id.clone()).collect()
+    }
+
     /// Writes `orders.json`, `inventory.json` and `ground_truth.json` into `dir`.
     pub fn write_files(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -621,18 +626,30 @@ pub enum AtEnd {
     Hold,
 }
 
+/// Where the rendered H.264 goes.
+enum Output<'a> {
+    /// An RTSP mount (the description is a bin ending in `pay0`), rendered live.
+    Rtsp(AtEnd),
+    /// A Matroska file, rendered as fast as the machine goes.
+    File(&'a Path),
+}
+
 /// The gst-launch description of one station's media (see the module docs).
-fn launch_line(plan: &StationPlan, sc: &Scenario, at_end: AtEnd) -> String {
+fn launch_line(plan: &StationPlan, sc: &Scenario, out: Output) -> String {
     let (w, h, fps) = (sc.width, sc.height, sc.fps);
-    let num_buffers = match at_end {
-        AtEnd::Eos => format!(
+    let num_buffers = match out {
+        Output::Rtsp(AtEnd::Eos) | Output::File(_) => format!(
             " num-buffers={}",
             (plan.duration_s * fps as f64).ceil() as u64
         ),
-        _ => String::new(),
+        Output::Rtsp(_) => String::new(),
+    };
+    let (open, live) = match out {
+        Output::Rtsp(_) => ("( ", true),
+        Output::File(_) => ("", false),
     };
     let mut s = format!(
-        "( videotestsrc name=src is-live=true pattern=solid-color foreground-color=0xffe4e4e4{num_buffers} \
+        "{open}videotestsrc name=src is-live={live} pattern=solid-color foreground-color=0xffe4e4e4{num_buffers} \
            ! video/x-raw,format=I420,width={w},height={h},framerate={fps}/1"
     );
     for i in 0..LABEL_SLOTS.len() {
@@ -657,9 +674,60 @@ fn launch_line(plan: &StationPlan, sc: &Scenario, at_end: AtEnd) -> String {
     }
     s.push_str(&format!(
         " ! identity name=fx ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={fps} \
-           bitrate=2500 ! rtph264pay name=pay0 pt=96 config-interval=1 )"
+           bitrate=2500"
     ));
+    match out {
+        Output::Rtsp(_) => s.push_str(" ! rtph264pay name=pay0 pt=96 config-interval=1 )"),
+        Output::File(path) => s.push_str(&format!(
+            " ! h264parse ! matroskamux ! filesink location=\"{}\"",
+            path.display()
+        )),
+    }
     s
+}
+
+/// Renders station `station` of `plan` into a Matroska file of H.264 (the same scene the
+/// RTSP camera shows), as fast as the machine goes, for [`Simulator::replay`].
+pub fn record(plan: &Plan, station: usize, path: &Path) -> Result<(), String> {
+    gst::init().map_err(|e| e.to_string())?;
+    let st = plan
+        .stations
+        .get(station)
+        .ok_or_else(|| format!("the scenario has no station number {station}"))?;
+    let line = launch_line(st, &plan.scenario, Output::File(path));
+    let pipeline = gst::parse::launch(&line)
+        .map_err(|e| format!("cannot build the recording pipeline: {e}"))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| "the recording description is not a pipeline".to_string())?;
+    configure_media(
+        pipeline.upcast_ref(),
+        Arc::new(st.clone()),
+        &plan.scenario,
+        AtEnd::Eos,
+        Arc::new(Mutex::new(None)),
+    );
+    let bus = pipeline.bus().unwrap();
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| format!("cannot start recording into {}: {e}", path.display()))?;
+    let mut result = Ok(());
+    for msg in bus.iter_timed(gst::ClockTime::NONE) {
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => {
+                result = Err(format!(
+                    "recording into {} failed: {} ({:?})",
+                    path.display(),
+                    e.error(),
+                    e.debug()
+                ));
+                break;
+            }
+            _ => {}
+        }
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    result
 }
 
 /// Luma effects applied to the frame being shown.
@@ -850,6 +918,23 @@ fn configure_media(
         });
 }
 
+/// Raises `flag` when the stream of a media's `pay0` ends.
+fn flag_eos(bin: &gst::Bin, flag: Arc<AtomicBool>) {
+    if let Some(pay) = bin.by_name("pay0") {
+        pay.static_pad("sink").unwrap().add_probe(
+            gst::PadProbeType::EVENT_DOWNSTREAM,
+            move |_, info| {
+                if let Some(ev) = info.event()
+                    && ev.type_() == gst::EventType::Eos
+                {
+                    flag.store(true, Ordering::SeqCst);
+                }
+                gst::PadProbeReturn::Ok
+            },
+        );
+    }
+}
+
 /// RTSP cameras for every station of a plan, on 127.0.0.1, served from their own GLib
 /// main loop thread. Each station's scenario starts when its first client connects.
 pub struct Simulator {
@@ -881,7 +966,7 @@ impl Simulator {
         let mut started = Vec::new();
         for st in &plan.stations {
             let factory = gst_rtsp_server::RTSPMediaFactory::new();
-            factory.set_launch(&launch_line(st, &plan.scenario, at_end));
+            factory.set_launch(&launch_line(st, &plan.scenario, Output::Rtsp(at_end)));
             factory.set_shared(true);
             let mount = format!("/{}", st.station_id);
             let st = Arc::new(st.clone());
@@ -896,23 +981,72 @@ impl Simulator {
                     return;
                 };
                 configure_media(bin, st.clone(), &sc, at_end, start.clone());
-                if let Some(pay) = bin.by_name("pay0") {
-                    let flag = flag.clone();
-                    pay.static_pad("sink").unwrap().add_probe(
-                        gst::PadProbeType::EVENT_DOWNSTREAM,
-                        move |_, info| {
-                            if let Some(ev) = info.event()
-                                && ev.type_() == gst::EventType::Eos
-                            {
-                                flag.store(true, Ordering::SeqCst);
-                            }
-                            gst::PadProbeReturn::Ok
-                        },
-                    );
-                }
+                flag_eos(bin, flag.clone());
             });
             mounts.add_factory(&mount, factory);
         }
+        Simulator::run_server(
+            server,
+            ctx,
+            main_loop,
+            port,
+            &plan.station_ids(),
+            started,
+            ended,
+        )
+    }
+
+    /// Serves `recording` (from [`record`]) on one mount per station ID, each client from
+    /// the start of the file, paced to the clock: a camera whose frames cost only demuxing.
+    pub fn replay(
+        recording: &Path,
+        station_ids: &[String],
+        port: u16,
+    ) -> Result<Simulator, String> {
+        gst::init().map_err(|e| e.to_string())?;
+        if !recording.is_file() {
+            return Err(format!("recording {} does not exist", recording.display()));
+        }
+        let ctx = glib::MainContext::new();
+        let main_loop = glib::MainLoop::new(Some(&ctx), false);
+        let server = gst_rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&port.to_string());
+        let mounts = server.mount_points().unwrap();
+        let mut ended = Vec::new();
+        for id in station_ids {
+            let factory = gst_rtsp_server::RTSPMediaFactory::new();
+            // The file is not live: identity sync=true paces it like a camera.
+            factory.set_launch(&format!(
+                "( filesrc location=\"{}\" ! matroskademux ! h264parse ! identity sync=true \
+                   ! rtph264pay name=pay0 pt=96 config-interval=1 )",
+                recording.display()
+            ));
+            let flag = Arc::new(AtomicBool::new(false));
+            ended.push(flag.clone());
+            factory.connect_media_configure(move |_, media| {
+                if let Some(bin) = media.element().downcast_ref::<gst::Bin>() {
+                    flag_eos(bin, flag.clone());
+                }
+            });
+            mounts.add_factory(&format!("/{id}"), factory);
+        }
+        let started = station_ids
+            .iter()
+            .map(|_| Arc::new(Mutex::new(None)))
+            .collect();
+        Simulator::run_server(server, ctx, main_loop, port, station_ids, started, ended)
+    }
+
+    fn run_server(
+        server: gst_rtsp_server::RTSPServer,
+        ctx: glib::MainContext,
+        main_loop: glib::MainLoop,
+        port: u16,
+        station_ids: &[String],
+        started: Vec<Arc<Mutex<Option<u64>>>>,
+        ended: Vec<Arc<AtomicBool>>,
+    ) -> Result<Simulator, String> {
         let source = server
             .attach(Some(&ctx))
             .map_err(|e| format!("RTSP server cannot listen on 127.0.0.1:{port}: {e}"))?;
@@ -920,15 +1054,9 @@ impl Simulator {
         if bound <= 0 {
             return Err(format!("RTSP server did not bind 127.0.0.1:{port}"));
         }
-        let urls = plan
-            .stations
+        let urls = station_ids
             .iter()
-            .map(|s| {
-                (
-                    s.station_id.clone(),
-                    format!("rtsp://127.0.0.1:{bound}/{}", s.station_id),
-                )
-            })
+            .map(|id| (id.clone(), format!("rtsp://127.0.0.1:{bound}/{id}")))
             .collect();
         let loop2 = main_loop.clone();
         let thread = std::thread::spawn(move || {
