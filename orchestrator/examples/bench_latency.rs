@@ -1,7 +1,8 @@
 //! Order latency and marker discovery, measured against a real S3 server.
 //!
 //! ```text
-//! cargo run --release -p orchestrator --example bench_latency -- [--orders N] [--poll-ms MS] [--finished N]
+//! cargo run --release -p orchestrator --example bench_latency -- [--orders N] [--poll-ms MS]
+//!     [--finished N] [--threads N] [--det-max-side PX]
 //! ```
 //!
 //! Starts `oa_s3server` (s3s-fs, SigV4) on 127.0.0.1 and the library consumer with the
@@ -243,6 +244,8 @@ fn main() {
     let mut orders = 20usize;
     let mut poll_ms = 250u64;
     let mut finished = 300usize;
+    let mut threads = orchestrator::config::DEFAULT_LABELS_THREADS;
+    let mut det_max_side = orchestrator::config::DEFAULT_LABELS_DET_MAX_SIDE;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || -> u64 { args.next().and_then(|v| v.parse().ok()).expect("number") };
@@ -250,7 +253,12 @@ fn main() {
             "--orders" => orders = v() as usize,
             "--poll-ms" => poll_ms = v(),
             "--finished" => finished = v() as usize,
-            _ => panic!("usage: bench_latency [--orders N] [--poll-ms MS] [--finished N]"),
+            "--threads" => threads = v() as usize,
+            "--det-max-side" => det_max_side = v() as u32,
+            _ => panic!(
+                "usage: bench_latency [--orders N] [--poll-ms MS] [--finished N] [--threads N] \
+                 [--det-max-side PX]"
+            ),
         }
     }
     // SAFETY: single-threaded here.
@@ -296,6 +304,8 @@ fn main() {
             min_confidence: 0.5,
             max_edit_distance: 2,
             model_dir: None,
+            threads,
+            det_max_side,
         },
         inventory.clone(),
     )
@@ -428,7 +438,7 @@ fn main() {
         )
     };
     println!(
-        "BENCH_JSON {{\"latency\":{{\"orders\":{orders},\"poll_ms\":{poll_ms},\"polled\":{},\"hinted\":{},\"recognize\":{},\"discovery_polled\":{},\"discovery_hinted\":{},\"lists_per_poll\":[{}]}}}}",
+        "BENCH_JSON {{\"latency\":{{\"orders\":{orders},\"poll_ms\":{poll_ms},\"threads\":{threads},\"det_max_side\":{det_max_side},\"polled\":{},\"hinted\":{},\"recognize\":{},\"discovery_polled\":{},\"discovery_hinted\":{},\"lists_per_poll\":[{}]}}}}",
         j(&polled.latency_ms),
         j(&hinted.latency_ms),
         j(&hinted.recognize_ms),

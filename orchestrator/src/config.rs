@@ -100,6 +100,10 @@ pub enum RecognitionConfig {
         min_confidence: f32,
         max_edit_distance: usize,
         model_dir: Option<PathBuf>,
+        /// ONNX Runtime intra-op threads of the OCR engine.
+        threads: usize,
+        /// Long side the frame is scaled down to for text detection.
+        det_max_side: u32,
     },
     /// An OpenAI-compatible chat-completions endpoint serving a VLM.
     OpenAi {
@@ -120,9 +124,19 @@ impl Default for RecognitionConfig {
             min_confidence: 0.5,
             max_edit_distance: 2,
             model_dir: None,
+            threads: DEFAULT_LABELS_THREADS,
+            det_max_side: DEFAULT_LABELS_DET_MAX_SIDE,
         }
     }
 }
+
+/// The labels engine's threads: an order's frames are read one after another, and two
+/// threads halve that wait on a 2-core station box without starving the pipelines (the
+/// threads do not spin while idle).
+pub const DEFAULT_LABELS_THREADS: usize = 2;
+/// Item labels are large print: at a 736 px long side (a 1280x720 frame becomes 736x416)
+/// they stay well above what the detector needs, and detection costs half of 960 px.
+pub const DEFAULT_LABELS_DET_MAX_SIDE: u32 = 736;
 
 impl Default for StorageConfig {
     fn default() -> Self {
@@ -292,6 +306,8 @@ struct RawRecognition {
     min_confidence: Option<f32>,
     max_edit_distance: Option<usize>,
     model_dir: Option<String>,
+    threads: Option<usize>,
+    det_max_side: Option<u32>,
     // openai
     endpoint: Option<String>,
     model: Option<String>,
@@ -798,10 +814,26 @@ fn check_recognition(
                     format!("{max_edit_distance} is more than 5 (would match unrelated names)"),
                 ));
             }
+            let threads = r.threads.unwrap_or(DEFAULT_LABELS_THREADS);
+            if !(1..=32).contains(&threads) {
+                return Err(ConfigError::new(
+                    "recognition.threads",
+                    format!("{threads} is outside 1..=32"),
+                ));
+            }
+            let det_max_side = r.det_max_side.unwrap_or(DEFAULT_LABELS_DET_MAX_SIDE);
+            if !(320..=4096).contains(&det_max_side) {
+                return Err(ConfigError::new(
+                    "recognition.det_max_side",
+                    format!("{det_max_side} is outside 320..=4096 pixels"),
+                ));
+            }
             Ok(RecognitionConfig::Labels {
                 min_confidence,
                 max_edit_distance,
                 model_dir: r.model_dir.filter(|p| !p.is_empty()).map(|p| resolve(&p)),
+                threads,
+                det_max_side,
             })
         }
         "openai" => {
@@ -811,6 +843,8 @@ fn check_recognition(
                     ("min_confidence", r.min_confidence.is_some()),
                     ("max_edit_distance", r.max_edit_distance.is_some()),
                     ("model_dir", r.model_dir.is_some()),
+                    ("threads", r.threads.is_some()),
+                    ("det_max_side", r.det_max_side.is_some()),
                 ],
             )?;
             let endpoint = r

@@ -67,7 +67,9 @@ fn defaults() {
         RecognitionConfig::Labels {
             min_confidence: 0.5,
             max_edit_distance: 2,
-            model_dir: None
+            model_dir: None,
+            threads: 2,
+            det_max_side: 736,
         }
     );
 }
@@ -180,6 +182,15 @@ fn other_invalid_fields_are_named() {
         (
             "[recognition]\nmin_confidence = 1.5\n",
             "recognition.min_confidence:",
+        ),
+        ("[recognition]\nthreads = 0\n", "recognition.threads:"),
+        (
+            "[recognition]\ndet_max_side = 100\n",
+            "recognition.det_max_side:",
+        ),
+        (
+            "[recognition]\nbackend = \"openai\"\nendpoint = \"http://h:1\"\nmodel = \"m\"\nthreads = 2\n",
+            "recognition.threads:",
         ),
     ];
     for (extra, field) in cases {

@@ -64,11 +64,7 @@ fn render(texts: &[&str]) -> Vec<u8> {
 fn recognizer() -> Arc<dyn Recognizer> {
     static R: OnceLock<Arc<dyn Recognizer>> = OnceLock::new();
     R.get_or_init(|| {
-        let cfg = RecognitionConfig::Labels {
-            min_confidence: 0.5,
-            max_edit_distance: 2,
-            model_dir: None,
-        };
+        let cfg = RecognitionConfig::default();
         build(&cfg, inventory()).unwrap_or_else(|e| panic!("labels backend: {e}"))
     })
     .clone()

@@ -46,15 +46,16 @@ impl LabelsRecognizer {
             min_confidence,
             max_edit_distance,
             model_dir,
+            threads,
+            det_max_side,
         } = config
         else {
             return Err("labels backend built from a non-labels configuration".into());
         };
         let ocr = OcrConfig {
             model_dir: model_dir.clone(),
-            // As ocrsegment does: a 720p frame is detected at 960x544, about half the cost
-            // of 1312x736, and printed labels stay well above the size the detector needs.
-            det_max_side_len: 960,
+            intra_threads: *threads,
+            det_max_side_len: *det_max_side,
             ..OcrConfig::default()
         };
         let engine = OcrEngine::new(&ocr).map_err(|e| format!("labels backend: {e}"))?;
