@@ -183,6 +183,13 @@ fn load(path: &Path) -> Result<Loaded, String> {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // A long-running daemon whose worker threads take turns on the OCR engine: with
+        // glibc's default arenas per thread the engine's freed buffers are kept once per
+        // arena (measured: peak RSS 219 -> 192 MiB with 8 stations).
+        // SAFETY: mallopt only tunes the allocator; called before any thread exists.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cmd = match parse_args(&args) {
         Ok(c) => c,
