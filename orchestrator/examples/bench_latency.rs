@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! cargo run --release -p orchestrator --example bench_latency -- [--orders N] [--poll-ms MS]
-//!     [--finished N] [--threads N] [--det-max-side PX] [--det-strip-rows N]
+//!     [--finished N] [--threads N] [--det-max-side PX]
 //! ```
 //!
 //! Starts `oa_s3server` (s3s-fs, SigV4) on 127.0.0.1 and the library consumer with the
@@ -246,7 +246,6 @@ fn main() {
     let mut finished = 300usize;
     let mut threads = orchestrator::config::DEFAULT_LABELS_THREADS;
     let mut det_max_side = orchestrator::config::DEFAULT_LABELS_DET_MAX_SIDE;
-    let mut det_strip_rows = gstorderaccuracy::ocr::DEFAULT_DET_STRIP_ROWS;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || -> u64 { args.next().and_then(|v| v.parse().ok()).expect("number") };
@@ -256,10 +255,9 @@ fn main() {
             "--finished" => finished = v() as usize,
             "--threads" => threads = v() as usize,
             "--det-max-side" => det_max_side = v() as u32,
-            "--det-strip-rows" => det_strip_rows = v() as u32,
             _ => panic!(
                 "usage: bench_latency [--orders N] [--poll-ms MS] [--finished N] [--threads N] \
-                 [--det-max-side PX] [--det-strip-rows N]"
+                 [--det-max-side PX]"
             ),
         }
     }
@@ -308,7 +306,6 @@ fn main() {
             model_dir: None,
             threads,
             det_max_side,
-            det_strip_rows,
         },
         inventory.clone(),
     )
@@ -441,7 +438,7 @@ fn main() {
         )
     };
     println!(
-        "BENCH_JSON {{\"latency\":{{\"orders\":{orders},\"poll_ms\":{poll_ms},\"threads\":{threads},\"det_max_side\":{det_max_side},\"det_strip_rows\":{det_strip_rows},\"polled\":{},\"hinted\":{},\"recognize\":{},\"discovery_polled\":{},\"discovery_hinted\":{},\"lists_per_poll\":[{}]}}}}",
+        "BENCH_JSON {{\"latency\":{{\"orders\":{orders},\"poll_ms\":{poll_ms},\"threads\":{threads},\"det_max_side\":{det_max_side},\"polled\":{},\"hinted\":{},\"recognize\":{},\"discovery_polled\":{},\"discovery_hinted\":{},\"lists_per_poll\":[{}]}}}}",
         j(&polled.latency_ms),
         j(&hinted.latency_ms),
         j(&hinted.recognize_ms),

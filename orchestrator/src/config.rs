@@ -104,8 +104,6 @@ pub enum RecognitionConfig {
         threads: usize,
         /// Long side the frame is scaled down to for text detection.
         det_max_side: u32,
-        /// Detection in strips of at most this many rows (0: whole frame).
-        det_strip_rows: u32,
     },
     /// An OpenAI-compatible chat-completions endpoint serving a VLM.
     OpenAi {
@@ -128,7 +126,6 @@ impl Default for RecognitionConfig {
             model_dir: None,
             threads: DEFAULT_LABELS_THREADS,
             det_max_side: DEFAULT_LABELS_DET_MAX_SIDE,
-            det_strip_rows: gstorderaccuracy::ocr::DEFAULT_DET_STRIP_ROWS,
         }
     }
 }
@@ -311,7 +308,6 @@ struct RawRecognition {
     model_dir: Option<String>,
     threads: Option<usize>,
     det_max_side: Option<u32>,
-    det_strip_rows: Option<u32>,
     // openai
     endpoint: Option<String>,
     model: Option<String>,
@@ -832,22 +828,12 @@ fn check_recognition(
                     format!("{det_max_side} is outside 320..=4096 pixels"),
                 ));
             }
-            let det_strip_rows = r
-                .det_strip_rows
-                .unwrap_or(gstorderaccuracy::ocr::DEFAULT_DET_STRIP_ROWS);
-            if det_strip_rows != 0 && !(128..=4096).contains(&det_strip_rows) {
-                return Err(ConfigError::new(
-                    "recognition.det_strip_rows",
-                    format!("{det_strip_rows} is neither 0 (whole frame) nor 128..=4096 rows"),
-                ));
-            }
             Ok(RecognitionConfig::Labels {
                 min_confidence,
                 max_edit_distance,
                 model_dir: r.model_dir.filter(|p| !p.is_empty()).map(|p| resolve(&p)),
                 threads,
                 det_max_side,
-                det_strip_rows,
             })
         }
         "openai" => {
@@ -859,7 +845,6 @@ fn check_recognition(
                     ("model_dir", r.model_dir.is_some()),
                     ("threads", r.threads.is_some()),
                     ("det_max_side", r.det_max_side.is_some()),
-                    ("det_strip_rows", r.det_strip_rows.is_some()),
                 ],
             )?;
             let endpoint = r

@@ -70,7 +70,6 @@ fn defaults() {
             model_dir: None,
             threads: 2,
             det_max_side: 736,
-            det_strip_rows: 288,
         }
     );
 }
@@ -188,10 +187,6 @@ fn other_invalid_fields_are_named() {
         (
             "[recognition]\ndet_max_side = 100\n",
             "recognition.det_max_side:",
-        ),
-        (
-            "[recognition]\ndet_strip_rows = 64\n",
-            "recognition.det_strip_rows:",
         ),
         (
             "[recognition]\nbackend = \"openai\"\nendpoint = \"http://h:1\"\nmodel = \"m\"\nthreads = 2\n",

@@ -48,7 +48,6 @@ impl LabelsRecognizer {
             model_dir,
             threads,
             det_max_side,
-            det_strip_rows,
         } = config
         else {
             return Err("labels backend built from a non-labels configuration".into());
@@ -57,7 +56,6 @@ impl LabelsRecognizer {
             model_dir: model_dir.clone(),
             intra_threads: *threads,
             det_max_side_len: *det_max_side,
-            det_strip_rows: *det_strip_rows,
             ..OcrConfig::default()
         };
         let engine = OcrEngine::new(&ocr).map_err(|e| format!("labels backend: {e}"))?;

@@ -73,39 +73,6 @@ fn inference<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> OcrE
     move |e| OcrError::Inference(format!("{what}: {e}"))
 }
 
-/// Strips of at most 288 rows: a 960x544 input is read as three strips of 224 rows (24 %
-/// more detection work) and the detector's working memory drops by ~90 MiB; 736x416 as
-/// two of 256.
-pub const DEFAULT_DET_STRIP_ROWS: u32 = 288;
-/// Rows two detection strips share; each strip supplies the probabilities of the rows
-/// nearer to it, so every row is computed with at least half this much context beyond it
-/// (32 in all was too little: a large tilted line on a seam was misread).
-pub const DET_STRIP_OVERLAP: usize = 64;
-
-/// `(first row, rows)` of each detection strip of an input `h` rows high: as few strips
-/// as `max_rows` allows, equally high (multiples of 32, as the detector needs), the last
-/// one ending at `h`.
-pub fn det_strips(h: usize, max_rows: usize) -> Vec<(usize, usize)> {
-    let max_rows = max_rows / 32 * 32;
-    if max_rows == 0 || h <= max_rows || max_rows <= DET_STRIP_OVERLAP {
-        return vec![(0, h)];
-    }
-    let step = max_rows - DET_STRIP_OVERLAP;
-    let n = (h - DET_STRIP_OVERLAP).div_ceil(step);
-    let rows = ((h + (n - 1) * DET_STRIP_OVERLAP).div_ceil(n)).div_ceil(32) * 32;
-    let rows = rows.min(h);
-    (0..n)
-        .map(|i| {
-            let start = if i + 1 == n {
-                h - rows
-            } else {
-                i * (rows - DET_STRIP_OVERLAP)
-            };
-            (start.min(h - rows), rows)
-        })
-        .collect()
-}
-
 /// Engine settings.
 #[derive(Debug, Clone)]
 pub struct OcrConfig {
@@ -117,10 +84,6 @@ pub struct OcrConfig {
     pub det_limit_side_len: u32,
     /// ...and its long side scaled down to at most this, to bound the cost on big frames.
     pub det_max_side_len: u32,
-    /// Detect in horizontal strips of at most this many input rows (0: the whole input at
-    /// once). ONNX Runtime's working memory grows with the input area; strips bound it at
-    /// the cost of the rows they overlap by ([`DET_STRIP_OVERLAP`]).
-    pub det_strip_rows: u32,
     /// Widest recognition input; longer lines are squeezed.
     pub rec_max_width: u32,
     pub boxes: BoxParams,
@@ -133,7 +96,6 @@ impl Default for OcrConfig {
             intra_threads: 1,
             det_limit_side_len: 736,
             det_max_side_len: 1600,
-            det_strip_rows: DEFAULT_DET_STRIP_ROWS,
             rec_max_width: 1600,
             boxes: BoxParams::default(),
         }
@@ -289,50 +251,26 @@ impl OcrEngine {
         let mut input = vec![0.0f32; 3 * w * h];
         let full = Quad::axis_aligned(0.0, 0.0, img.width as f32, img.height as f32);
         geometry::sample_normalized(img, &full, w, h, &mut input, w, w * h);
-        let strips = det_strips(h, self.config.det_strip_rows as usize);
-        let mut prob = vec![0.0f32; w * h];
-        let mut strip_input = Vec::new();
-        for (i, &(start, rows)) in strips.iter().enumerate() {
-            let tensor = if strips.len() == 1 {
-                TensorRef::from_array_view(([1usize, 3, h, w], &*input))
-            } else {
-                strip_input.clear();
-                for c in 0..3 {
-                    let plane = &input[c * w * h..(c + 1) * w * h];
-                    strip_input.extend_from_slice(&plane[start * w..(start + rows) * w]);
-                }
-                TensorRef::from_array_view(([1usize, 3, rows, w], &*strip_input))
-            }
+        let tensor = TensorRef::from_array_view(([1usize, 3, h, w], &*input))
             .map_err(inference("det input"))?;
-            let outputs = self
-                .det
-                .run(ort::inputs![tensor])
-                .map_err(inference("det run"))?;
-            let first = outputs
-                .values()
-                .next()
-                .ok_or_else(|| OcrError::Inference("det model has no output".into()))?;
-            let (_, out) = first
-                .try_extract_tensor::<f32>()
-                .map_err(inference("det output"))?;
-            if out.len() < w * rows {
-                return Err(OcrError::Inference(format!(
-                    "det output has {} values, expected {w}x{rows}",
-                    out.len()
-                )));
-            }
-            // This strip owns the rows up to the middle of its overlap with each neighbour.
-            let from = match i {
-                0 => start,
-                _ => (start + strips[i - 1].0 + strips[i - 1].1) / 2,
-            };
-            let to = match strips.get(i + 1) {
-                Some(&(next, _)) => (next + start + rows) / 2,
-                None => start + rows,
-            };
-            prob[from * w..to * w].copy_from_slice(&out[(from - start) * w..(to - start) * w]);
+        let outputs = self
+            .det
+            .run(ort::inputs![tensor])
+            .map_err(inference("det run"))?;
+        let first = outputs
+            .values()
+            .next()
+            .ok_or_else(|| OcrError::Inference("det model has no output".into()))?;
+        let (_, out) = first
+            .try_extract_tensor::<f32>()
+            .map_err(inference("det output"))?;
+        let (shape_ok, map) = (out.len() >= w * h, &out[..(w * h).min(out.len())]);
+        if !shape_ok {
+            return Err(OcrError::Inference(format!(
+                "det output has {} values, expected {w}x{h}",
+                out.len()
+            )));
         }
-        let map = &prob[..];
         let sx = img.width as f32 / w as f32;
         let sy = img.height as f32 / h as f32;
         let mut boxes: Vec<(Quad, f32)> = geometry::boxes_from_prob(map, w, h, &self.config.boxes)
@@ -540,37 +478,6 @@ fn text_bands(img: &BgrImage) -> Vec<Quad> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn det_strips_cover_the_input_with_few_equal_strips() {
-        assert_eq!(det_strips(544, 0), vec![(0, 544)]);
-        assert_eq!(det_strips(544, 544), vec![(0, 544)]);
-        assert_eq!(det_strips(544, 320), vec![(0, 320), (224, 320)]);
-        assert_eq!(det_strips(416, 320), vec![(0, 256), (160, 256)]);
-        assert_eq!(det_strips(544, 288), vec![(0, 224), (160, 224), (320, 224)]);
-        // Not a multiple of 32: rounded down.
-        assert_eq!(det_strips(416, 330), vec![(0, 256), (160, 256)]);
-        for h in (64..=1600).step_by(32) {
-            for max in [96, 128, 160, 288, 320, 1000] {
-                let s = det_strips(h, max);
-                assert_eq!(s[0].0, 0, "{h} {max}");
-                let (last, rows) = *s.last().unwrap();
-                assert_eq!(last + rows, h, "{h} {max}");
-                for (i, &(start, rows)) in s.iter().enumerate() {
-                    assert!(rows % 32 == 0 && rows <= h, "{h} {max}: {s:?}");
-                    assert!(s.len() == 1 || rows <= max / 32 * 32, "{h} {max}: {s:?}");
-                    if i > 0 {
-                        let (prev, prev_rows) = s[i - 1];
-                        assert!(start > prev, "{h} {max}: {s:?}");
-                        assert!(
-                            prev + prev_rows >= start + DET_STRIP_OVERLAP,
-                            "{h} {max}: overlap {s:?}"
-                        );
-                    }
-                }
-            }
-        }
-    }
 
     #[test]
     fn det_size_follows_limits() {

@@ -38,7 +38,6 @@ const DEFAULT_THREADS: u32 = 1;
 /// the cost of rapidocr's 1312x736, while a printed slip stays well above the text size the
 /// detector needs.
 const DEFAULT_DET_MAX_SIDE: u32 = 960;
-const DEFAULT_DET_STRIP_ROWS: u32 = crate::ocr::DEFAULT_DET_STRIP_ROWS;
 
 /// Mean luma change (0..255) of one signature cell that counts as a changed region. Well
 /// above sensor noise and compression flicker, well below what one changed glyph causes.
@@ -57,7 +56,6 @@ struct Settings {
     skip_unchanged: bool,
     threads: u32,
     det_max_side: u32,
-    det_strip_rows: u32,
 }
 
 impl Default for Settings {
@@ -74,7 +72,6 @@ impl Default for Settings {
             skip_unchanged: DEFAULT_SKIP_UNCHANGED,
             threads: DEFAULT_THREADS,
             det_max_side: DEFAULT_DET_MAX_SIDE,
-            det_strip_rows: DEFAULT_DET_STRIP_ROWS,
         }
     }
 }
@@ -459,18 +456,6 @@ impl ObjectImpl for OcrSegment {
                     .default_value(DEFAULT_DET_MAX_SIDE)
                     .mutable_ready()
                     .build(),
-                glib::ParamSpecUInt::builder("det-strip-rows")
-                    .nick("Detection strip rows")
-                    .blurb(
-                        "Run text detection in horizontal strips of at most this many input \
-                         rows (rounded down to a multiple of 32; strips overlap by 64 rows) to \
-                         bound ONNX Runtime's working memory; 0 detects the whole frame at \
-                         once (fastest, most memory). Whole-frame mode only",
-                    )
-                    .maximum(4096)
-                    .default_value(DEFAULT_DET_STRIP_ROWS)
-                    .mutable_ready()
-                    .build(),
                 glib::ParamSpecUInt64::builder("frames")
                     .nick("Frames")
                     .blurb("Buffers tagged since the element started")
@@ -530,7 +515,6 @@ impl ObjectImpl for OcrSegment {
             "skip-unchanged" => s.skip_unchanged = value.get().expect("type checked upstream"),
             "threads" => s.threads = value.get().expect("type checked upstream"),
             "det-max-side" => s.det_max_side = value.get().expect("type checked upstream"),
-            "det-strip-rows" => s.det_strip_rows = value.get().expect("type checked upstream"),
             other => unreachable!("no writable property {other}"),
         }
     }
@@ -550,7 +534,6 @@ impl ObjectImpl for OcrSegment {
             "skip-unchanged" => s.skip_unchanged.to_value(),
             "threads" => s.threads.to_value(),
             "det-max-side" => s.det_max_side.to_value(),
-            "det-strip-rows" => s.det_strip_rows.to_value(),
             "frames" => stats.frames.to_value(),
             "ocr-runs" => stats.ocr_runs.to_value(),
             "ocr-skipped" => stats.ocr_skipped.to_value(),
@@ -628,7 +611,6 @@ impl BaseTransformImpl for OcrSegment {
             model_dir: settings.model_dir.as_ref().map(PathBuf::from),
             intra_threads: settings.threads as usize,
             det_max_side_len: settings.det_max_side,
-            det_strip_rows: settings.det_strip_rows,
             ..OcrConfig::default()
         };
         let engine = OcrEngine::new(&config)
