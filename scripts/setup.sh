@@ -30,7 +30,7 @@ done
 step() { printf '\n==> %s\n' "$*"; }
 
 APT_PACKAGES=(
-    pkg-config meson ninja-build python3-pip unzip
+    pkg-config meson ninja-build python3-pip unzip openssl ca-certificates
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
     libgstrtspserver-1.0-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good

@@ -115,6 +115,8 @@ pub enum RecognitionConfig {
         retries: u32,
         breaker_failures: u32,
         breaker_cooldown_ms: u64,
+        /// PEM certificates trusted for an https endpoint besides the system's roots.
+        ca_file: Option<PathBuf>,
     },
 }
 
@@ -317,6 +319,7 @@ struct RawRecognition {
     retries: Option<u32>,
     breaker_failures: Option<u32>,
     breaker_cooldown_ms: Option<u64>,
+    ca_file: Option<String>,
 }
 
 // ---- loading and checking ------------------------------------------------------------
@@ -798,6 +801,7 @@ fn check_recognition(
                     ("retries", r.retries.is_some()),
                     ("breaker_failures", r.breaker_failures.is_some()),
                     ("breaker_cooldown_ms", r.breaker_cooldown_ms.is_some()),
+                    ("ca_file", r.ca_file.is_some()),
                 ],
             )?;
             let min_confidence = r.min_confidence.unwrap_or(0.5);
@@ -852,19 +856,28 @@ fn check_recognition(
                 .map(|e| e.trim().trim_end_matches('/').to_owned())
                 .filter(|e| !e.is_empty())
                 .ok_or_else(|| ConfigError::new("recognition.endpoint", "missing"))?;
-            if endpoint.starts_with("https://") {
+            let https = endpoint.starts_with("https://");
+            let host_len = endpoint.len() - if https { "https://" } else { "http://" }.len();
+            if !(https || endpoint.starts_with("http://")) || host_len == 0 {
                 return Err(ConfigError::new(
                     "recognition.endpoint",
-                    format!(
-                        "{endpoint:?}: https is not supported; use a plain http:// endpoint (local server) or a TLS-terminating proxy"
-                    ),
+                    format!("{endpoint:?} must be an http:// or https:// URL"),
                 ));
             }
-            if !endpoint.starts_with("http://") || endpoint.len() <= "http://".len() {
-                return Err(ConfigError::new(
-                    "recognition.endpoint",
-                    format!("{endpoint:?} must be an http:// URL"),
-                ));
+            let ca_file = r.ca_file.filter(|p| !p.is_empty()).map(|p| resolve(&p));
+            if let Some(ca) = &ca_file {
+                if !https {
+                    return Err(ConfigError::new(
+                        "recognition.ca_file",
+                        "only used with an https:// endpoint",
+                    ));
+                }
+                if !ca.is_file() {
+                    return Err(ConfigError::new(
+                        "recognition.ca_file",
+                        format!("{} does not exist", ca.display()),
+                    ));
+                }
             }
             let model = r
                 .model
@@ -904,6 +917,7 @@ fn check_recognition(
                 retries: r.retries.unwrap_or(2),
                 breaker_failures,
                 breaker_cooldown_ms: r.breaker_cooldown_ms.unwrap_or(30_000),
+                ca_file,
             })
         }
         other => Err(ConfigError::new(

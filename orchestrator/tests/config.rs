@@ -168,8 +168,20 @@ fn other_invalid_fields_are_named() {
             "recognition.endpoint:",
         ),
         (
-            "[recognition]\nbackend = \"openai\"\nendpoint = \"https://api.example.com\"\nmodel = \"m\"\n",
+            "[recognition]\nbackend = \"openai\"\nendpoint = \"ftp://api.example.com\"\nmodel = \"m\"\n",
             "recognition.endpoint:",
+        ),
+        (
+            "[recognition]\nbackend = \"openai\"\nendpoint = \"https://\"\nmodel = \"m\"\n",
+            "recognition.endpoint:",
+        ),
+        (
+            "[recognition]\nbackend = \"openai\"\nendpoint = \"http://h:1\"\nmodel = \"m\"\nca_file = \"orders.json\"\n",
+            "recognition.ca_file:",
+        ),
+        (
+            "[recognition]\nbackend = \"openai\"\nendpoint = \"https://h:1\"\nmodel = \"m\"\nca_file = \"missing.pem\"\n",
+            "recognition.ca_file:",
         ),
         (
             "[recognition]\nbackend = \"openai\"\nendpoint = \"http://h:1\"\n",

@@ -1,6 +1,7 @@
 //! The `openai` backend against `FakeVlmServer`, a local OpenAI-compatible TEST DOUBLE
-//! (hyper on 127.0.0.1:0) that answers from a script: good replies, fenced and
-//! prose-wrapped replies, malformed JSON, slow replies, 500s.
+//! (hyper on 127.0.0.1:0, plain or behind rustls with a certificate made by `openssl`)
+//! that answers from a script: good replies, fenced and prose-wrapped replies, malformed
+//! JSON, slow replies, 500s.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -43,6 +44,15 @@ struct FakeVlmServer {
 impl FakeVlmServer {
     /// Answers from `script` in order, then `fallback` forever.
     async fn start(script: Vec<Reply>, fallback: Reply) -> FakeVlmServer {
+        FakeVlmServer::start_with(script, fallback, None).await
+    }
+
+    /// [`FakeVlmServer::start`] behind TLS when `tls` is given.
+    async fn start_with(
+        script: Vec<Reply>,
+        fallback: Reply,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> FakeVlmServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let script = Arc::new(Mutex::new(VecDeque::from(script)));
@@ -55,12 +65,13 @@ impl FakeVlmServer {
                 let Ok((stream, _)) = listener.accept().await else {
                     return;
                 };
-                let (script, fallback, r, lb, la) = (
+                let (script, fallback, r, lb, la, tls) = (
                     script.clone(),
                     fallback.clone(),
                     r.clone(),
                     lb.clone(),
                     la.clone(),
+                    tls.clone(),
                 );
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
@@ -105,9 +116,18 @@ impl FakeVlmServer {
                             )
                         }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match tls {
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                        }
+                        Some(acceptor) => {
+                            // A client that rejects the certificate ends the handshake.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                            }
+                        }
+                    }
                 });
             }
         });
@@ -144,6 +164,7 @@ fn config(addr: SocketAddr, timeout_ms: u64, retries: u32, breaker: u32) -> Reco
         retries,
         breaker_failures: breaker,
         breaker_cooldown_ms: 60_000,
+        ca_file: None,
     }
 }
 
@@ -351,6 +372,148 @@ async fn unreachable_endpoint_is_an_error_not_a_panic() {
     let r = build(&config(port, 1_000, 1, 5), inventory()).unwrap();
     let e = r.recognize(&frames()).await.unwrap_err();
     assert!(e.to_string().contains("failed after 2 attempts"), "{e}");
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with `openssl`, in a
+/// fresh folder: (folder, CA certificate path, TLS acceptor with the server certificate).
+fn test_pki() -> (
+    std::path::PathBuf,
+    std::path::PathBuf,
+    tokio_rustls::TlsAcceptor,
+) {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let dir = std::env::temp_dir().join(format!(
+        "oa-openai-tls-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let steps: [Vec<&str>; 3] = [
+        [
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=oa test CA",
+            ],
+        ]
+        .concat(),
+        [
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "leaf.key",
+                "-out",
+                "leaf.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        ]
+        .concat(),
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            "leaf.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "leaf.pem",
+            "-days",
+            "2",
+            "-extfile",
+            "leaf.ext",
+        ],
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .expect("openssl (Debian package openssl, installed by scripts/setup.sh)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("leaf.pem"))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let ca = dir.join("ca.pem");
+    (dir, ca, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+#[tokio::test]
+async fn https_endpoint_trusted_through_ca_file() {
+    let (dir, ca, acceptor) = test_pki();
+    let server =
+        FakeVlmServer::start_with(vec![], Reply::Content(GOOD.into()), Some(acceptor)).await;
+    let mut cfg = config(server.addr, 5_000, 0, 5);
+    if let RecognitionConfig::OpenAi {
+        endpoint, ca_file, ..
+    } = &mut cfg
+    {
+        *endpoint = format!("https://{}", server.addr);
+        *ca_file = Some(ca);
+    }
+    let r = build(&cfg, inventory()).unwrap();
+    let items = r.recognize(&frames()).await.unwrap();
+    assert_eq!(items, vec![item("green apple", 2), item("banana", 1)]);
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+
+    // Without the CA the certificate is refused: an error naming it, no request served.
+    if let RecognitionConfig::OpenAi { ca_file, .. } = &mut cfg {
+        *ca_file = None;
+    }
+    let r = build(&cfg, inventory()).unwrap();
+    let e = r.recognize(&frames()).await.unwrap_err().to_string();
+    assert!(e.to_lowercase().contains("certificate"), "{e}");
+    assert_eq!(server.requests.load(Ordering::SeqCst), 1);
+
+    // A ca_file without certificates is refused when the backend is built.
+    let empty = dir.join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    if let RecognitionConfig::OpenAi { ca_file, .. } = &mut cfg {
+        *ca_file = Some(empty);
+    }
+    let Err(e) = build(&cfg, inventory()) else {
+        panic!("a ca_file without certificates was accepted");
+    };
+    assert!(e.to_string().contains("recognition.ca_file"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]

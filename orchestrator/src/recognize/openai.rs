@@ -6,9 +6,11 @@
 //! `data:image/jpeg;base64,...` `image_url` parts, with a prompt that lists the inventory
 //! and asks for JSON only: `{"items":[{"name":"...","quantity":N}]}`.
 //!
-//! **Transport**: plain `http://` only (local model servers); for a remote `https` endpoint
-//! put a TLS-terminating proxy in front. The API key is read from the environment variable
-//! named by `api_key_env` when the backend is built and sent as `Authorization: Bearer`.
+//! **Transport**: `http://` (local model servers) or `https://` (rustls, the TLS stack
+//! aws-sdk-s3 already brings, trusting the system's root certificates plus the PEM
+//! certificates of `ca_file`, e.g. an in-house CA). The API key is read from the
+//! environment variable named by `api_key_env` when the backend is built and sent as
+//! `Authorization: Bearer`.
 //!
 //! **Robustness**: at most `max_concurrent` requests in flight (semaphore); each attempt
 //! is bounded by `timeout_ms` (connect, send and the whole reply); timeouts, connection
@@ -35,6 +37,7 @@ use crate::result::Item;
 use base64::Engine as _;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -59,7 +62,7 @@ pub struct OpenAiRecognizer {
     api_key: Option<String>,
     timeout: Duration,
     retries: u32,
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     permits: Arc<Semaphore>,
     breaker: Breaker,
     inventory: Arc<Inventory>,
@@ -114,6 +117,54 @@ impl Breaker {
     }
 }
 
+/// An error and its causes, e.g. `client error (Connect): invalid peer certificate:
+/// UnknownIssuer` rather than hyper's bare `client error (Connect)`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// TLS client settings: the system's root certificates plus those of `ca_file`.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    // Unreadable system certificates are skipped: ca_file alone may be what is trusted.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = ca_file {
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
+            .and_then(|it| it.collect())
+            .map_err(|e| format!("recognition.ca_file: {}: {e}", path.display()))?;
+        if certs.is_empty() {
+            return Err(format!(
+                "recognition.ca_file: {} holds no PEM certificate",
+                path.display()
+            ));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("recognition.ca_file: {}: {e}", path.display()))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 enum Attempt {
     /// Worth another try (timeout, connection error, 429, 5xx).
     Retry(String),
@@ -132,6 +183,7 @@ impl OpenAiRecognizer {
             retries,
             breaker_failures,
             breaker_cooldown_ms,
+            ca_file,
         } = config
         else {
             return Err("openai backend built from a non-openai configuration".into());
@@ -145,9 +197,9 @@ impl OpenAiRecognizer {
         let uri: hyper::Uri = url
             .parse()
             .map_err(|e| format!("recognition.endpoint: {url:?} is not a valid URL: {e}"))?;
-        if uri.scheme_str() != Some("http") {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) {
             return Err(format!(
-                "recognition.endpoint: {url:?}: only http:// is supported (use a TLS-terminating proxy for https)"
+                "recognition.endpoint: {url:?}: only http:// and https:// are supported"
             ));
         }
         let api_key = match api_key_env {
@@ -164,9 +216,15 @@ impl OpenAiRecognizer {
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_millis(*timeout_ms)));
         connector.set_nodelay(true);
+        connector.enforce_http(false);
+        let tls = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls_config(ca_file.as_deref())?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(connector);
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
-            .build(connector);
+            .build(tls);
         Ok(OpenAiRecognizer {
             name: format!("openai:{model}"),
             uri,
@@ -225,11 +283,9 @@ impl OpenAiRecognizer {
             .body(Full::new(body))
             .map_err(|e| Attempt::Fatal(format!("cannot build request: {e}")))?;
         let exchange = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| Attempt::Retry(format!("request to {} failed: {e}", self.uri)))?;
+            let resp = self.client.request(req).await.map_err(|e| {
+                Attempt::Retry(format!("request to {} failed: {}", self.uri, chain(&e)))
+            })?;
             let status = resp.status();
             let bytes = Limited::new(resp.into_body(), MAX_REPLY_BYTES)
                 .collect()
