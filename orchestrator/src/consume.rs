@@ -121,6 +121,8 @@ pub struct Consumer {
     hints: Mutex<Option<mpsc::UnboundedSender<OrderKey>>>,
     progress: Mutex<Option<MarkerCallback>>,
     processed: std::sync::atomic::AtomicU64,
+    /// Outcome of the latest marker listing: `Err` holds why the store could not be read.
+    storage: Mutex<Option<Result<(), String>>>,
 }
 
 fn now_ms() -> i64 {
@@ -188,7 +190,13 @@ impl Consumer {
             hints: Mutex::new(None),
             progress: Mutex::new(None),
             processed: std::sync::atomic::AtomicU64::new(0),
+            storage: Mutex::new(None),
         })
+    }
+
+    /// Whether the latest marker listing reached the store (`None` before the first one).
+    pub fn storage_status(&self) -> Option<Result<(), String>> {
+        self.storage.lock().unwrap().clone()
     }
 
     pub fn store(&self) -> &Store {
@@ -285,7 +293,7 @@ impl Consumer {
             .map_err(|e| StoreError(format!("station {station:?}: {e}")))?;
         let cursor = self.cursors.lock().unwrap().get(station).cloned().flatten();
         self.metrics.list_request(station);
-        let (keys, more) = self
+        let listed = self
             .store
             .list_page(
                 &self.settings.layout.bucket,
@@ -293,7 +301,12 @@ impl Consumer {
                 cursor.as_deref(),
                 self.settings.list_page_size,
             )
-            .await?;
+            .await;
+        *self.storage.lock().unwrap() = Some(match &listed {
+            Ok(_) => Ok(()),
+            Err(e) => Err(e.to_string()),
+        });
+        let (keys, more) = listed?;
         let next = if more {
             keys.last().map(|k| k.key.clone())
         } else {

@@ -1,5 +1,7 @@
 //! The HTTP API (hyper 1, HTTP/1.1):
-//! * `GET /healthz`: `ok` while the process serves;
+//! * `GET /healthz`: `ok` while the process serves (liveness);
+//! * `GET /readyz`: 200 when every station's pipeline is running and the latest marker
+//!   listing reached the store, else 503 with the reasons (readiness);
 //! * `GET /metrics`: Prometheus text format;
 //! * `GET /api/stations`: every station's supervision state;
 //! * `GET /api/orders?station=&status=`: results known to this process;
@@ -22,7 +24,7 @@ use tokio::sync::watch;
 
 use crate::consume::Consumer;
 use crate::metrics::{Metrics, log};
-use crate::supervise::Supervisor;
+use crate::supervise::{State, StationStatus, Supervisor};
 
 /// What the handlers read.
 pub struct AppState {
@@ -58,6 +60,31 @@ fn query_param(query: Option<&str>, name: &str) -> Option<String> {
     })
 }
 
+/// Why the orchestrator is not ready to do its job: stations whose pipeline is not
+/// running, and a store the latest listing could not read.
+pub fn not_ready(stations: &[StationStatus], consumer: Option<&Consumer>) -> Vec<String> {
+    let mut reasons: Vec<String> = stations
+        .iter()
+        .filter(|s| s.state != State::Running)
+        .map(|s| match &s.last_exit {
+            Some(exit) => format!(
+                "station {}: pipeline {} (last exit: {exit})",
+                s.station_id,
+                s.state.as_str()
+            ),
+            None => format!("station {}: pipeline {}", s.station_id, s.state.as_str()),
+        })
+        .collect();
+    if let Some(c) = consumer {
+        match c.storage_status() {
+            None => reasons.push("storage: not listed yet".into()),
+            Some(Err(e)) => reasons.push(format!("storage: {e}")),
+            Some(Ok(())) => {}
+        }
+    }
+    reasons
+}
+
 /// Routes one request.
 pub async fn handle(state: &AppState, req: &Request<Incoming>) -> Resp {
     if req.method() != Method::GET && req.method() != Method::HEAD {
@@ -75,6 +102,18 @@ pub async fn handle(state: &AppState, req: &Request<Incoming>) -> Resp {
     };
     match parts.as_slice() {
         ["healthz"] => respond(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        ["readyz"] => {
+            let reasons = not_ready(&statuses(), state.consumer.as_deref());
+            let status = if reasons.is_empty() {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            json(
+                status,
+                &serde_json::json!({ "ready": reasons.is_empty(), "reasons": reasons }),
+            )
+        }
         ["metrics"] => respond(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",

@@ -30,7 +30,7 @@ orchestrator run --config FILE
 
 Starts one gst-launch-1.0 pipeline per station, discovers completed orders in the bucket,
 recognises and validates them, writes results/{station}/{order}.json and serves the HTTP
-API (/healthz, /metrics, /api/stations, /api/orders...). S3 credentials come from the
+API (/healthz, /readyz, /metrics, /api/stations, /api/orders...). S3 credentials come from the
 standard AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE...).
 SIGINT or SIGTERM stops it: each pipeline gets SIGINT (its open order is flushed), and
 SIGKILL after supervision.shutdown_grace_s.

@@ -204,6 +204,12 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
     let checks = tokio::task::spawn_blocking(move || {
         let (status, _, body) = get(addr, "/healthz");
         assert_eq!((status, body.as_slice()), (200, &b"ok\n"[..]));
+        let (status, ready) = json(addr, "/readyz");
+        assert_eq!(
+            (status, &ready["ready"]),
+            (200, &serde_json::json!(true)),
+            "{ready}"
+        );
 
         let (status, stations) = json(addr, "/api/stations");
         assert_eq!(status, 200);
@@ -270,7 +276,40 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             String::from_utf8_lossy(&out.stderr)
         );
     });
-    let res = checks.await;
+    let mut res = checks.await;
+
+    // The store goes away: not ready, and the reason says so; back again: ready.
+    if res.is_ok() {
+        server.stop();
+        let ready = move |want: u16| {
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                let (status, body) = json(addr, "/readyz");
+                if status == want {
+                    return body;
+                }
+                assert!(Instant::now() < deadline, "/readyz stayed {status}: {body}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        };
+        let down = tokio::task::spawn_blocking(move || ready(503)).await;
+        res = down.map(|body| {
+            let reasons = body["reasons"].as_array().unwrap();
+            assert!(
+                reasons
+                    .iter()
+                    .any(|r| r.as_str().unwrap().starts_with("storage: ")),
+                "{body}"
+            );
+        });
+        if res.is_ok() {
+            server.restart().unwrap();
+            res = tokio::task::spawn_blocking(move || {
+                ready(200);
+            })
+            .await;
+        }
+    }
     let _ = stop.send(true);
     sup.shutdown().await;
     let _ = consumer_task.await;
