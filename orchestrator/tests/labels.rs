@@ -1,7 +1,6 @@
 //! The `labels` backend on frames rendered by GStreamer (`textoverlay` on a white picture,
 //! JPEG-encoded by `jpegenc`), read by the shipped PP-OCR models.
 
-use gst::prelude::*;
 use orchestrator::config::RecognitionConfig;
 use orchestrator::orders::Inventory;
 use orchestrator::recognize::labels::{ORDER_SLIP_PATTERN, count_labels, merge_max};
@@ -29,7 +28,6 @@ fn item(name: &str, quantity: u32) -> Item {
 
 /// A 1280x720 white JPEG with black `texts`, one per row (`ypos` 0..1 from the top).
 fn render(texts: &[&str]) -> Vec<u8> {
-    gst::init().unwrap();
     let mut desc = String::from(
         "videotestsrc pattern=white num-buffers=1 ! video/x-raw,width=1280,height=720,framerate=30/1",
     );
@@ -42,22 +40,7 @@ fn render(texts: &[&str]) -> Vec<u8> {
         ));
     }
     desc.push_str(" ! videoconvert ! jpegenc quality=90 ! appsink name=sink sync=false");
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink
-        .try_pull_sample(gst::ClockTime::from_seconds(10))
-        .expect("rendered frame");
-    pipeline.set_state(gst::State::Null).unwrap();
-    let buf = sample.buffer().unwrap().map_readable().unwrap();
-    buf.as_slice().to_vec()
+    oa_test_support::buffers(&desc).remove(0)
 }
 
 /// One backend for the whole file: the OCR models load once.

@@ -1,6 +1,5 @@
 //! Frame selection on synthetic JPEGs (encoded by GStreamer's jpegenc).
 
-use gst::prelude::*;
 use orchestrator::select::{SelectError, select_frames, select_frames_scored};
 
 /// Downscale and upscale again: the same picture, blurred.
@@ -9,27 +8,9 @@ const BLUR: &str = "videoscale ! video/x-raw,width=40,height=30 ! videoscale ! v
 /// JPEGs of `pattern` (a videotestsrc pattern).
 /// `filter` is a pipeline fragment ending in `! ` inserted before the encoder.
 fn jpegs(pattern: &str, count: usize, filter: &str) -> Vec<Vec<u8>> {
-    gst::init().unwrap();
-    let scale = filter;
-    let desc = format!(
-        "videotestsrc pattern={pattern} num-buffers={count} ! video/x-raw,width=320,height=240 ! {scale}jpegenc ! appsink name=sink sync=false"
-    );
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut out = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
-        let buf = sample.buffer().unwrap().map_readable().unwrap();
-        out.push(buf.as_slice().to_vec());
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
+    let out = oa_test_support::buffers(&format!(
+        "videotestsrc pattern={pattern} num-buffers={count} ! video/x-raw,width=320,height=240 ! {filter}jpegenc ! appsink name=sink sync=false"
+    ));
     assert_eq!(out.len(), count);
     out
 }

@@ -24,28 +24,11 @@ const ROI: Rect = Rect {
 };
 
 fn render() -> (gst::Caps, gst::Buffer) {
-    let pipeline = gst::parse::launch(
+    oa_test_support::frame(
         "videotestsrc pattern=white num-buffers=1 ! video/x-raw,width=1280,height=720,framerate=30/1 \
          ! textoverlay text=\"ORDER #384\" font-desc=\"Sans Bold 48\" valignment=center \
            halignment=center color=0xff000000 draw-outline=false draw-shadow=false \
          ! videoconvert ! video/x-raw,format=BGRx ! appsink name=sink sync=false",
-    )
-    .expect("pipeline")
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink
-        .try_pull_sample(gst::ClockTime::from_seconds(10))
-        .expect("frame");
-    pipeline.set_state(gst::State::Null).unwrap();
-    (
-        sample.caps().unwrap().to_owned(),
-        sample.buffer().unwrap().to_owned(),
     )
 }
 

@@ -35,24 +35,7 @@ fn render(overlays: &[Overlay<'_>], format: &str) -> (gst::Caps, gst::Buffer) {
     desc.push_str(&format!(
         " ! videoconvert ! video/x-raw,format={format} ! appsink name=sink sync=false"
     ));
-    let pipeline = gst::parse::launch(&desc)
-        .unwrap()
-        .downcast::<gst::Pipeline>()
-        .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let sample = sink
-        .try_pull_sample(gst::ClockTime::from_seconds(10))
-        .expect("rendered frame");
-    pipeline.set_state(gst::State::Null).unwrap();
-    (
-        sample.caps().unwrap().to_owned(),
-        sample.buffer().unwrap().to_owned(),
-    )
+    oa_test_support::frame(&desc)
 }
 
 /// Frames by name, rendered once per test.
