@@ -59,6 +59,11 @@ const DEFAULT_PIPELINE_INSTANCE: &str = "";
 /// Completed orders whose frames are kept in memory, so that an order ID that comes back
 /// soon (the usual case) continues without a request to the store.
 const REMEMBERED_ORDERS: usize = 256;
+/// Longest the streaming thread waits, when an order starts, to learn whether the order
+/// was stored before: on a healthy store the answer (usually 404) takes milliseconds; in an
+/// outage this bounds the stall (frames keep arriving at 1/s) instead of the full retry
+/// budget of an upload.
+const MARKER_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -641,7 +646,7 @@ impl MinioFrameSink {
     fn stored_frames(&self, st: &Started, id: &OrderId) -> Option<Vec<FrameEntry>> {
         let key = oa_contract::marker_key(&st.prefix, &id.0, &id.1).ok()?;
         let up = &st.uploader;
-        let limit = st.request_timeout * 2;
+        let limit = (st.request_timeout * 2).min(MARKER_LOOKUP_TIMEOUT);
         let get = async {
             let out = up
                 .client
