@@ -2,7 +2,7 @@
 # Benchmarks (not tests): every figure of docs/benchmarks.md in one run, side by side.
 #
 #   scripts/bench.sh [--runs N] [--orders N] [--mem-seconds S] [--stations 16,24,32]
-#                    [--json FILE]
+#                    [--keyframe-stations 32,40] [--json FILE]
 #
 #   1. OCR ms per frame: ocrsegment (full frame, region, unchanged) vs the bare engine, and
 #      the same frame through pip rapidocr + onnxruntime (the replaced Python way).
@@ -12,7 +12,8 @@
 #   4. Peak RSS of a station pipeline and of the orchestrator with 8 stations, and of the
 #      detection model alone in ONNX Runtime (arena on/off, two input sizes).
 #   5. Station density: 1280x720 H.264 cameras at 15 fps replayed over loopback RTSP,
-#      pipelines at 1 frame/s with OCR on a region; --stations lists the counts tried.
+#      pipelines at 1 frame/s with OCR on a region; --stations lists the counts tried with
+#      rtsp-camera.pipeline, --keyframe-stations with rtsp-camera-keyframes.pipeline.
 # Prints each benchmark's own output, then one table and `BENCH_JSON {...}` (also written
 # to --json FILE). The Python side lives in .deps/bench-venv (created here from PyPI).
 set -euo pipefail
@@ -20,7 +21,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 # Where cargo put the binaries (CARGO_TARGET_DIR is honoured).
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
-RUNS=20 ORDERS=20 MEM_SECONDS=30 JSON="" STATIONS=16,24,32
+RUNS=20 ORDERS=20 MEM_SECONDS=30 JSON="" STATIONS=16,24,32 KEYFRAME_STATIONS=32,40
 while [ $# -gt 0 ]; do
     case "$1" in
         --runs) RUNS=$2; shift 2 ;;
@@ -28,6 +29,7 @@ while [ $# -gt 0 ]; do
         --mem-seconds) MEM_SECONDS=$2; shift 2 ;;
         --json) JSON=$2; shift 2 ;;
         --stations) STATIONS=$2; shift 2 ;;
+        --keyframe-stations) KEYFRAME_STATIONS=$2; shift 2 ;;
         [0-9]*) RUNS=$1; shift ;;  # old form: scripts/bench.sh RUNS
         -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
         *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
@@ -75,6 +77,9 @@ scripts/bench/memory.sh "$MEM_SECONDS" | tee "$LOGS/5.log"
 
 echo "==> 5. station density ($STATIONS stations)"
 "$BIN"/examples/bench_density --stations "$STATIONS" 2>&1 | grep -v '^  ' | tee "$LOGS/7.log"
+echo "==> 6. station density, key frames only ($KEYFRAME_STATIONS stations)"
+"$BIN"/examples/bench_density --pipeline rtsp-camera-keyframes.pipeline \
+    --stations "$KEYFRAME_STATIONS" 2>&1 | grep -v '^  ' | tee "$LOGS/8.log"
 
 echo
 echo "==> summary ($MACHINE)"

@@ -1,6 +1,7 @@
 //! The station pipeline end to end, as the orchestrator runs it: `gst-launch-1.0 -e` with
-//! `pipelines/rtsp-camera.pipeline`, a camera over loopback RTSP showing order slips, the
-//! real OCR models, and a real S3 server on 127.0.0.1.
+//! `pipelines/rtsp-camera.pipeline` (and `rtsp-camera-keyframes.pipeline`), a camera over
+//! loopback RTSP showing order slips, the real OCR models, and a real S3 server on
+//! 127.0.0.1.
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -17,6 +18,10 @@ struct Station {
 }
 
 fn start_station(tag: &str, slips: &[Slip]) -> Station {
+    start_station_with("rtsp-camera.pipeline", tag, slips)
+}
+
+fn start_station_with(pipeline_file: &str, tag: &str, slips: &[Slip]) -> Station {
     let dir = TempDir::new(tag);
     let root = dir.path().join("s3");
     std::fs::create_dir_all(&root).unwrap();
@@ -26,7 +31,7 @@ fn start_station(tag: &str, slips: &[Slip]) -> Station {
     write_srt(&srt, slips);
     let camera = RtspCamera::serve(&srt, 5);
     let pipeline = station_pipeline(
-        "rtsp-camera.pipeline",
+        pipeline_file,
         &[
             ("source", camera.url().to_owned()),
             ("station_id", "station_1".into()),
@@ -65,9 +70,20 @@ fn wait_for_marker(station: &mut Station, order: &str, limit: Duration) {
 
 #[test]
 fn three_orders_with_each_completion_reason() {
+    three_orders("rtsp-camera.pipeline", "reasons");
+}
+
+/// The camera sends a key frame every second: decoding only those gives the same orders.
+#[test]
+fn key_frames_only_pipeline_segments_the_same_orders() {
+    three_orders("rtsp-camera-keyframes.pipeline", "keyframes");
+}
+
+fn three_orders(pipeline_file: &str, tag: &str) {
     // 384 for 8 s, 651 for 6 s, nothing for 12 s, 925 for 5 s, then the end.
-    let mut station = start_station(
-        "reasons",
+    let mut station = start_station_with(
+        pipeline_file,
+        tag,
         &[
             Slip {
                 start_s: 0.0,
@@ -125,7 +141,7 @@ fn three_orders_with_each_completion_reason() {
             .unwrap_or_else(|| panic!("order {order} has no marker"));
         assert_eq!(manifest.reason, reason, "order {order}");
         assert_eq!(manifest.station_id, "station_1");
-        assert_eq!(manifest.pipeline_instance, "e2e-reasons");
+        assert_eq!(manifest.pipeline_instance, format!("e2e-{tag}"));
         let n = manifest.frame_count as i64;
         assert!(
             (n - shown_s).abs() <= 1,
