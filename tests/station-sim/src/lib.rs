@@ -587,11 +587,6 @@ impl Plan {
         }
     }
 
-    /// The station IDs in scenario order.
-    pub fn station_ids(&self) -> Vec<String> {
-        self.stations.iter().map(|s| s.station_id.clone()).collect()
-    }
-
     /// Writes `orders.json`, `inventory.json` and `ground_truth.json` into `dir`.
     pub fn write_files(&self, dir: &Path) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
@@ -956,19 +951,14 @@ impl Simulator {
                 ));
             }
         }
-        let ctx = glib::MainContext::new();
-        let main_loop = glib::MainLoop::new(Some(&ctx), false);
-        let server = gst_rtsp_server::RTSPServer::new();
-        server.set_address("127.0.0.1");
-        server.set_service(&port.to_string());
-        let mounts = server.mount_points().unwrap();
+        let mut factories = Vec::new();
         let mut ended = Vec::new();
         let mut started = Vec::new();
         for st in &plan.stations {
             let factory = gst_rtsp_server::RTSPMediaFactory::new();
             factory.set_launch(&launch_line(st, &plan.scenario, Output::Rtsp(at_end)));
             factory.set_shared(true);
-            let mount = format!("/{}", st.station_id);
+            let id = st.station_id.clone();
             let st = Arc::new(st.clone());
             let sc = plan.scenario.clone();
             let flag = Arc::new(AtomicBool::new(false));
@@ -983,17 +973,9 @@ impl Simulator {
                 configure_media(bin, st.clone(), &sc, at_end, start.clone());
                 flag_eos(bin, flag.clone());
             });
-            mounts.add_factory(&mount, factory);
+            factories.push((id, factory));
         }
-        Simulator::run_server(
-            server,
-            ctx,
-            main_loop,
-            port,
-            &plan.station_ids(),
-            started,
-            ended,
-        )
+        Simulator::run_server(port, factories, started, ended)
     }
 
     /// Serves `recording` (from [`record`]) on one mount per station ID, each client from
@@ -1007,12 +989,7 @@ impl Simulator {
         if !recording.is_file() {
             return Err(format!("recording {} does not exist", recording.display()));
         }
-        let ctx = glib::MainContext::new();
-        let main_loop = glib::MainLoop::new(Some(&ctx), false);
-        let server = gst_rtsp_server::RTSPServer::new();
-        server.set_address("127.0.0.1");
-        server.set_service(&port.to_string());
-        let mounts = server.mount_points().unwrap();
+        let mut factories = Vec::new();
         let mut ended = Vec::new();
         for id in station_ids {
             let factory = gst_rtsp_server::RTSPMediaFactory::new();
@@ -1029,24 +1006,32 @@ impl Simulator {
                     flag_eos(bin, flag.clone());
                 }
             });
-            mounts.add_factory(&format!("/{id}"), factory);
+            factories.push((id.clone(), factory));
         }
         let started = station_ids
             .iter()
             .map(|_| Arc::new(Mutex::new(None)))
             .collect();
-        Simulator::run_server(server, ctx, main_loop, port, station_ids, started, ended)
+        Simulator::run_server(port, factories, started, ended)
     }
 
+    /// Serves each `(station ID, factory)` on `/{station ID}` at 127.0.0.1:`port` from a
+    /// GLib main loop of its own.
     fn run_server(
-        server: gst_rtsp_server::RTSPServer,
-        ctx: glib::MainContext,
-        main_loop: glib::MainLoop,
         port: u16,
-        station_ids: &[String],
+        factories: Vec<(String, gst_rtsp_server::RTSPMediaFactory)>,
         started: Vec<Arc<Mutex<Option<u64>>>>,
         ended: Vec<Arc<AtomicBool>>,
     ) -> Result<Simulator, String> {
+        let ctx = glib::MainContext::new();
+        let main_loop = glib::MainLoop::new(Some(&ctx), false);
+        let server = gst_rtsp_server::RTSPServer::new();
+        server.set_address("127.0.0.1");
+        server.set_service(&port.to_string());
+        let mounts = server.mount_points().unwrap();
+        for (id, factory) in &factories {
+            mounts.add_factory(&format!("/{id}"), factory.clone());
+        }
         let source = server
             .attach(Some(&ctx))
             .map_err(|e| format!("RTSP server cannot listen on 127.0.0.1:{port}: {e}"))?;
@@ -1054,9 +1039,12 @@ impl Simulator {
         if bound <= 0 {
             return Err(format!("RTSP server did not bind 127.0.0.1:{port}"));
         }
-        let urls = station_ids
-            .iter()
-            .map(|id| (id.clone(), format!("rtsp://127.0.0.1:{bound}/{id}")))
+        let urls = factories
+            .into_iter()
+            .map(|(id, _)| {
+                let url = format!("rtsp://127.0.0.1:{bound}/{id}");
+                (id, url)
+            })
             .collect();
         let loop2 = main_loop.clone();
         let thread = std::thread::spawn(move || {
