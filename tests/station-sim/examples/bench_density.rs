@@ -22,12 +22,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use oa_contract::{pipeline_args, render_pipeline};
+use oa_contract::{ParsedKey, parse_key, pipeline_args, render_pipeline};
 use oa_s3server::S3Server;
 use station_sim::run::{release_dir, repo_root, scenario_path};
-use station_sim::{Plan, Scenario, Simulator, record};
+use station_sim::{Plan, Scenario, Simulator, record, unix_ms};
 
 const ACCESS_KEY: &str = "density-access";
 const SECRET_KEY: &str = "density-secret-key-0123456789";
@@ -92,13 +92,6 @@ fn parse_args() -> Args {
     a
 }
 
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
-
 /// Busy and total jiffies of the whole machine.
 fn cpu_jiffies() -> (u64, u64) {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -153,12 +146,13 @@ fn stored_frames(bucket: &Path, station: &str) -> Vec<Stored> {
         let Ok(files) = std::fs::read_dir(order.path()) else {
             continue;
         };
+        let order = order.file_name().to_string_lossy().into_owned();
         for f in files.flatten() {
-            let name = f.file_name().to_string_lossy().into_owned();
-            let Some(capture_ms) = name
-                .strip_prefix("frame_")
-                .and_then(|r| r.split('_').next())
-                .and_then(|ms| ms.parse().ok())
+            let key = format!("{station}/{order}/{}", f.file_name().to_string_lossy());
+            let Ok(ParsedKey::Frame {
+                unix_ms: capture_ms,
+                ..
+            }) = parse_key("", &key)
             else {
                 continue;
             };
@@ -172,7 +166,7 @@ fn stored_frames(bucket: &Path, station: &str) -> Vec<Stored> {
                 continue;
             };
             out.push(Stored {
-                order: order.file_name().to_string_lossy().into_owned(),
+                order: order.clone(),
                 capture_ms,
                 written_ms,
             });
