@@ -46,8 +46,8 @@ if ! "$VENV/bin/python" -c 'import rapidocr, onnxruntime, boto3' 2> /dev/null; t
 fi
 PY=$ROOT/$VENV/bin/python
 
-cargo build --release -q -p gst-plugin-orderaccuracy --lib --example bench_ocr --example bench_sink \
-    --example bench_ort_memory
+cargo build --release -q -p gst-plugin-orderaccuracy --lib --example bench_ocr --example bench_sink
+cargo build --release -q -p oa-ocr --example bench_ort_memory
 cargo build --release -q -p orchestrator --bin orchestrator --example bench_latency
 cargo build --release -q -p oa-s3-server
 cargo build --release -q -p station-sim --example bench_density

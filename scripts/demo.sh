@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The main job on its embedded defaults: sets up the machine (scripts/setup.sh), starts two
 # simulated packing stations served as RTSP cameras on 127.0.0.1 (station-sim, scenario
-# tests/station-sim/scenarios/demo.toml) and the orchestrator with its embedded S3 server
+# station-sim/scenarios/demo.toml) and the orchestrator with its embedded S3 server
 # and the embedded `labels` recogniser; the orchestrator runs one persistent
 # gst-launch-1.0 pipeline per station. Prints each order's result as it arrives and a summary against the scenario's
 # ground truth; ends by itself when the scenario ends.
 #
 #   scripts/demo.sh [--scenario FILE] [--loop] [--stay] [--keep DIR]
-#     --scenario FILE  scenario to play (default tests/station-sim/scenarios/demo.toml)
+#     --scenario FILE  scenario to play (default station-sim/scenarios/demo.toml)
 #     --loop           replay the scenario until Ctrl-C instead of ending
 #     --stay           after the summary, keep the orchestrator and its HTTP API up until Ctrl-C
 #     --keep DIR       keep the S3 data (frames, manifests, results) in DIR
@@ -17,7 +17,7 @@ cd "$ROOT"
 # Where cargo put the binaries (CARGO_TARGET_DIR is honoured).
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
 
-SCENARIO="tests/station-sim/scenarios/demo.toml"
+SCENARIO="station-sim/scenarios/demo.toml"
 LOOP=""
 STAY=""
 KEEP=""
@@ -108,17 +108,36 @@ EXPECTED=$(grep -c '"order_id"' "$WORK/sim/ground_truth.json")
 echo "  $EXPECTED orders expected; each line below is one result as it arrives"
 start=$(date +%s)
 seen=0
+: > "$WORK/seen"
+new_results() { # elapsed: prints the results not printed yet, one line each
+python3 - "$HTTP_PORT" "$WORK/seen" "$1" <<'EOF'
+import json, sys, urllib.request
+port, seen_file, elapsed = sys.argv[1], sys.argv[2], sys.argv[3]
+try:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/orders", timeout=2) as r:
+        results = json.load(r)
+except Exception:
+    sys.exit(0)  # not serving yet
+results = results.get("orders", results) if isinstance(results, dict) else results
+seen = set(open(seen_file).read().split())
+with open(seen_file, "a") as out:
+    for r in results:
+        key = f"{r['station_id']}/{r['order_id']}"
+        if key in seen:
+            continue
+        print(f"  [{elapsed}s] {r['station_id']} order {r['order_id']} {r['status']} "
+              f"accuracy={r['accuracy']:.2f} total_ms={r['timings_ms']['total']}")
+        out.write(key + "\n")
+EOF
+}
 sim_ended=""
 while :; do
     sleep 1
     kill -0 "$ORCH_PID" 2>/dev/null || { echo "orchestrator exited:"; tail -n 40 "$WORK/orch.log"; exit 1; }
     elapsed=$(( $(date +%s) - start ))
-    lines=$(grep -E ' order [^ ]+ (validated|mismatch|unknown-order|no-frames|recognition-failed) ' "$WORK/orch.log" || true)
-    n=$(printf '%s' "$lines" | grep -c . || true)
-    if [ "$n" -gt "$seen" ]; then
-        printf '%s\n' "$lines" | sed -n "$((seen + 1)),${n}p" | sed -E "s/^[^ ]+ /  [${elapsed}s] /"
-        seen=$n
-    fi
+    # Results as the API serves them (not log lines: those are for people).
+    new_results "$elapsed"
+    seen=$(wc -l < "$WORK/seen")
     if [ -z "$sim_ended" ] && ! kill -0 "$SIM_PID" 2>/dev/null; then
         sim_ended=$elapsed
         echo "  [${elapsed}s] scenario ended"

@@ -58,6 +58,27 @@ pub fn result_key(prefix: &str, station: &str, order: &str) -> Result<String, Id
     Ok(format!("{prefix}{RESULTS_DIR}/{station}/{order}.json"))
 }
 
+/// Folder of the claims beside the results.
+pub const CLAIMS_DIR: &str = "claims";
+
+/// Key of the claim on computing result `revision` of an order: `claims/{station}/{order}`
+/// for the first, `claims/{station}/{order}.rev{revision}` for a reprocess (order IDs hold
+/// no `.`, so the two never collide).
+pub fn claim_key(
+    prefix: &str,
+    station: &str,
+    order: &str,
+    revision: u32,
+) -> Result<String, IdError> {
+    validate_id(IdKind::Station, station)?;
+    validate_id(IdKind::Order, order)?;
+    Ok(if revision <= 1 {
+        format!("{prefix}{CLAIMS_DIR}/{station}/{order}")
+    } else {
+        format!("{prefix}{CLAIMS_DIR}/{station}/{order}.rev{revision}")
+    })
+}
+
 /// What a key under a frames prefix names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedKey {
@@ -187,6 +208,17 @@ mod tests {
         assert_eq!(
             parse_key("p/", "p/st/9/frame_1_2.jpg"),
             Err(KeyError::FrameName)
+        );
+    }
+
+    #[test]
+    fn claim_keys_per_revision_never_collide() {
+        assert_eq!(claim_key("r/", "s1", "384", 1).unwrap(), "r/claims/s1/384");
+        assert_eq!(claim_key("r/", "s1", "384", 0).unwrap(), "r/claims/s1/384");
+        assert_eq!(claim_key("", "s1", "384", 2).unwrap(), "claims/s1/384.rev2");
+        assert!(
+            claim_key("", "s1", "a.b", 1).is_err(),
+            "order IDs hold no '.'"
         );
     }
 }

@@ -1,18 +1,25 @@
-//! The storage contract shared by the GStreamer elements and the orchestrator.
+//! The contract shared by the GStreamer elements and the orchestrator.
 //!
 //! Everything that is written to or read from the bucket is named here: the key scheme,
-//! which station and order IDs may become part of a key, and the `__EOS__` manifest.
-//! Keeping it in one crate means a writer and a reader cannot drift apart.
+//! which station and order IDs may become part of a key, and the `__EOS__` manifest. So
+//! are the pipeline's side of the conversation: the region of interest both sides check
+//! ([`Roi`]) and the bus messages a pipeline posts and the orchestrator reads back from
+//! `gst-launch-1.0 -m` ([`messages`]). Keeping them in one crate means a writer and a
+//! reader cannot drift apart.
 
 mod ids;
 mod keys;
 mod manifest;
+pub mod messages;
 mod pipeline;
+mod roi;
 
 pub use ids::{IdError, IdKind, MAX_ID_LEN, is_valid_id, validate_id};
 pub use keys::{
-    FRAME_EXTENSION, FRAME_PREFIX, KeyError, MARKER_NAME, ParsedKey, RESULTS_DIR, frame_key,
-    marker_key, order_prefix, parse_key, result_key, station_prefix,
+    CLAIMS_DIR, FRAME_EXTENSION, FRAME_PREFIX, KeyError, MARKER_NAME, ParsedKey, RESULTS_DIR,
+    claim_key, frame_key, marker_key, order_prefix, parse_key, result_key, station_prefix,
 };
 pub use manifest::{CompletionReason, FrameEntry, MANIFEST_VERSION, Manifest, ManifestError};
+pub use messages::{LaunchMessage, parse_launch_line};
 pub use pipeline::{TemplateError, pipeline_args, render_pipeline};
+pub use roi::{MIN_ROI_SIDE, Roi, RoiError};

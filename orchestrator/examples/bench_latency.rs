@@ -19,9 +19,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oa_contract::{CompletionReason, FrameEntry, Manifest, frame_key, marker_key};
-use oa_s3server::S3Server;
-use orchestrator::config::RecognitionConfig;
-use orchestrator::consume::{Consumer, Settings};
+use oa_s3server::{Options, S3Server};
+use orchestrator::config::LabelsConfig;
+use orchestrator::consume::{Consumer, ConsumerDeps, Settings};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
 use orchestrator::result::{OrderResult, OrderStatus};
@@ -274,8 +274,18 @@ fn main() {
         render(&dir, "b", &["green apple", "banana"]),
         render(&dir, "c", &["banana", "green apple"]),
     ];
-    let server = Arc::new(S3Server::start(&dir.join("s3"), ACCESS, SECRET).unwrap());
-    server.create_bucket(BUCKET).unwrap();
+    // The server's own workers, as a remote store would have: the consumer's runtime
+    // below does not lend them to it.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = server_rt.block_on(S3Server::start(Options {
+        buckets: vec![BUCKET.into()],
+        ..Options::new(dir.join("s3"), ACCESS, SECRET)
+    }));
+    let server = Arc::new(server.unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -299,34 +309,35 @@ fn main() {
         )
         .unwrap(),
     );
-    let recognizer = orchestrator::recognize::build(
-        &RecognitionConfig::Labels {
-            min_confidence: 0.5,
-            max_edit_distance: 2,
-            model_dir: None,
-            threads,
-            det_max_side,
-        },
-        inventory.clone(),
-    )
-    .expect("labels backend");
+    let recognizer: Arc<dyn orchestrator::recognize::Recognizer> = Arc::new(
+        orchestrator::recognize::labels::LabelsRecognizer::new(
+            &LabelsConfig {
+                threads,
+                det_max_side,
+                ..LabelsConfig::default()
+            },
+            inventory.clone(),
+        )
+        .expect("labels backend"),
+    );
 
     let out = rt.block_on(async {
         let store = Store::connect(Some(&server.endpoint()), "us-east-1", true).await;
         let metrics = Arc::new(Metrics::new());
-        let consumer = Consumer::new(
-            store.clone(),
-            settings(poll),
-            recognizer.clone(),
-            Arc::new(Orders::from_json(&expected).unwrap()),
-            inventory.clone(),
-            metrics.clone(),
-        );
+        let consumer = Consumer::new(ConsumerDeps {
+            store: store.clone(),
+            settings: settings(poll),
+            recognizer: recognizer.clone(),
+            orders: Arc::new(Orders::from_json(&expected).unwrap()),
+            inventory: inventory.clone(),
+            metrics: metrics.clone(),
+            detector: None,
+        });
         let marker_seen = Arc::new(Mutex::new(Vec::new()));
         let ms = marker_seen.clone();
         consumer.on_marker(Box::new(move |_| ms.lock().unwrap().push(Instant::now())));
         let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(consumer.clone().run(stop_rx));
+        let task = tokio::spawn(consumer.clone().run(stop_rx.into()));
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Warm-up order: the first OCR run pays ONNX Runtime's lazy initialisation.
         let _ = run_orders(

@@ -11,15 +11,14 @@
 //! are dropped; non-maximum suppression per class with IoU 0.5; boxes are mapped back to
 //! source-image pixels and clipped to the image.
 //!
-//! ONNX Runtime is the process-wide environment of the OCR engine
-//! ([`gstorderaccuracy::ocr::ort_environment`]: `ORT_DYLIB_PATH` or the build-time
-//! default). A session runs one image at a time (`Session::run` needs `&mut`), so
+//! The session is built by [`oa_ocr::SessionOptions`], as the OCR engine's are, in the
+//! process-wide ONNX Runtime environment (`ORT_DYLIB_PATH` or the build-time default).
+//! A session runs one image at a time (`Session::run` needs `&mut`), so
 //! [`Detector::detect`] holds a mutex for the duration of one inference; one `Detector`
 //! can be shared between tasks behind an `Arc`.
 
 use crate::select::Decoded;
 use ort::session::Session;
-use ort::session::builder::GraphOptimizationLevel;
 use ort::value::TensorRef;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -223,20 +222,14 @@ impl Detector {
 }
 
 fn load_session(path: &Path) -> Result<Session, String> {
-    let env = gstorderaccuracy::ocr::ort_environment().map_err(|e| e.to_string())?;
-    let fail = |e: String| format!("cannot load detector model {}: {e}", path.display());
-    Session::builder(env)
-        .map_err(|e| fail(e.to_string()))?
-        .with_optimization_level(GraphOptimizationLevel::Level3)
-        .map_err(|e| fail(e.to_string()))?
-        .with_intra_threads(1)
-        .map_err(|e| fail(e.to_string()))?
-        .with_inter_threads(1)
-        .map_err(|e| fail(e.to_string()))?
-        .with_intra_op_spinning(false)
-        .map_err(|e| fail(e.to_string()))?
-        .commit_from_file(path)
-        .map_err(|e| fail(e.to_string()))
+    oa_ocr::SessionOptions::default()
+        .load(path)
+        .map_err(|e| match e {
+            oa_ocr::SessionError::Model { path, cause } => {
+                format!("cannot load detector model {}: {cause}", path.display())
+            }
+            runtime => runtime.to_string(),
+        })
 }
 
 /// The model must have one float input `[1|-1, 3, S|-1, S|-1]` and a first output

@@ -1,109 +1,67 @@
-//! `orchestrator run --config FILE` and `orchestrator check-config --config FILE`.
+//! The `orchestrator` command: `run` and `check-config` (see `--help`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+use clap::{Args, Parser, Subcommand};
+
 use orchestrator::config::Config;
-use orchestrator::consume::{self, Consumer};
+use orchestrator::consume::{self, Consumer, ConsumerDeps};
 use orchestrator::http::{self, AppState};
-use orchestrator::metrics::{Metrics, log};
+use orchestrator::logging::{self, LogFormat};
+use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
+use orchestrator::shutdown::{Shutdown, Signals};
 use orchestrator::store::{Layout, Store};
 use orchestrator::supervise::{self, StationSpec, StorageTarget, Supervisor};
 
-const USAGE: &str = "\
-orchestrator: supervises the station pipelines, consumes completed orders, recognises and
-validates them, and publishes results, metrics and an HTTP API.
+/// Supervises the station pipelines, consumes completed orders, recognises and validates
+/// them, and publishes results, metrics and an HTTP API.
+#[derive(Parser)]
+#[command(name = "orchestrator", version, about, long_about = None)]
+#[command(after_help = "\
+Examples:
+  orchestrator check-config --config orchestrator.toml
+  orchestrator run --config orchestrator.toml      (or OA_CONFIG=orchestrator.toml)
 
-Usage:
-  orchestrator run --config FILE           start everything (stops on SIGINT/SIGTERM)
-  orchestrator check-config --config FILE  check the configuration and exit
-  orchestrator <command> --help            help on one command
-
-Exit codes: 0 success, 1 runtime failure, 2 invalid usage or configuration.
-";
-
-const RUN_HELP: &str = "\
-orchestrator run --config FILE
-
-Starts one gst-launch-1.0 pipeline per station, discovers completed orders in the bucket,
-recognises and validates them, writes results/{station}/{order}.json and serves the HTTP
-API (/healthz, /readyz, /metrics, /api/stations, /api/orders...). S3 credentials come from the
-standard AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_PROFILE...).
-SIGINT or SIGTERM stops it: each pipeline gets SIGINT (its open order is flushed), and
-SIGKILL after supervision.shutdown_grace_s.
-
-Options:
-  --config FILE   configuration file (TOML)
-  -h, --help      this help
-";
-
-const CHECK_HELP: &str = "\
-orchestrator check-config --config FILE
-
-Loads the configuration, the orders and inventory files, and renders every station's
-pipeline; prints one line naming the field on the first problem (exit code 2).
-
-Options:
-  --config FILE   configuration file (TOML)
-  -h, --help      this help
-";
-
-enum Command {
-    Run(PathBuf),
-    Check(PathBuf),
+Exit codes: 0 success, 1 runtime failure, 2 invalid usage or configuration.")]
+struct Cli {
+    /// How log lines are written (levels and targets from RUST_LOG, default info).
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        default_value_t,
+        env = "OA_LOG_FORMAT"
+    )]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn parse_args(args: &[String]) -> Result<Command, ExitCode> {
-    let Some(cmd) = args.first() else {
-        eprint!("{USAGE}");
-        return Err(ExitCode::from(2));
-    };
-    let help = match cmd.as_str() {
-        "-h" | "--help" | "help" => {
-            print!("{USAGE}");
-            return Err(ExitCode::SUCCESS);
-        }
-        "run" => RUN_HELP,
-        "check-config" => CHECK_HELP,
-        other => {
-            eprintln!("orchestrator: unknown command {other:?}\n\n{USAGE}");
-            return Err(ExitCode::from(2));
-        }
-    };
-    let mut config = None;
-    let mut rest = args[1..].iter();
-    while let Some(a) = rest.next() {
-        match a.as_str() {
-            "-h" | "--help" => {
-                print!("{help}");
-                return Err(ExitCode::SUCCESS);
-            }
-            "--config" => match rest.next() {
-                Some(v) => config = Some(PathBuf::from(v)),
-                None => {
-                    eprintln!("orchestrator: --config needs a FILE\n\n{help}");
-                    return Err(ExitCode::from(2));
-                }
-            },
-            s if s.starts_with("--config=") => config = Some(PathBuf::from(&s[9..])),
-            other => {
-                eprintln!("orchestrator: unexpected argument {other:?}\n\n{help}");
-                return Err(ExitCode::from(2));
-            }
-        }
-    }
-    let Some(config) = config else {
-        eprintln!("orchestrator: --config FILE is required\n\n{help}");
-        return Err(ExitCode::from(2));
-    };
-    Ok(if cmd == "run" {
-        Command::Run(config)
-    } else {
-        Command::Check(config)
-    })
+#[derive(Subcommand)]
+enum Command {
+    /// Start everything: one gst-launch-1.0 pipeline per station, order discovery,
+    /// recognition and validation, results/{station}/{order}.json and the HTTP API
+    /// (/healthz, /readyz, /metrics, /api/stations, /api/orders...).
+    ///
+    /// S3 credentials come from the standard AWS environment (AWS_ACCESS_KEY_ID,
+    /// AWS_SECRET_ACCESS_KEY, AWS_PROFILE...). SIGINT or SIGTERM stops it: each pipeline
+    /// gets SIGINT (its open order is flushed), and SIGKILL after
+    /// supervision.shutdown_grace_s.
+    Run(ConfigArg),
+    /// Load the configuration, the orders and inventory files, and render every station's
+    /// pipeline; print one line naming the field on the first problem (exit code 2).
+    CheckConfig(ConfigArg),
+}
+
+#[derive(Args)]
+struct ConfigArg {
+    /// Configuration file (TOML); see orchestrator.example.toml.
+    #[arg(long, value_name = "FILE", env = "OA_CONFIG")]
+    config: PathBuf,
 }
 
 /// Everything loaded and checked before anything starts.
@@ -155,6 +113,9 @@ fn station_specs(c: &Config) -> Vec<StationSpec> {
 
 fn load(path: &Path) -> Result<Loaded, String> {
     let config = Config::load(path).map_err(|e| format!("invalid configuration: {e}"))?;
+    for w in &config.warnings {
+        tracing::warn!("{}: {w}", path.display());
+    }
     let orders = Orders::load(&config.orders_file)
         .map_err(|e| format!("orders_file {}: {e}", config.orders_file.display()))?;
     let inventory = Inventory::load(&config.inventory_file)
@@ -166,10 +127,10 @@ fn load(path: &Path) -> Result<Loaded, String> {
             .map_err(|e| format!("stations[{i}].pipeline: {e}"))?;
     }
     // The model is loaded (and its output checked against the classes) up front, so that
-    // `check` and `run` refuse a bad one before anything starts.
-    let detector = match &config.detector {
+    // `check-config` and `run` refuse a bad one before anything starts.
+    let detector = match config.detector() {
         Some(d) => Some(Arc::new(
-            orchestrator::detector::Detector::new(d)
+            orchestrator::detector::Detector::new(&d)
                 .map_err(|e| format!("selection.detector_model: {e}"))?,
         )),
         None => None,
@@ -190,13 +151,10 @@ fn main() -> ExitCode {
         // SAFETY: mallopt only tunes the allocator; called before any thread exists.
         unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     }
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let cmd = match parse_args(&args) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    match cmd {
-        Command::Check(path) => match load(&path) {
+    let cli = Cli::parse();
+    logging::init(cli.log_format);
+    match cli.command {
+        Command::CheckConfig(a) => match load(&a.config) {
             Ok(l) => {
                 println!(
                     "configuration OK: {} station(s), {} order(s) known",
@@ -210,11 +168,11 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::Run(path) => {
-            let loaded = match load(&path) {
+        Command::Run(a) => {
+            let loaded = match load(&a.config) {
                 Ok(l) => l,
                 Err(e) => {
-                    eprintln!("orchestrator: {e}");
+                    tracing::error!("{e}");
                     return ExitCode::from(2);
                 }
             };
@@ -224,14 +182,14 @@ fn main() -> ExitCode {
             {
                 Ok(rt) => rt,
                 Err(e) => {
-                    eprintln!("orchestrator: cannot start the runtime: {e}");
+                    tracing::error!("cannot start the runtime: {e}");
                     return ExitCode::from(1);
                 }
             };
             match rt.block_on(run(loaded)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err((code, e)) => {
-                    log(format_args!("orchestrator: {e}"));
+                    tracing::error!("{e}");
                     ExitCode::from(code)
                 }
             }
@@ -239,16 +197,33 @@ fn main() -> ExitCode {
     }
 }
 
+fn consumer_settings(c: &Config) -> consume::Settings {
+    consume::Settings {
+        stations: c.stations.iter().map(|s| s.id.clone()).collect(),
+        layout: Layout {
+            bucket: c.storage.bucket.clone(),
+            prefix: c.storage.prefix.clone(),
+            results_bucket: c.storage.results_bucket().to_owned(),
+            results_prefix: c.storage.results_prefix.clone(),
+        },
+        poll_interval: Duration::from_millis(c.processing.poll_interval_ms.max(10)),
+        max_concurrent_orders: c.processing.max_concurrent_orders,
+        frames_per_order: c.processing.frames_per_order,
+        claim: c.processing.claim,
+        claim_ttl: Duration::from_secs(c.processing.claim_ttl_s),
+        list_page_size: 1000,
+        owner: consume::default_owner(),
+    }
+}
+
 async fn run(l: Loaded) -> Result<(), (u8, String)> {
-    use tokio::signal::unix::{SignalKind, signal};
     let c = &l.config;
-    let recognizer = orchestrator::recognize::build(&c.recognition, Arc::new(l.inventory.clone()))
+    let mut signals = Signals::new().map_err(|e| (1, e.to_string()))?;
+    let inventory = Arc::new(l.inventory);
+    let recognizer = orchestrator::recognize::build(&c.recognition, inventory.clone())
         .map_err(|e| (2, format!("recognition: {e}")))?;
     let listener = http::bind(c.http.bind).await.map_err(|e| (1, e))?;
-    let mut sigterm = signal(SignalKind::terminate()).map_err(|e| (1, e.to_string()))?;
-    let mut sigint = signal(SignalKind::interrupt()).map_err(|e| (1, e.to_string()))?;
-
-    let embedded = start_embedded_s3(c).map_err(|e| (2, e))?;
+    let embedded = start_embedded_s3(c).await.map_err(|e| (2, e))?;
     let metrics = Arc::new(Metrics::new());
     let store = Store::connect(
         c.storage.endpoint.as_deref(),
@@ -256,34 +231,15 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         c.storage.force_path_style,
     )
     .await;
-    let consumer = Consumer::with_detector(
+    let consumer = Consumer::new(ConsumerDeps {
         store,
-        consume::Settings {
-            stations: c.stations.iter().map(|s| s.id.clone()).collect(),
-            layout: Layout {
-                bucket: c.storage.bucket.clone(),
-                prefix: c.storage.prefix.clone(),
-                results_bucket: c
-                    .storage
-                    .results_bucket
-                    .clone()
-                    .unwrap_or_else(|| c.storage.bucket.clone()),
-                results_prefix: c.storage.results_prefix.clone(),
-            },
-            poll_interval: Duration::from_millis(c.processing.poll_interval_ms.max(10)),
-            max_concurrent_orders: c.processing.max_concurrent_orders,
-            frames_per_order: c.processing.frames_per_order,
-            claim: c.processing.claim,
-            claim_ttl: Duration::from_secs(c.processing.claim_ttl_s),
-            list_page_size: 1000,
-            owner: consume::default_owner(),
-        },
+        settings: consumer_settings(c),
         recognizer,
-        Arc::new(l.orders),
-        Arc::new(l.inventory),
-        metrics.clone(),
-        l.detector,
-    );
+        orders: Arc::new(l.orders),
+        inventory,
+        metrics: metrics.clone(),
+        detector: l.detector,
+    });
     let supervisor = Supervisor::start(supervise_settings(c), storage_target(c), station_specs(c))
         .map_err(|e| (2, e))?;
     {
@@ -292,40 +248,40 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         let sup = supervisor.clone();
         consumer.on_marker(Box::new(move |s| sup.note_progress(s)));
     }
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let consumer_task = tokio::spawn(consumer.clone().run(stop_rx.clone()));
+    let shutdown = Shutdown::new();
+    let consumer_task = tokio::spawn(consumer.clone().run(shutdown.listener()));
     let state = Arc::new(AppState {
         supervisor: Some(supervisor.clone()),
         consumer: Some(consumer.clone()),
         metrics,
     });
-    log(format_args!(
-        "orchestrator started: {} station(s), HTTP on {}",
-        c.stations.len(),
-        c.http.bind
-    ));
-    let http_task = tokio::spawn(http::serve(listener, state, stop_rx));
-    let sig = tokio::select! {
-        _ = sigterm.recv() => "SIGTERM",
-        _ = sigint.recv() => "SIGINT",
-    };
-    log(format_args!("{sig} received: stopping the pipelines"));
+    tracing::info!(
+        stations = c.stations.len(),
+        http = %c.http.bind,
+        version = env!("CARGO_PKG_VERSION"),
+        "orchestrator started"
+    );
+    let http_task = tokio::spawn(http::serve(listener, state, shutdown.listener()));
+    let sig = signals.recv().await;
+    tracing::info!("{sig} received: stopping the pipelines");
     supervisor.shutdown().await;
     // Markers flushed by the stopping pipelines are picked up before the consumer stops.
     for id in c.stations.iter().map(|s| s.id.clone()) {
         let _ = consumer.poll_station(&id).await;
     }
-    let _ = stop_tx.send(true);
+    shutdown.trigger();
     let _ = consumer_task.await;
     let _ = http_task.await;
-    drop(embedded);
-    log(format_args!("orchestrator stopped"));
+    if let Some(s3) = embedded {
+        s3.shutdown().await;
+    }
+    tracing::info!("orchestrator stopped");
     Ok(())
 }
 
 /// `storage.embedded_root`: an S3 server (s3s-fs, real SigV4 checks) inside this process,
 /// checking requests against the same AWS credentials the pipelines and we sign with.
-fn start_embedded_s3(c: &Config) -> Result<Option<oa_s3server::S3Server>, String> {
+async fn start_embedded_s3(c: &Config) -> Result<Option<oa_s3server::S3Server>, String> {
     let Some(root) = &c.storage.embedded_root else {
         return Ok(None);
     };
@@ -341,18 +297,19 @@ fn start_embedded_s3(c: &Config) -> Result<Option<oa_s3server::S3Server>, String
                 .into(),
         );
     };
-    let server = oa_s3server::S3Server::start_on(root, addr, &access, &secret)
-        .map_err(|e| format!("storage.embedded_root: cannot serve S3 on {addr}: {e}"))?;
     let buckets = [Some(&c.storage.bucket), c.storage.results_bucket.as_ref()];
-    for bucket in buckets.into_iter().flatten() {
-        server
-            .create_bucket(bucket)
-            .map_err(|e| format!("storage.embedded_root: bucket {bucket}: {e}"))?;
-    }
-    log(format_args!(
-        "embedded S3 server on {} (data in {})",
-        server.endpoint(),
-        root.display()
-    ));
+    let options = oa_s3server::Options {
+        addr,
+        buckets: buckets.into_iter().flatten().cloned().collect(),
+        ..oa_s3server::Options::new(root, access, secret)
+    };
+    let server = oa_s3server::S3Server::start(options)
+        .await
+        .map_err(|e| format!("storage.embedded_root: cannot serve S3 on {addr}: {e}"))?;
+    tracing::info!(
+        endpoint = %server.endpoint(),
+        root = %root.display(),
+        "embedded S3 server started"
+    );
     Ok(Some(server))
 }

@@ -1,85 +1,98 @@
-//! Logging (one timestamped line per event on stderr) and Prometheus metrics in the text
-//! exposition format, without a metrics crate.
+//! Prometheus metrics through `prometheus-client`: counters and histograms the consumer
+//! updates, and per-station pipeline series read from the supervisor at each scrape.
 
-use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
-use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::collections::HashSet;
+use std::fmt::Write as _;
 
-use crate::supervise::{State, StationStatus};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, text,
+};
+use prometheus_client::metrics::TypedMetric;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-/// `2026-11-28T16:23:00.123Z`, UTC.
-pub fn timestamp() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
-    let secs = d.as_secs();
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60,
-        d.subsec_millis()
-    )
-}
+use crate::status::{State, StationStatus};
 
-/// Writes one log line to stderr.
-pub fn log(args: fmt::Arguments<'_>) {
-    eprintln!("{} {args}", timestamp());
-}
+/// The media type of [`Metrics::render`]'s output.
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 const LATENCY_BUCKETS: [f64; 12] = [
     0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
 ];
 
-#[derive(Default, Clone)]
-struct Histogram {
-    counts: [u64; LATENCY_BUCKETS.len()],
-    sum: f64,
-    count: u64,
-}
+/// A label value escaped as the exposition formats require: prometheus-client writes
+/// values verbatim, and a pipeline instance is read from a manifest in the store.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+struct Value(String);
 
-impl Histogram {
-    fn observe(&mut self, v: f64) {
-        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-            if v <= *b {
-                self.counts[i] += 1;
-            }
-        }
-        self.sum += v;
-        self.count += 1;
+impl From<&str> for Value {
+    fn from(v: &str) -> Value {
+        Value(v.to_owned())
     }
 }
 
-#[derive(Default)]
-struct Inner {
-    orders: BTreeMap<(String, String), u64>,
-    order_latency: BTreeMap<String, Histogram>,
-    queue_latency: BTreeMap<String, Histogram>,
-    recognition_latency: BTreeMap<String, Histogram>,
-    frames_uploaded: BTreeMap<String, u64>,
-    orders_by_instance: BTreeMap<(String, String), u64>,
-    markers_seen: BTreeMap<String, u64>,
-    list_requests: BTreeMap<String, u64>,
-    errors: BTreeMap<String, u64>,
+impl EncodeLabelValue for Value {
+    fn encode(&self, out: &mut LabelValueEncoder) -> std::fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\\' => out.write_str("\\\\")?,
+                '"' => out.write_str("\\\"")?,
+                '\n' => out.write_str("\\n")?,
+                c => out.write_char(c)?,
+            }
+        }
+        Ok(())
+    }
 }
 
-/// Counters and histograms updated by the consumer; pipeline gauges come from the
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StationLabel {
+    station: Value,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    station: Value,
+    status: Value,
+}
+
+// One series per pipeline restart: unbounded over a long run, kept because it is how an
+// operator tells which child stored an order.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceLabels {
+    station: Value,
+    pipeline_instance: Value,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: Value,
+}
+
+type Latency = Family<StationLabel, Histogram, fn() -> Histogram>;
+
+fn latency() -> Latency {
+    Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS))
+}
+
+/// Counters and histograms updated by the consumer; pipeline series come from the
 /// supervisor when rendered.
-#[derive(Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    inner: Mutex<Inner>,
+    registry: Registry,
+    orders: Family<StatusLabels, Counter>,
+    order_latency: Latency,
+    queue_latency: Latency,
+    recognition_latency: Latency,
+    frames_uploaded: Family<StationLabel, Counter>,
+    orders_by_instance: Family<InstanceLabels, Counter>,
+    markers_seen: Family<StationLabel, Counter>,
+    list_requests: Family<StationLabel, Counter>,
+    errors: Family<KindLabel, Counter>,
 }
 
 /// What one processed order contributes.
@@ -95,284 +108,302 @@ pub struct OrderObservation<'a> {
     pub recognition_s: Option<f64>,
 }
 
-fn esc(v: &str) -> String {
-    v.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
-}
-
-fn num(v: f64) -> String {
-    if v.is_finite() {
-        format!("{v}")
-    } else {
-        "NaN".into()
+impl Default for Metrics {
+    fn default() -> Metrics {
+        Metrics::new()
     }
 }
 
 impl Metrics {
     pub fn new() -> Metrics {
-        Metrics::default()
+        let mut m = Metrics {
+            registry: Registry::default(),
+            orders: Family::default(),
+            order_latency: latency(),
+            queue_latency: latency(),
+            recognition_latency: latency(),
+            frames_uploaded: Family::default(),
+            orders_by_instance: Family::default(),
+            markers_seen: Family::default(),
+            list_requests: Family::default(),
+            errors: Family::default(),
+        };
+        // The registry adds the closing period to each help text, and `_total` to each
+        // counter's name.
+        let r = &mut m.registry;
+        r.register(
+            "oa_orders",
+            "Orders processed, by station and result status",
+            m.orders.clone(),
+        );
+        r.register(
+            "oa_order_latency_seconds",
+            "Time from the order's __EOS__ marker being stored to its result being stored",
+            m.order_latency.clone(),
+        );
+        r.register(
+            "oa_order_queue_seconds",
+            "Time from the order's __EOS__ marker being stored to processing starting",
+            m.queue_latency.clone(),
+        );
+        r.register(
+            "oa_recognition_seconds",
+            "Time spent in the recognition backend per order",
+            m.recognition_latency.clone(),
+        );
+        r.register(
+            "oa_frames_uploaded",
+            "Frames stored by the station pipelines, from the manifests of processed orders",
+            m.frames_uploaded.clone(),
+        );
+        r.register(
+            "oa_orders_by_pipeline_instance",
+            "Orders processed, by the pipeline instance that stored them",
+            m.orders_by_instance.clone(),
+        );
+        r.register(
+            "oa_markers_discovered",
+            "New __EOS__ markers discovered",
+            m.markers_seen.clone(),
+        );
+        r.register(
+            "oa_list_requests",
+            "ListObjectsV2 requests made for marker discovery",
+            m.list_requests.clone(),
+        );
+        r.register(
+            "oa_errors",
+            "Storage and processing errors, by kind",
+            m.errors.clone(),
+        );
+        m
     }
 
     pub fn order(&self, o: &OrderObservation<'_>) {
-        let mut m = self.inner.lock().unwrap();
-        *m.orders
-            .entry((o.station.to_owned(), o.status.to_owned()))
-            .or_default() += 1;
-        *m.frames_uploaded.entry(o.station.to_owned()).or_default() += o.frames;
-        *m.orders_by_instance
-            .entry((o.station.to_owned(), o.pipeline_instance.to_owned()))
-            .or_default() += 1;
-        if let Some(v) = o.latency_s {
-            m.order_latency
-                .entry(o.station.to_owned())
-                .or_default()
-                .observe(v);
-        }
-        if let Some(v) = o.queue_s {
-            m.queue_latency
-                .entry(o.station.to_owned())
-                .or_default()
-                .observe(v);
-        }
-        if let Some(v) = o.recognition_s {
-            m.recognition_latency
-                .entry(o.station.to_owned())
-                .or_default()
-                .observe(v);
+        let station = StationLabel {
+            station: o.station.into(),
+        };
+        self.orders
+            .get_or_create(&StatusLabels {
+                station: o.station.into(),
+                status: o.status.into(),
+            })
+            .inc();
+        self.frames_uploaded
+            .get_or_create(&station)
+            .inc_by(o.frames);
+        self.orders_by_instance
+            .get_or_create(&InstanceLabels {
+                station: o.station.into(),
+                pipeline_instance: o.pipeline_instance.into(),
+            })
+            .inc();
+        for (hist, v) in [
+            (&self.order_latency, o.latency_s),
+            (&self.queue_latency, o.queue_s),
+            (&self.recognition_latency, o.recognition_s),
+        ] {
+            if let Some(v) = v {
+                hist.get_or_create(&station).observe(v);
+            }
         }
     }
 
     pub fn marker_seen(&self, station: &str) {
-        *self
-            .inner
-            .lock()
-            .unwrap()
-            .markers_seen
-            .entry(station.to_owned())
-            .or_default() += 1;
+        self.markers_seen
+            .get_or_create(&StationLabel {
+                station: station.into(),
+            })
+            .inc();
     }
 
     pub fn list_request(&self, station: &str) {
-        *self
-            .inner
-            .lock()
-            .unwrap()
-            .list_requests
-            .entry(station.to_owned())
-            .or_default() += 1;
+        self.list_requests
+            .get_or_create(&StationLabel {
+                station: station.into(),
+            })
+            .inc();
     }
 
     /// A storage or processing error, by kind.
     pub fn error(&self, kind: &str) {
-        *self
-            .inner
-            .lock()
-            .unwrap()
-            .errors
-            .entry(kind.to_owned())
-            .or_default() += 1;
+        self.errors
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
     }
 
     /// Number of LIST requests made for `station` so far.
     pub fn list_requests(&self, station: &str) -> u64 {
-        self.inner
-            .lock()
-            .unwrap()
-            .list_requests
-            .get(station)
-            .copied()
-            .unwrap_or(0)
+        self.list_requests
+            .get(&StationLabel {
+                station: station.into(),
+            })
+            .map_or(0, |c| c.get())
     }
 
-    /// The Prometheus text exposition.
+    /// The Prometheus text exposition ([`CONTENT_TYPE`]).
     pub fn render(&self, stations: &[StationStatus]) -> String {
-        let m = self.inner.lock().unwrap();
+        let mut scrape = Registry::default();
+        scrape.register_collector(Box::new(Pipelines(stations.to_vec())));
         let mut out = String::new();
-        let header = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
+        text::encode_registry(&mut out, &self.registry)
+            .and_then(|()| text::encode_registry(&mut out, &scrape))
+            .expect("writing to a String does not fail");
+        prometheus_text(&out)
+    }
+}
 
-        header(
-            &mut out,
-            "oa_orders_total",
-            "counter",
-            "Orders processed, by station and result status.",
-        );
-        for ((station, status), v) in &m.orders {
-            let _ = writeln!(
-                out,
-                "oa_orders_total{{station=\"{}\",status=\"{}\"}} {v}",
-                esc(station),
-                esc(status)
-            );
-        }
-        for (name, help, hists) in [
-            (
-                "oa_order_latency_seconds",
-                "Time from the order's __EOS__ marker being stored to its result being stored.",
-                &m.order_latency,
-            ),
-            (
-                "oa_order_queue_seconds",
-                "Time from the order's __EOS__ marker being stored to processing starting.",
-                &m.queue_latency,
-            ),
-            (
-                "oa_recognition_seconds",
-                "Time spent in the recognition backend per order.",
-                &m.recognition_latency,
-            ),
-        ] {
-            header(&mut out, name, "histogram", help);
-            for (station, h) in hists {
-                let st = esc(station);
-                for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
-                    let _ = writeln!(
-                        out,
-                        "{name}_bucket{{station=\"{st}\",le=\"{b}\"}} {}",
-                        h.counts[i]
-                    );
-                }
-                let _ = writeln!(
-                    out,
-                    "{name}_bucket{{station=\"{st}\",le=\"+Inf\"}} {}",
-                    h.count
-                );
-                let _ = writeln!(out, "{name}_sum{{station=\"{st}\"}} {}", num(h.sum));
-                let _ = writeln!(out, "{name}_count{{station=\"{st}\"}} {}", h.count);
-            }
-        }
-        header(
-            &mut out,
-            "oa_frames_uploaded_total",
-            "counter",
-            "Frames stored by the station pipelines, from the manifests of processed orders.",
-        );
-        for (station, v) in &m.frames_uploaded {
-            let _ = writeln!(
-                out,
-                "oa_frames_uploaded_total{{station=\"{}\"}} {v}",
-                esc(station)
-            );
-        }
-        header(
-            &mut out,
-            "oa_orders_by_pipeline_instance_total",
-            "counter",
-            "Orders processed, by the pipeline instance that stored them.",
-        );
-        for ((station, inst), v) in &m.orders_by_instance {
-            let _ = writeln!(
-                out,
-                "oa_orders_by_pipeline_instance_total{{station=\"{}\",pipeline_instance=\"{}\"}} {v}",
-                esc(station),
-                esc(inst)
-            );
-        }
-        header(
-            &mut out,
-            "oa_markers_discovered_total",
-            "counter",
-            "New __EOS__ markers discovered.",
-        );
-        for (station, v) in &m.markers_seen {
-            let _ = writeln!(
-                out,
-                "oa_markers_discovered_total{{station=\"{}\"}} {v}",
-                esc(station)
-            );
-        }
-        header(
-            &mut out,
-            "oa_list_requests_total",
-            "counter",
-            "ListObjectsV2 requests made for marker discovery.",
-        );
-        for (station, v) in &m.list_requests {
-            let _ = writeln!(
-                out,
-                "oa_list_requests_total{{station=\"{}\"}} {v}",
-                esc(station)
-            );
-        }
-        header(
-            &mut out,
-            "oa_errors_total",
-            "counter",
-            "Storage and processing errors, by kind.",
-        );
-        for (kind, v) in &m.errors {
-            let _ = writeln!(out, "oa_errors_total{{kind=\"{}\"}} {v}", esc(kind));
-        }
-        drop(m);
+/// The supervisor's view at scrape time, so a station's series never outlive it.
+#[derive(Debug)]
+struct Pipelines(Vec<StationStatus>);
 
-        header(
+impl Collector for Pipelines {
+    fn encode(&self, mut out: DescriptorEncoder) -> std::fmt::Result {
+        let flag = |on: bool| ConstGauge::new(i64::from(on));
+        self.family(
             &mut out,
             "oa_pipeline_up",
-            "gauge",
             "1 while the station's pipeline is PLAYING.",
-        );
-        for s in stations {
-            let _ = writeln!(
-                out,
-                "oa_pipeline_up{{station=\"{}\"}} {}",
-                esc(&s.station_id),
-                u8::from(s.state == State::Running)
-            );
-        }
-        header(
+            |s| flag(s.state == State::Running),
+        )?;
+        self.family(
             &mut out,
             "oa_pipeline_failed",
-            "gauge",
-            "1 once the station's pipeline gave up after too many failed restarts.",
-        );
-        for s in stations {
-            let _ = writeln!(
-                out,
-                "oa_pipeline_failed{{station=\"{}\"}} {}",
-                esc(&s.station_id),
-                u8::from(s.state == State::Failed)
-            );
-        }
-        header(
+            "1 while the station's pipeline is failing: more than max_failed_restarts restarts in a row failed (it is still retried).",
+            |s| flag(s.state == State::Failing),
+        )?;
+        self.family(
             &mut out,
-            "oa_pipeline_restarts_total",
-            "counter",
+            "oa_pipeline_restarts",
             "Pipeline restarts since the orchestrator started.",
-        );
-        for s in stations {
-            let _ = writeln!(
-                out,
-                "oa_pipeline_restarts_total{{station=\"{}\"}} {}",
-                esc(&s.station_id),
-                s.restarts
-            );
-        }
-        header(
+            |s| ConstCounter::new(u64::from(s.restarts)),
+        )?;
+        self.family(
             &mut out,
             "oa_pipeline_uptime_seconds",
-            "gauge",
             "Seconds since the current pipeline reached PLAYING.",
-        );
-        for s in stations {
-            let _ = writeln!(
-                out,
-                "oa_pipeline_uptime_seconds{{station=\"{}\"}} {}",
-                esc(&s.station_id),
-                num(s.uptime_s)
-            );
-        }
-        out
+            // The text formats spell infinity `+Inf`, which the encoder does not.
+            |s| {
+                ConstGauge::new(if s.uptime_s.is_finite() {
+                    s.uptime_s
+                } else {
+                    f64::NAN
+                })
+            },
+        )
     }
+}
+
+impl Pipelines {
+    /// One series per station. Unlike [`Registry::register`], the descriptor encoder
+    /// takes the help text as written, closing period included.
+    fn family<M: EncodeMetric + TypedMetric>(
+        &self,
+        out: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        value: impl Fn(&StationStatus) -> M,
+    ) -> std::fmt::Result {
+        let mut metric = out.encode_descriptor(name, help, None, M::TYPE)?;
+        for s in &self.0 {
+            let labels = StationLabel {
+                station: s.station_id.as_str().into(),
+            };
+            value(s).encode(metric.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
+/// prometheus-client writes OpenMetrics, whose counter descriptors omit the samples'
+/// `_total` and which ends in `# EOF`; the Prometheus text format that promtool lints
+/// and plain scrapers read names a counter's HELP and TYPE after its samples.
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len() + 12 * counters.len());
+    for line in openmetrics.lines().filter(|l| *l != "# EOF") {
+        let descriptor = ["# HELP ", "# TYPE "].into_iter().find_map(|p| {
+            let (name, rest) = line.strip_prefix(p)?.split_once(' ')?;
+            counters.contains(name).then_some((p, name, rest))
+        });
+        match descriptor {
+            Some((p, name, rest)) => {
+                let _ = writeln!(out, "{p}{name}_total {rest}");
+            }
+            None => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn station(id: &str, state: State, restarts: u32) -> StationStatus {
+        StationStatus {
+            station_id: id.into(),
+            state,
+            pid: None,
+            restarts,
+            consecutive_failures: 0,
+            uptime_s: 1.5,
+            pipeline_instance: None,
+            last_exit: None,
+            backoff_history_ms: vec![],
+            start_history_unix_ms: vec![],
+        }
+    }
+
     #[test]
-    fn timestamp_shape() {
-        let t = super::timestamp();
-        assert_eq!(t.len(), 24, "{t}");
-        assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T');
+    fn exposition_names_types_and_escapes_as_before() {
+        let m = Metrics::new();
+        m.order(&OrderObservation {
+            station: "s1",
+            status: "validated",
+            pipeline_instance: "s1-\"1\"\\\n",
+            frames: 3,
+            latency_s: Some(0.3),
+            queue_s: None,
+            recognition_s: Some(400.0),
+        });
+        m.list_request("s1");
+        m.list_request("s1");
+        assert_eq!((m.list_requests("s1"), m.list_requests("s2")), (2, 0));
+        let text = m.render(&[
+            station("s1", State::Running, 0),
+            station("s2", State::Failing, 7),
+        ]);
+        for want in [
+            "# HELP oa_orders_total Orders processed, by station and result status.\n",
+            "# TYPE oa_orders_total counter\n",
+            "oa_orders_total{station=\"s1\",status=\"validated\"} 1\n",
+            "oa_frames_uploaded_total{station=\"s1\"} 3\n",
+            "pipeline_instance=\"s1-\\\"1\\\"\\\\\\n\"} 1\n",
+            "# TYPE oa_order_latency_seconds histogram\n",
+            "oa_order_latency_seconds_count{station=\"s1\"} 1\n",
+            "oa_recognition_seconds_bucket{le=\"+Inf\",station=\"s1\"} 1\n",
+            "oa_recognition_seconds_bucket{le=\"300.0\",station=\"s1\"} 0\n",
+            "oa_list_requests_total{station=\"s1\"} 2\n",
+            "# TYPE oa_pipeline_up gauge\n",
+            "oa_pipeline_up{station=\"s1\"} 1\n",
+            "oa_pipeline_failed{station=\"s2\"} 1\n",
+            "# TYPE oa_pipeline_restarts_total counter\n",
+            "oa_pipeline_restarts_total{station=\"s2\"} 7\n",
+            "oa_pipeline_uptime_seconds{station=\"s1\"} 1.5\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
+        assert!(!text.contains("# EOF"), "{text}");
+        assert!(
+            !text.contains("oa_order_queue_seconds"),
+            "no observation, no series"
+        );
     }
 }

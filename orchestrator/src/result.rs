@@ -1,4 +1,4 @@
-//! The per-order result of DESIGN.md, stored at `results/{station}/{order}.json`.
+//! The per-order result of docs/architecture.md, stored at `results/{station}/{order}.json`.
 
 use serde::{Deserialize, Serialize};
 

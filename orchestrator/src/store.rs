@@ -22,24 +22,30 @@ pub struct Layout {
 }
 
 impl Layout {
-    pub fn result_key(&self, station: &str, order: &str) -> String {
-        format!("{}results/{station}/{order}.json", self.results_prefix)
+    /// `results/{station}/{order}.json` under the results prefix.
+    pub fn result_key(&self, station: &str, order: &str) -> Result<String, StoreError> {
+        oa_contract::result_key(&self.results_prefix, station, order)
+            .map_err(|e| StoreError(format!("result of {station}/{order}: {e}")))
     }
 
-    /// The claim on computing result `revision` of an order: `claims/{station}/{order}`
-    /// for the first, `claims/{station}/{order}.rev{revision}` for a reprocess (order IDs
-    /// hold no `.`, so the two never collide).
-    pub fn claim_key(&self, station: &str, order: &str, revision: u32) -> String {
-        if revision <= 1 {
-            format!("{}claims/{station}/{order}", self.results_prefix)
-        } else {
-            format!(
-                "{}claims/{station}/{order}.rev{revision}",
-                self.results_prefix
-            )
-        }
+    /// The claim on computing result `revision` of an order ([`oa_contract::claim_key`]).
+    pub fn claim_key(
+        &self,
+        station: &str,
+        order: &str,
+        revision: u32,
+    ) -> Result<String, StoreError> {
+        oa_contract::claim_key(&self.results_prefix, station, order, revision)
+            .map_err(|e| StoreError(format!("claim on {station}/{order}: {e}")))
     }
 }
+
+/// TCP (and TLS) connection set-up to the store.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+/// One attempt of one request, reply body included (frames are ~100 KB).
+pub const ATTEMPT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// One request with all its retries.
+pub const OPERATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A storage failure, with the operation and key in the message.
 #[derive(Debug, Clone)]
@@ -109,8 +115,17 @@ impl Store {
             .region(Region::new(region.to_owned()))
             .load()
             .await;
-        let mut conf =
-            aws_sdk_s3::config::Builder::from(&shared).force_path_style(force_path_style);
+        // Without timeouts a store that accepts connections and never answers would
+        // freeze discovery for every station, and /readyz with it.
+        let timeouts = aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(ATTEMPT_TIMEOUT)
+            .operation_attempt_timeout(ATTEMPT_TIMEOUT)
+            .operation_timeout(OPERATION_TIMEOUT)
+            .build();
+        let mut conf = aws_sdk_s3::config::Builder::from(&shared)
+            .force_path_style(force_path_style)
+            .timeout_config(timeouts);
         if let Some(ep) = endpoint.filter(|e| !e.is_empty()) {
             conf = conf.endpoint_url(ep);
         }

@@ -1,6 +1,6 @@
 //! Configuration loading: the shipped example loads, and every invalid field is named.
 
-use orchestrator::config::{Config, RecognitionConfig};
+use orchestrator::config::{Backend, Config, LabelsConfig};
 use std::path::Path;
 
 const MINIMAL: &str = r#"
@@ -37,7 +37,8 @@ fn example_file_loads() {
             .is_file(),
         "example points at the shipped pipelines"
     );
-    assert!(matches!(c.recognition, RecognitionConfig::Labels { .. }));
+    assert_eq!(c.recognition.backend, Backend::Labels);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     assert_eq!(c.storage.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
 }
 
@@ -62,9 +63,10 @@ fn defaults() {
     assert!(c.processing.claim);
     assert_eq!(c.stations[0].idle_timeout_ms, 10_000);
     assert_eq!(c.orders_file, Path::new("/etc/oa/orders.json"));
+    assert_eq!(c.recognition.backend, Backend::Labels);
     assert_eq!(
-        c.recognition,
-        RecognitionConfig::Labels {
+        c.recognition.labels,
+        LabelsConfig {
             min_confidence: 0.5,
             max_edit_distance: 2,
             model_dir: None,
@@ -72,6 +74,7 @@ fn defaults() {
             det_max_side: 736,
         }
     );
+    assert!(c.warnings.is_empty());
 }
 
 #[test]
@@ -87,24 +90,43 @@ fn file_sources_get_the_file_pipeline_and_absolute_paths() {
 #[test]
 fn openai_backend() {
     let c = load(&format!(
-        "{MINIMAL}\n[recognition]\nbackend = \"openai\"\nendpoint = \"http://127.0.0.1:8000/\"\nmodel = \"m\"\napi_key_env = \"VLM_KEY\"\n"
+        "{MINIMAL}\n[recognition]\nbackend = \"openai\"\n[recognition.openai]\nendpoint = \"http://127.0.0.1:8000/\"\nmodel = \"m\"\napi_key_env = \"VLM_KEY\"\n"
     ))
     .unwrap();
-    match c.recognition {
-        RecognitionConfig::OpenAi {
-            endpoint,
-            model,
-            api_key_env,
-            retries,
-            ..
-        } => {
-            assert_eq!(endpoint, "http://127.0.0.1:8000");
-            assert_eq!(model, "m");
-            assert_eq!(api_key_env.as_deref(), Some("VLM_KEY"));
-            assert_eq!(retries, 2);
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(c.recognition.backend, Backend::OpenAi);
+    let o = &c.recognition.openai;
+    assert_eq!(o.endpoint, "http://127.0.0.1:8000");
+    assert_eq!(o.model, "m");
+    assert_eq!(o.api_key_env.as_deref(), Some("VLM_KEY"));
+    assert_eq!(o.retries, 2);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+}
+
+#[test]
+fn first_release_flat_recognition_keys_still_load_with_a_warning() {
+    let c = load(&format!(
+        "{MINIMAL}\n[recognition]\nbackend = \"openai\"\nendpoint = \"http://127.0.0.1:8000/\"\nmodel = \"m\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.recognition.backend, Backend::OpenAi);
+    assert_eq!(c.recognition.openai.endpoint, "http://127.0.0.1:8000");
+    assert_eq!(c.recognition.openai.model, "m");
+    assert_eq!(c.warnings.len(), 2, "{:?}", c.warnings);
+    assert!(
+        c.warnings[0].contains("recognition.endpoint")
+            && c.warnings[0].contains("recognition.openai.endpoint"),
+        "{:?}",
+        c.warnings
+    );
+    let c = load(&format!("{MINIMAL}\n[recognition]\nthreads = 1\n")).unwrap();
+    assert_eq!(c.recognition.labels.threads, 1);
+    assert!(c.warnings[0].contains("recognition.labels.threads"));
+    // Both tables may be kept; only the chosen backend's is checked.
+    let c = load(&format!(
+        "{MINIMAL}\n[recognition]\nbackend = \"labels\"\n[recognition.openai]\nendpoint = \"\"\n"
+    ))
+    .unwrap();
+    assert_eq!(c.recognition.backend, Backend::Labels);
 }
 
 #[test]
@@ -164,45 +186,57 @@ fn other_invalid_fields_are_named() {
         ),
         ("[supervision]\nbackoff_s = []\n", "supervision.backoff_s:"),
         (
-            "[recognition]\nbackend = \"openai\"\nmodel = \"m\"\n",
-            "recognition.endpoint:",
+            "[recognition]\nbackend = \"openai\"\n[recognition.openai]\nmodel = \"m\"\n",
+            "recognition.openai.endpoint:",
         ),
         (
-            "[recognition]\nbackend = \"openai\"\nendpoint = \"ftp://api.example.com\"\nmodel = \"m\"\n",
-            "recognition.endpoint:",
+            "[recognition]\nbackend = \"openai\"\n[recognition.openai]\nendpoint = \"ftp://api.example.com\"\nmodel = \"m\"\n",
+            "recognition.openai.endpoint:",
         ),
         (
-            "[recognition]\nbackend = \"openai\"\nendpoint = \"https://\"\nmodel = \"m\"\n",
-            "recognition.endpoint:",
+            "[recognition]\nbackend = \"openai\"\n[recognition.openai]\nendpoint = \"https://\"\nmodel = \"m\"\n",
+            "recognition.openai.endpoint:",
         ),
         (
-            "[recognition]\nbackend = \"openai\"\nendpoint = \"http://h:1\"\nmodel = \"m\"\nca_file = \"orders.json\"\n",
-            "recognition.ca_file:",
+            "[recognition]\nbackend = \"openai\"\n[recognition.openai]\nendpoint = \"http://h:1\"\nmodel = \"m\"\nca_file = \"orders.json\"\n",
+            "recognition.openai.ca_file:",
         ),
         (
-            "[recognition]\nbackend = \"openai\"\nendpoint = \"https://h:1\"\nmodel = \"m\"\nca_file = \"missing.pem\"\n",
-            "recognition.ca_file:",
+            "[recognition]\nbackend = \"openai\"\n[recognition.openai]\nendpoint = \"https://h:1\"\nmodel = \"m\"\nca_file = \"missing.pem\"\n",
+            "recognition.openai.ca_file:",
         ),
         (
-            "[recognition]\nbackend = \"openai\"\nendpoint = \"http://h:1\"\n",
-            "recognition.model:",
+            "[recognition]\nbackend = \"openai\"\n[recognition.openai]\nendpoint = \"http://h:1\"\n",
+            "recognition.openai.model:",
         ),
         (
             "[recognition]\nbackend = \"labels\"\nendpoint = \"http://h:1\"\n",
             "recognition.endpoint:",
         ),
         (
-            "[recognition]\nmin_confidence = 1.5\n",
-            "recognition.min_confidence:",
+            "[recognition.labels]\nmin_confidence = 1.5\n",
+            "recognition.labels.min_confidence:",
         ),
-        ("[recognition]\nthreads = 0\n", "recognition.threads:"),
         (
-            "[recognition]\ndet_max_side = 100\n",
-            "recognition.det_max_side:",
+            "[recognition.labels]\nthreads = 0\n",
+            "recognition.labels.threads:",
+        ),
+        // the first release's flat form: the old key is named
+        (
+            "[recognition]\nthreads = 0\n",
+            "recognition.labels.threads:",
+        ),
+        (
+            "[recognition.labels]\ndet_max_side = 100\n",
+            "recognition.labels.det_max_side:",
         ),
         (
             "[recognition]\nbackend = \"openai\"\nendpoint = \"http://h:1\"\nmodel = \"m\"\nthreads = 2\n",
             "recognition.threads:",
+        ),
+        (
+            "[recognition.openai]\nendpoint = \"http://h:1\"\nunknown = 2\n",
+            "line ",
         ),
     ];
     for (extra, field) in cases {
@@ -211,6 +245,23 @@ fn other_invalid_fields_are_named() {
     }
     let e = err(&MINIMAL.replace("id = \"station_1\"", "id = \"station_1\"\nroi = \"1,2,3\""));
     assert!(e.starts_with("stations[0].roi:"), "{e}");
+    // The rule ocrsegment applies at start (oa_contract::Roi): check-config passing means
+    // the pipeline starts.
+    let e = err(&MINIMAL.replace(
+        "id = \"station_1\"",
+        "id = \"station_1\"\nroi = \"0,0,4,4\"",
+    ));
+    assert!(e.starts_with("stations[0].roi:"), "{e}");
+    assert_eq!(
+        oa_contract::Roi::parse("0,0,4,4").unwrap_err().to_string(),
+        e.trim_start_matches("stations[0].roi: ")
+    );
+    let c = load(&MINIMAL.replace(
+        "id = \"station_1\"",
+        "id = \"station_1\"\nroi = \" 10, 20,300 ,80 \"",
+    ))
+    .unwrap();
+    assert_eq!(c.stations[0].roi.as_deref(), Some("10,20,300,80"));
     let e = err(&MINIMAL.replace("orders_file = \"orders.json\"\n", ""));
     assert!(e.starts_with("orders_file:"), "{e}");
 }
@@ -233,7 +284,7 @@ fn load_names_a_missing_file() {
 #[test]
 fn selection_detector() {
     assert_eq!(
-        load(MINIMAL).unwrap().detector,
+        load(MINIMAL).unwrap().detector(),
         None,
         "no detector by default"
     );
@@ -249,7 +300,7 @@ fn selection_detector() {
         "classes = [\"person\", \"item\"]\ndrop_classes = [\"person\"]\n",
     ))
     .unwrap();
-    let d = c.detector.expect("a detector");
+    let d = c.detector().expect("a detector");
     assert_eq!(d.model, model);
     assert_eq!(d.classes, ["person", "item"]);
     assert_eq!(d.drop_classes, ["person"]);
@@ -265,7 +316,7 @@ fn selection_detector() {
         &fixtures,
     )
     .unwrap();
-    let d = c.detector.unwrap();
+    let d = c.detector().unwrap();
     assert_eq!(d.model, model);
     assert_eq!((d.min_confidence, d.dominate_fraction), (0.5, 0.6));
     assert!(d.drop_classes.is_empty());

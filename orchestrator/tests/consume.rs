@@ -8,8 +8,8 @@ use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use oa_contract::{CompletionReason, FrameEntry, Manifest, frame_key, marker_key};
-use oa_s3server::S3Server;
-use orchestrator::consume::{Consumer, Settings};
+use oa_s3server::{Options, S3Server};
+use orchestrator::consume::{Consumer, ConsumerDeps, Settings};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
 use orchestrator::recognize::{Frame, RecognizeError, Recognizer};
@@ -92,8 +92,12 @@ async fn env(tag: &str) -> Env {
             .as_nanos()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    let server = S3Server::start(&dir.join("s3"), ACCESS, SECRET).unwrap();
-    server.create_bucket(BUCKET).unwrap();
+    let server = S3Server::start(Options {
+        buckets: vec![BUCKET.into()],
+        ..Options::new(dir.join("s3"), ACCESS, SECRET)
+    })
+    .await
+    .unwrap();
     let store = Store::connect(Some(&server.endpoint()), "us-east-1", true).await;
     let jpegs = [0, 1, 18].iter().map(|p| jpeg(*p, &dir)).collect();
     Env {
@@ -197,9 +201,9 @@ impl Env {
         recognizer: Arc<RecognizerDouble>,
         claim_ttl: Duration,
     ) -> Arc<Consumer> {
-        Consumer::new(
-            self.store.clone(),
-            Settings {
+        Consumer::new(ConsumerDeps {
+            store: self.store.clone(),
+            settings: Settings {
                 stations: vec!["station_1".into(), "station_2".into()],
                 layout: Layout {
                     bucket: BUCKET.into(),
@@ -216,19 +220,20 @@ impl Env {
                 owner: owner.into(),
             },
             recognizer,
-            Arc::new(
+            orders: Arc::new(
                 Orders::from_json(
                     r#"{"384":[{"name":"apple","quantity":1}],"1":[{"name":"apple","quantity":1}],
                         "2":[{"name":"apple","quantity":1}],"3":[{"name":"apple","quantity":1}]}"#,
                 )
                 .unwrap(),
             ),
-            Arc::new(
+            inventory: Arc::new(
                 Inventory::from_json(r#"{"items":[{"id":"001","name":"apple","aliases":[]}]}"#)
                     .unwrap(),
             ),
-            Arc::new(Metrics::new()),
-        )
+            metrics: Arc::new(Metrics::new()),
+            detector: None,
+        })
     }
 }
 
@@ -255,7 +260,7 @@ fn run(c: &Arc<Consumer>) -> Running {
     let (stop, rx) = watch::channel(false);
     Running {
         stop,
-        task: tokio::spawn(c.clone().run(rx)),
+        task: tokio::spawn(c.clone().run(rx.into())),
     }
 }
 

@@ -7,15 +7,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oa_contract::{CompletionReason, FrameEntry, Manifest, frame_key, marker_key};
-use oa_s3server::S3Server;
-use orchestrator::consume::{self, Consumer};
+use oa_s3server::{Options, S3Server};
+use orchestrator::consume::{self, Consumer, ConsumerDeps};
 use orchestrator::http::{self, AppState};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
 use orchestrator::recognize::{Frame, RecognizeError, Recognizer};
 use orchestrator::result::Item;
+use orchestrator::status::State;
 use orchestrator::store::{Layout, Store};
-use orchestrator::supervise::{self, State, StationSpec, StorageTarget, Supervisor};
+use orchestrator::supervise::{self, StationSpec, StorageTarget, Supervisor};
 
 const ACCESS: &str = "http-access";
 const SECRET: &str = "http-secret-0123456789";
@@ -106,8 +107,12 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
     .unwrap();
 
     // One stored order, processed.
-    let server = S3Server::start(&dir.join("s3"), ACCESS, SECRET).unwrap();
-    server.create_bucket("frames").unwrap();
+    let server = S3Server::start(Options {
+        buckets: vec!["frames".into()],
+        ..Options::new(dir.join("s3"), ACCESS, SECRET)
+    })
+    .await
+    .unwrap();
     let store = Store::connect(Some(&server.endpoint()), "us-east-1", true).await;
     let jpg = dir.join("f.jpg");
     assert!(
@@ -154,9 +159,9 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
         .await
         .unwrap();
     let metrics = Arc::new(Metrics::new());
-    let consumer = Consumer::new(
+    let consumer = Consumer::new(ConsumerDeps {
         store,
-        consume::Settings {
+        settings: consume::Settings {
             stations: vec!["station_1".into()],
             layout: Layout {
                 bucket: "frames".into(),
@@ -172,16 +177,17 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             list_page_size: 1000,
             owner: "http-test".into(),
         },
-        Arc::new(RecognizerDouble),
-        Arc::new(Orders::from_json(r#"{"384":[{"name":"apple","quantity":2}]}"#).unwrap()),
-        Arc::new(
+        recognizer: Arc::new(RecognizerDouble),
+        orders: Arc::new(Orders::from_json(r#"{"384":[{"name":"apple","quantity":2}]}"#).unwrap()),
+        inventory: Arc::new(
             Inventory::from_json(r#"{"items":[{"id":"001","name":"apple","aliases":[]}]}"#)
                 .unwrap(),
         ),
-        metrics.clone(),
-    );
+        metrics: metrics.clone(),
+        detector: None,
+    });
     let (stop, rx) = tokio::sync::watch::channel(false);
-    let consumer_task = tokio::spawn(consumer.clone().run(rx.clone()));
+    let consumer_task = tokio::spawn(consumer.clone().run(rx.clone().into()));
 
     let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -192,7 +198,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             consumer: Some(consumer.clone()),
             metrics,
         }),
-        rx,
+        rx.into(),
     ));
 
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -280,7 +286,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
 
     // The store goes away: not ready, and the reason says so; back again: ready.
     if res.is_ok() {
-        server.stop();
+        server.stop().await;
         let ready = move |want: u16| {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
@@ -303,7 +309,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             );
         });
         if res.is_ok() {
-            server.restart().unwrap();
+            server.restart().await.unwrap();
             res = tokio::task::spawn_blocking(move || {
                 ready(200);
             })

@@ -1,14 +1,15 @@
 //! The `openai` backend against `FakeVlmServer`, a local OpenAI-compatible TEST DOUBLE
 //! (hyper on 127.0.0.1:0, plain or behind rustls with a certificate made by `openssl`)
 //! that answers from a script: good replies, fenced and prose-wrapped replies, malformed
-//! JSON, slow replies, 500s.
+//! JSON, slow replies, 500s; and through `LoopbackProxy`, a forward-proxy TEST DOUBLE,
+//! named by `HTTP_PROXY` / `HTTPS_PROXY` in a child process.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use orchestrator::config::RecognitionConfig;
+use orchestrator::config::{Backend, OpenAiConfig, RecognitionConfig};
 use orchestrator::orders::Inventory;
 use orchestrator::recognize::openai::{MAX_QUANTITY, parse_reply};
 use orchestrator::recognize::{Frame, build};
@@ -19,6 +20,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_rustls::rustls;
 
 /// What the test double answers to one request.
 #[derive(Clone)]
@@ -155,7 +158,8 @@ fn inventory() -> Arc<Inventory> {
 }
 
 fn config(addr: SocketAddr, timeout_ms: u64, retries: u32, breaker: u32) -> RecognitionConfig {
-    RecognitionConfig::OpenAi {
+    let mut config = RecognitionConfig::with_backend(Backend::OpenAi);
+    config.openai = OpenAiConfig {
         endpoint: format!("http://{addr}"),
         model: "fake-vlm".into(),
         api_key_env: None,
@@ -165,7 +169,8 @@ fn config(addr: SocketAddr, timeout_ms: u64, retries: u32, breaker: u32) -> Reco
         breaker_failures: breaker,
         breaker_cooldown_ms: 60_000,
         ca_file: None,
-    }
+    };
+    config
 }
 
 fn frames() -> Vec<Frame> {
@@ -221,16 +226,12 @@ async fn good_reply_and_request_shape() {
 async fn api_key_comes_from_the_named_environment_variable() {
     let server = FakeVlmServer::start(vec![], Reply::Content(GOOD.into())).await;
     let mut cfg = config(server.addr, 5_000, 0, 5);
-    if let RecognitionConfig::OpenAi { api_key_env, .. } = &mut cfg {
-        *api_key_env = Some("OA_TEST_FAKE_VLM_KEY_UNSET".into());
-    }
+    cfg.openai.api_key_env = Some("OA_TEST_FAKE_VLM_KEY_UNSET".into());
     let e = build(&cfg, inventory()).err().unwrap();
     assert!(e.contains("OA_TEST_FAKE_VLM_KEY_UNSET"), "{e}");
     // SAFETY: this test is the only user of this variable.
     unsafe { std::env::set_var("OA_TEST_FAKE_VLM_KEY", "sekrit") };
-    if let RecognitionConfig::OpenAi { api_key_env, .. } = &mut cfg {
-        *api_key_env = Some("OA_TEST_FAKE_VLM_KEY".into());
-    }
+    cfg.openai.api_key_env = Some("OA_TEST_FAKE_VLM_KEY".into());
     let r = build(&cfg, inventory()).unwrap();
     r.recognize(&frames()).await.unwrap();
     assert_eq!(
@@ -343,13 +344,7 @@ async fn breaker_opens_after_consecutive_failures() {
 async fn breaker_closes_after_cooldown_on_success() {
     let server = FakeVlmServer::start(vec![Reply::Status(500)], Reply::Content(GOOD.into())).await;
     let mut cfg = config(server.addr, 5_000, 0, 1);
-    if let RecognitionConfig::OpenAi {
-        breaker_cooldown_ms,
-        ..
-    } = &mut cfg
-    {
-        *breaker_cooldown_ms = 200;
-    }
+    cfg.openai.breaker_cooldown_ms = 200;
     let r = build(&cfg, inventory()).unwrap();
     assert!(r.recognize(&frames()).await.is_err());
     let e = r.recognize(&frames()).await.unwrap_err();
@@ -381,8 +376,8 @@ fn test_pki() -> (
     std::path::PathBuf,
     tokio_rustls::TlsAcceptor,
 ) {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dir = std::env::temp_dir().join(format!(
         "oa-openai-tls-{}-{:?}",
         std::process::id(),
@@ -482,22 +477,15 @@ async fn https_endpoint_trusted_through_ca_file() {
     let server =
         FakeVlmServer::start_with(vec![], Reply::Content(GOOD.into()), Some(acceptor)).await;
     let mut cfg = config(server.addr, 5_000, 0, 5);
-    if let RecognitionConfig::OpenAi {
-        endpoint, ca_file, ..
-    } = &mut cfg
-    {
-        *endpoint = format!("https://{}", server.addr);
-        *ca_file = Some(ca);
-    }
+    cfg.openai.endpoint = format!("https://{}", server.addr);
+    cfg.openai.ca_file = Some(ca);
     let r = build(&cfg, inventory()).unwrap();
     let items = r.recognize(&frames()).await.unwrap();
     assert_eq!(items, vec![item("green apple", 2), item("banana", 1)]);
     assert_eq!(server.requests.load(Ordering::SeqCst), 1);
 
     // Without the CA the certificate is refused: an error naming it, no request served.
-    if let RecognitionConfig::OpenAi { ca_file, .. } = &mut cfg {
-        *ca_file = None;
-    }
+    cfg.openai.ca_file = None;
     let r = build(&cfg, inventory()).unwrap();
     let e = r.recognize(&frames()).await.unwrap_err().to_string();
     assert!(e.to_lowercase().contains("certificate"), "{e}");
@@ -506,13 +494,204 @@ async fn https_endpoint_trusted_through_ca_file() {
     // A ca_file without certificates is refused when the backend is built.
     let empty = dir.join("empty.pem");
     std::fs::write(&empty, "not a certificate\n").unwrap();
-    if let RecognitionConfig::OpenAi { ca_file, .. } = &mut cfg {
-        *ca_file = Some(empty);
-    }
+    cfg.openai.ca_file = Some(empty);
     let Err(e) = build(&cfg, inventory()) else {
         panic!("a ca_file without certificates was accepted");
     };
     assert!(e.to_string().contains("recognition.ca_file"), "{e}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Forward-proxy TEST DOUBLE on 127.0.0.1:0: records the first line of each connection,
+/// then relays it to `upstream`, after answering `CONNECT` (an HTTPS tunnel) with 200.
+struct LoopbackProxy {
+    addr: SocketAddr,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl LoopbackProxy {
+    async fn start(upstream: SocketAddr) -> LoopbackProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let seen = lines.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let end = loop {
+                        if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                        let mut buf = [0u8; 4096];
+                        match client.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                        }
+                    };
+                    let line = String::from_utf8_lossy(&head[..end]);
+                    let line = line.lines().next().unwrap_or_default().to_owned();
+                    let tunnel = line.starts_with("CONNECT ");
+                    seen.lock().unwrap().push(line);
+                    let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    let forward = if tunnel {
+                        if client
+                            .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        &head[end..]
+                    } else {
+                        // The fake server takes the absolute-form target as it comes.
+                        &head[..]
+                    };
+                    if server.write_all(forward).await.is_ok() {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+            }
+        });
+        LoopbackProxy { addr, lines }
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.lines.lock().unwrap().clone()
+    }
+}
+
+/// Names the endpoints [`env_child`] calls, space-separated; set only in a child process.
+const CHILD_ENDPOINTS: &str = "OA_TEST_OPENAI_CHILD_ENDPOINTS";
+/// The `ca_file` [`env_child`] gives its https:// endpoints.
+const CHILD_CA: &str = "OA_TEST_OPENAI_CHILD_CA";
+const CHILD_DONE: &str = "env_child: all endpoints answered";
+
+/// Runs [`env_child`] in a process of this test binary with `env` as its only proxy and
+/// root-certificate settings. The client reads them when it is built, and setting them
+/// in this process would reroute the other tests' clients, built on other threads.
+async fn run_child(endpoints: &[String], ca: &std::path::Path, env: Vec<(&'static str, String)>) {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", "env_child", "--nocapture", "--test-threads=1"]);
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "NO_PROXY",
+        "no_proxy",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUEST_METHOD",
+    ] {
+        cmd.env_remove(var);
+    }
+    cmd.env(CHILD_ENDPOINTS, endpoints.join(" "))
+        .env(CHILD_CA, ca)
+        .envs(env);
+    // Blocking here would stall the servers on this test's runtime thread.
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(CHILD_DONE),
+        "child: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The client half of the tests that need their own environment ([`run_child`]); in the
+/// test run itself it returns at once.
+#[tokio::test]
+async fn env_child() {
+    let Ok(endpoints) = std::env::var(CHILD_ENDPOINTS) else {
+        return;
+    };
+    for endpoint in endpoints.split(' ') {
+        let mut cfg = config("127.0.0.1:1".parse().unwrap(), 5_000, 0, 5);
+        cfg.openai.endpoint = endpoint.to_owned();
+        // Only https:// gets one: an http:// client must build without any root.
+        cfg.openai.ca_file = endpoint
+            .starts_with("https:")
+            .then(|| std::env::var_os(CHILD_CA).map(Into::into))
+            .flatten();
+        let r = build(&cfg, inventory()).unwrap_or_else(|e| panic!("{endpoint}: {e}"));
+        let items = r
+            .recognize(&frames())
+            .await
+            .unwrap_or_else(|e| panic!("{endpoint}: {e}"));
+        assert_eq!(items, vec![item("green apple", 2), item("banana", 1)]);
+    }
+    println!("{CHILD_DONE}");
+}
+
+#[tokio::test]
+async fn requests_go_through_the_proxies_of_the_environment() {
+    let (dir, ca, acceptor) = test_pki();
+    let plain = FakeVlmServer::start(vec![], Reply::Content(GOOD.into())).await;
+    let tls = FakeVlmServer::start_with(vec![], Reply::Content(GOOD.into()), Some(acceptor)).await;
+    let http_proxy = LoopbackProxy::start(plain.addr).await;
+    let https_proxy = LoopbackProxy::start(tls.addr).await;
+    let endpoints = [
+        format!("http://{}", plain.addr),
+        format!("https://{}", tls.addr),
+    ];
+    let proxies = vec![
+        ("HTTP_PROXY", format!("http://{}", http_proxy.addr)),
+        ("HTTPS_PROXY", format!("http://{}", https_proxy.addr)),
+    ];
+    run_child(&endpoints, &ca, proxies.clone()).await;
+    // http:// is forwarded in absolute form; https:// is tunnelled, TLS end to end with
+    // the endpoint, its certificate checked against ca_file as without a proxy.
+    assert_eq!(
+        http_proxy.lines(),
+        [format!(
+            "POST http://{}/v1/chat/completions HTTP/1.1",
+            plain.addr
+        )]
+    );
+    assert_eq!(
+        https_proxy.lines(),
+        [format!("CONNECT {} HTTP/1.1", tls.addr)]
+    );
+    assert_eq!((plain.requests(), tls.requests()), (1, 1));
+
+    // NO_PROXY hosts are called directly.
+    let mut bypass = proxies;
+    bypass.push(("NO_PROXY", "127.0.0.1".into()));
+    run_child(&endpoints, &ca, bypass).await;
+    assert_eq!(http_proxy.lines().len(), 1);
+    assert_eq!(https_proxy.lines().len(), 1);
+    assert_eq!((plain.requests(), tls.requests()), (2, 2));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn no_system_root_certificates_leave_http_and_ca_file_working() {
+    let (dir, ca, acceptor) = test_pki();
+    let plain = FakeVlmServer::start(vec![], Reply::Content(GOOD.into())).await;
+    let tls = FakeVlmServer::start_with(vec![], Reply::Content(GOOD.into()), Some(acceptor)).await;
+    let (empty_file, empty_dir) = (dir.join("no-roots.pem"), dir.join("no-roots"));
+    std::fs::write(&empty_file, "").unwrap();
+    std::fs::create_dir_all(&empty_dir).unwrap();
+    let endpoints = [
+        format!("http://{}", plain.addr),
+        format!("https://{}", tls.addr),
+    ];
+    // rustls-native-certs reads only these when they are set.
+    let no_roots = vec![
+        ("SSL_CERT_FILE", empty_file.display().to_string()),
+        ("SSL_CERT_DIR", empty_dir.display().to_string()),
+    ];
+    run_child(&endpoints, &ca, no_roots).await;
+    assert_eq!((plain.requests(), tls.requests()), (1, 1));
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -1,6 +1,6 @@
-//! Supervision with real `gst-launch-1.0` children: restart after kill -9, backoff shape and
-//! `failed` after too many failed restarts, and no child left behind when the orchestrator
-//! binary gets SIGTERM or SIGKILL.
+//! Supervision with real `gst-launch-1.0` children: restart after kill -9, backoff shape,
+//! `failing` after too many failed restarts and recovery without a restart of ours, and
+//! no child left behind when the orchestrator binary gets SIGTERM or SIGKILL.
 //!
 //! Backoff is the production sequence 2,4,8,16,32,60 scaled by a unit (50-100 ms here
 //! instead of one second) so the shape is observed in seconds.
@@ -11,7 +11,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use orchestrator::supervise::{Settings, State, StationSpec, StorageTarget, Supervisor};
+use orchestrator::status::State;
+use orchestrator::supervise::{Settings, StationSpec, StorageTarget, Supervisor};
 
 const OK_PIPELINE: &str = "# {station_id}\nvideotestsrc is-live=true ! fakesink\n";
 const BROKEN_PIPELINE: &str = "no_such_element_xyz ! fakesink\n";
@@ -178,7 +179,7 @@ async fn kill_9_is_restarted_after_the_first_backoff_step() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn always_failing_pipeline_is_failed_after_five_restarts_others_keep_running() {
+async fn a_failing_pipeline_is_failing_after_five_restarts_keeps_being_retried_and_recovers() {
     let dir = Dir::new("failing");
     let unit = Duration::from_millis(60);
     let sup = Supervisor::start(
@@ -191,13 +192,13 @@ async fn always_failing_pipeline_is_failed_after_five_restarts_others_keep_runni
     )
     .unwrap();
     wait_for(Duration::from_secs(60), || {
-        (sup.statuses()[0].state == State::Failed).then_some(())
+        (sup.statuses()[0].state == State::Failing).then_some(())
     })
     .await;
     let bad = sup.statuses()[0].clone();
-    assert_eq!(bad.restarts, 5);
-    // 2,4,8,16,32 units, in that order.
-    assert_eq!(bad.backoff_history_ms, vec![120, 240, 480, 960, 1920]);
+    assert_eq!(bad.restarts, 6);
+    // 2,4,8,16,32 units while backing off, then the last step (60) once failing.
+    assert_eq!(bad.backoff_history_ms, vec![120, 240, 480, 960, 1920, 3600]);
     // The observed gaps between starts follow the doubling shape.
     let starts = &bad.start_history_unix_ms;
     assert_eq!(starts.len(), 6, "first start and five restarts");
@@ -218,6 +219,14 @@ async fn always_failing_pipeline_is_failed_after_five_restarts_others_keep_runni
         "the other station keeps running"
     );
     assert_eq!(good.restarts, 0);
+    // Never given up: it is tried again at the last step, and runs once it can (the
+    // pipeline file is read at every start, as a camera that is back would be).
+    std::fs::write(dir.0.join("broken.pipeline"), OK_PIPELINE).unwrap();
+    wait_for(Duration::from_secs(20), || {
+        (sup.statuses()[0].state == State::Running).then_some(())
+    })
+    .await;
+    assert_eq!(sup.statuses()[0].start_history_unix_ms.len(), 7);
     sup.shutdown().await;
 }
 
@@ -276,6 +285,8 @@ force_path_style = true
 
 [recognition]
 backend = "openai"
+
+[recognition.openai]
 endpoint = "http://127.0.0.1:9/v1"
 model = "test"
 
@@ -448,4 +459,15 @@ fn invalid_config_exits_2_with_one_line_naming_the_field() {
         assert!(out.status.success(), "{cmd:?}");
         assert!(String::from_utf8_lossy(&out.stdout).contains("--config"));
     }
+    let out = Command::new(env!("CARGO_BIN_EXE_orchestrator"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .starts_with(&format!("orchestrator {}", env!("CARGO_PKG_VERSION"))),
+        "{:?}",
+        out.stdout
+    );
 }

@@ -12,7 +12,8 @@
 
 use gst::prelude::*;
 use gst_check::Harness;
-use gstorderaccuracy::ocr::{BgrImage, OcrConfig, OcrEngine, Rect};
+use gstorderaccuracy::ocrsegment::frame;
+use oa_ocr::{BgrImage, OcrConfig, OcrEngine, Rect};
 use std::time::Instant;
 
 /// Frames the slip's line (about x 186..1092, y 285..381) with some slack.
@@ -128,9 +129,9 @@ fn main() {
     ));
 
     let info = gst_video::VideoInfo::from_caps(&caps).unwrap();
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), &info).unwrap();
-    let full = BgrImage::from_video_frame(&frame, None).unwrap();
-    let region = BgrImage::from_video_frame(&frame, Some(ROI)).unwrap();
+    let mapped = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), &info).unwrap();
+    let full = frame::to_bgr(&mapped, None).unwrap();
+    let region = frame::to_bgr(&mapped, Some(ROI)).unwrap();
     if let Some(path) = &ppm {
         write_ppm(path, &full);
     }
@@ -161,12 +162,11 @@ fn main() {
     });
     rows.push(("engine floor, ROI rec only".into(), s, format!("{text:?}")));
     let s = time(runs, || {
-        BgrImage::from_video_frame(&frame, None).unwrap();
+        frame::to_bgr(&mapped, None).unwrap();
     });
     rows.push(("BGRx->BGR conversion, full frame".into(), s, String::new()));
     let s = time(runs, || {
-        gstorderaccuracy::ocr::Signature::from_video_frame(&frame, Rect::new(0, 0, 1280, 720))
-            .unwrap();
+        frame::signature(&mapped, Rect::new(0, 0, 1280, 720)).unwrap();
     });
     rows.push(("change signature, full frame".into(), s, String::new()));
 

@@ -208,8 +208,19 @@ fn main() {
     gstorderaccuracy::plugin_register_static().unwrap();
 
     let root = std::env::temp_dir().join(format!("oa-bench-sink-{}", std::process::id()));
-    let server = S3Server::start(&root, ACCESS_KEY, SECRET_KEY).unwrap();
-    server.create_bucket(BUCKET).unwrap();
+    // The server's own workers, as a remote store would have: the raw client's runtime
+    // below does not lend them to it.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let server = server_rt
+        .block_on(S3Server::start(oa_s3server::Options {
+            buckets: vec![BUCKET.into()],
+            ..oa_s3server::Options::new(&root, ACCESS_KEY, SECRET_KEY)
+        }))
+        .unwrap();
     let body = Bytes::from(jpeg_like(o.size));
     let body_file = root.with_extension("jpg");
     std::fs::write(&body_file, &body).unwrap();

@@ -6,6 +6,9 @@
 //! * `eosmarker` decides when an order is complete and says so with a serialized event.
 //! * `minioframesink` stores the frames of every order in S3 and writes the `__EOS__`
 //!   manifest last.
+//!
+//! The OCR engine is the `oa_ocr` crate; the names and fields of the bus messages the
+//! orchestrator reads are `oa_contract::messages`.
 
 use gst::glib;
 
@@ -13,7 +16,6 @@ pub mod eosmarker;
 pub mod events;
 pub mod meta;
 pub mod minioframesink;
-pub mod ocr;
 pub mod ocrsegment;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -12,7 +12,7 @@ use gst::prelude::*;
 use gstorderaccuracy::events::OrderComplete;
 use gstorderaccuracy::meta::OrderTag;
 use oa_contract::{CompletionReason, Manifest, frame_key, marker_key};
-use oa_s3server::S3Server;
+use oa_s3server::{Options, S3Server};
 
 const ACCESS_KEY: &str = "oa-test-access";
 const SECRET_KEY: &str = "oa-test-secret-key";
@@ -46,20 +46,36 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
-struct Scratch(S3Server);
+/// The server and the runtime it runs on (declared last, so it outlives the server).
+struct Scratch(S3Server, tokio::runtime::Runtime);
+
+impl Scratch {
+    fn stop(&self) {
+        self.1.block_on(self.0.stop());
+    }
+
+    fn restart(&self) {
+        self.1.block_on(self.0.restart()).unwrap();
+    }
+}
 
 impl Drop for Scratch {
     fn drop(&mut self) {
-        self.0.stop();
+        self.stop();
         let _ = std::fs::remove_dir_all(self.0.root());
     }
 }
 
 fn server_with_secret(secret: &str) -> Scratch {
     init();
-    let server = S3Server::start(&scratch_dir(), ACCESS_KEY, secret).unwrap();
-    server.create_bucket(BUCKET).unwrap();
-    Scratch(server)
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(S3Server::start(Options {
+            buckets: vec![BUCKET.into()],
+            ..Options::new(scratch_dir(), ACCESS_KEY, secret)
+        }))
+        .unwrap();
+    Scratch(server, rt)
 }
 
 fn server() -> Scratch {
@@ -356,7 +372,7 @@ fn s3_outage_mid_order_loses_nothing() {
     wait_for("the first frames", Duration::from_secs(10), || {
         s.0.put_log().len() == 5
     });
-    s.0.stop();
+    s.stop();
     for i in 5..10 {
         run.src
             .push_buffer(frame(i, "s2", Some("77"), 500 + u64::from(i)))
@@ -366,7 +382,7 @@ fn s3_outage_mid_order_loses_nothing() {
     run.src.end_of_stream().unwrap();
     std::thread::sleep(Duration::from_secs(3));
     assert_eq!(s.0.put_log().len(), 5, "stored while the server was down");
-    s.0.restart().unwrap();
+    s.restart();
     let out = wait_end(&run, Duration::from_secs(60), || {});
     assert!(out.error.is_none(), "{:?}", out.error);
 
@@ -394,7 +410,7 @@ fn eos_is_let_through_only_after_everything_is_stored() {
     // stored until it is back, so an early EOS would find the log incomplete. Order 9
     // starts during the outage: the sink cannot learn whether it was stored before, waits
     // a bounded time, treats it as new and keeps its frames until the store is back.
-    s.0.stop();
+    s.stop();
     for i in 0..4 {
         run.src
             .push_buffer(frame(i, "s3", Some("9"), 100 + u64::from(i)))
@@ -407,7 +423,7 @@ fn eos_is_let_through_only_after_everything_is_stored() {
         std::thread::spawn(move || std::thread::sleep(endpoint_down))
     };
     restarter.join().unwrap();
-    s.0.restart().unwrap();
+    s.restart();
     let mut at_eos = Vec::new();
     let out = wait_end(&run, Duration::from_secs(60), || at_eos = s.0.put_log());
     assert!(out.error.is_none(), "{:?}", out.error);
@@ -497,7 +513,7 @@ fn exhausted_retries_fail_the_pipeline_naming_the_key() {
         ],
     );
     run.pipeline.set_state(gst::State::Playing).unwrap();
-    s.0.stop();
+    s.stop();
     run.src.push_buffer(frame(0, "s4", Some("5"), 77)).unwrap();
     let out = wait_end(&run, Duration::from_secs(30), || panic!("EOS"));
     let (err, _) = out.error.expect("an error");

@@ -5,7 +5,8 @@ use gst::prelude::*;
 use gst_check::Harness;
 use gstorderaccuracy::events::OrderChanged;
 use gstorderaccuracy::meta::OrderTag;
-use gstorderaccuracy::ocr::{BgrImage, OcrConfig, OcrEngine, Rect};
+use gstorderaccuracy::ocrsegment::frame;
+use oa_ocr::{BgrImage, OcrConfig, OcrEngine, Rect};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Once};
 
@@ -444,8 +445,8 @@ fn properties_are_documented() {
 /// Converts a rendered frame into the engine's image type.
 fn bgr_image(caps: &gst::Caps, buf: &gst::Buffer) -> BgrImage {
     let info = gst_video::VideoInfo::from_caps(caps).unwrap();
-    let frame = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), &info).unwrap();
-    BgrImage::from_video_frame(&frame, None).unwrap()
+    let mapped = gst_video::VideoFrameRef::from_buffer_ref_readable(buf.as_ref(), &info).unwrap();
+    frame::to_bgr(&mapped, None).unwrap()
 }
 
 /// Rotates `img` by `degrees` about its centre (nearest neighbour, white outside).

@@ -1,6 +1,7 @@
 //! The `labels` backend (embedded default): reads the labels and stickers on the packed
-//! items with the PP-OCR models the plugin ships, and maps each text line to an inventory
-//! name or alias ([`Inventory::canonical`], with the configured bounded fuzzy match).
+//! items with the PP-OCR engine of `oa_ocr` (the models `ocrsegment` reads slips with),
+//! and maps each text line to an inventory name or alias ([`Inventory::canonical`], with
+//! the configured bounded fuzzy match).
 //!
 //! Counting: within one frame every matching line counts one item; across frames the
 //! **maximum** count per item is taken, because the same physical item is seen on several
@@ -12,10 +13,10 @@
 //! `spawn_blocking`; it is not `Sync`, so orders take turns on it.
 
 use super::{Frame, RecognizeError, Recognizer, add_item};
-use crate::config::RecognitionConfig;
+use crate::config::LabelsConfig;
 use crate::orders::Inventory;
 use crate::result::Item;
-use gstorderaccuracy::ocr::{BgrImage, OcrConfig, OcrEngine};
+use oa_ocr::{BgrImage, OcrConfig, OcrEngine};
 use regex::Regex;
 use std::sync::{Arc, Mutex};
 
@@ -41,29 +42,19 @@ pub const ORDER_SLIP_PATTERN: &str =
     r"(?i)^\s*(?:(?:order|ord|bestellung|pedido|commande)\b.*|#\s*\S+|no\.?\s*\d+|\d+)\s*$";
 
 impl LabelsRecognizer {
-    pub fn new(config: &RecognitionConfig, inventory: Arc<Inventory>) -> Result<Self, String> {
-        let RecognitionConfig::Labels {
-            min_confidence,
-            max_edit_distance,
-            model_dir,
-            threads,
-            det_max_side,
-        } = config
-        else {
-            return Err("labels backend built from a non-labels configuration".into());
-        };
+    pub fn new(config: &LabelsConfig, inventory: Arc<Inventory>) -> Result<Self, String> {
         let ocr = OcrConfig {
-            model_dir: model_dir.clone(),
-            intra_threads: *threads,
-            det_max_side_len: *det_max_side,
+            model_dir: config.model_dir.clone(),
+            intra_threads: config.threads,
+            det_max_side_len: config.det_max_side,
             ..OcrConfig::default()
         };
         let engine = OcrEngine::new(&ocr).map_err(|e| format!("labels backend: {e}"))?;
         Ok(LabelsRecognizer {
             engine: Arc::new(Mutex::new(engine)),
             inventory,
-            min_confidence: *min_confidence,
-            max_edit_distance: *max_edit_distance,
+            min_confidence: config.min_confidence,
+            max_edit_distance: config.max_edit_distance,
             slip: Regex::new(ORDER_SLIP_PATTERN).map_err(|e| e.to_string())?,
         })
     }

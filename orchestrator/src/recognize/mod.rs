@@ -11,7 +11,7 @@
 pub mod labels;
 pub mod openai;
 
-use crate::config::RecognitionConfig;
+use crate::config::{Backend, RecognitionConfig};
 use crate::orders::Inventory;
 use crate::result::Item;
 use std::fmt;
@@ -56,13 +56,15 @@ pub fn build(
     config: &RecognitionConfig,
     inventory: Arc<Inventory>,
 ) -> Result<Arc<dyn Recognizer>, String> {
-    match config {
-        RecognitionConfig::Labels { .. } => {
-            Ok(Arc::new(labels::LabelsRecognizer::new(config, inventory)?))
-        }
-        RecognitionConfig::OpenAi { .. } => {
-            Ok(Arc::new(openai::OpenAiRecognizer::new(config, inventory)?))
-        }
+    match config.backend {
+        Backend::Labels => Ok(Arc::new(labels::LabelsRecognizer::new(
+            &config.labels,
+            inventory,
+        )?)),
+        Backend::OpenAi => Ok(Arc::new(openai::OpenAiRecognizer::new(
+            &config.openai,
+            inventory,
+        )?)),
     }
 }
 

@@ -6,11 +6,13 @@
 //! `data:image/jpeg;base64,...` `image_url` parts, with a prompt that lists the inventory
 //! and asks for JSON only: `{"items":[{"name":"...","quantity":N}]}`.
 //!
-//! **Transport**: `http://` (local model servers) or `https://` (rustls, the TLS stack
-//! aws-sdk-s3 already brings, trusting the system's root certificates plus the PEM
-//! certificates of `ca_file`, e.g. an in-house CA). The API key is read from the
-//! environment variable named by `api_key_env` when the backend is built and sent as
-//! `Authorization: Bearer`.
+//! **Transport**: reqwest over `http://` (local model servers) or `https://` (rustls on
+//! aws-lc-rs, the TLS stack aws-sdk-s3 already brings, trusting the system's root
+//! certificates plus the PEM certificates of `ca_file`, e.g. an in-house CA). The proxies
+//! of `HTTP_PROXY`, `HTTPS_PROXY` and `ALL_PROXY` (or their lower-case forms) are used,
+//! except for the hosts of `NO_PROXY`; redirects are not followed. The API key is read
+//! from the environment variable named by `api_key_env` when the backend is built and
+//! sent as `Authorization: Bearer`.
 //!
 //! **Robustness**: at most `max_concurrent` requests in flight (semaphore); each attempt
 //! is bounded by `timeout_ms` (connect, send and the whole reply); timeouts, connection
@@ -31,16 +33,12 @@
 //! unlisted item in the bag is reporting something the order did not ask for.
 
 use super::{Frame, RecognizeError, Recognizer, add_item};
-use crate::config::RecognitionConfig;
+use crate::config::OpenAiConfig;
 use crate::orders::{Inventory, normalize};
 use crate::result::Item;
 use base64::Engine as _;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use reqwest::{Certificate, Client, ClientBuilder, StatusCode, Url, header};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,12 +55,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(4);
 
 pub struct OpenAiRecognizer {
     name: String,
-    uri: hyper::Uri,
+    url: Url,
     model: String,
     api_key: Option<String>,
     timeout: Duration,
     retries: u32,
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    client: Client,
     permits: Arc<Semaphore>,
     breaker: Breaker,
     inventory: Arc<Inventory>,
@@ -72,7 +70,7 @@ pub struct OpenAiRecognizer {
 impl std::fmt::Debug for OpenAiRecognizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OpenAiRecognizer")
-            .field("uri", &self.uri)
+            .field("url", &self.url)
             .field("model", &self.model)
             .finish_non_exhaustive()
     }
@@ -117,8 +115,8 @@ impl Breaker {
     }
 }
 
-/// An error and its causes, e.g. `client error (Connect): invalid peer certificate:
-/// UnknownIssuer` rather than hyper's bare `client error (Connect)`.
+/// An error and its causes, e.g. `error sending request: client error (Connect): invalid
+/// peer certificate: UnknownIssuer` rather than reqwest's bare `error sending request`.
 fn chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut cause = e.source();
@@ -133,36 +131,48 @@ fn chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// TLS client settings: the system's root certificates plus those of `ca_file`.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    // Unreadable system certificates are skipped: ca_file alone may be what is trusted.
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    if let Some(path) = ca_file {
-        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)
-            .and_then(|it| it.collect())
-            .map_err(|e| format!("recognition.ca_file: {}: {e}", path.display()))?;
-        if certs.is_empty() {
-            return Err(format!(
-                "recognition.ca_file: {} holds no PEM certificate",
-                path.display()
-            ));
-        }
-        for c in certs {
-            roots
-                .add(c)
-                .map_err(|e| format!("recognition.ca_file: {}: {e}", path.display()))?;
-        }
+/// The PEM certificates of `recognition.ca_file`.
+fn ca_certs(path: &std::path::Path) -> Result<Vec<Certificate>, String> {
+    let field = format!("recognition.ca_file: {}", path.display());
+    let pem = std::fs::read(path).map_err(|e| format!("{field}: {e}"))?;
+    let certs =
+        Certificate::from_pem_bundle(&pem).map_err(|e| format!("{field}: {}", chain(&e)))?;
+    if certs.is_empty() {
+        return Err(format!("{field} holds no PEM certificate"));
     }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS setup: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
+    Ok(certs)
+}
+
+/// The client: system roots plus `ca_file`, environment proxies, no redirects.
+fn http_client(timeout: Duration, ca_file: Option<&std::path::Path>) -> Result<Client, String> {
+    let base = || {
+        ClientBuilder::new()
+            .connect_timeout(timeout)
+            .pool_idle_timeout(Duration::from_secs(30))
+            // A redirected POST would go on as a GET; a 3xx fails at once, like a 4xx.
+            .redirect(reqwest::redirect::Policy::none())
+            // `recognize` owns retrying, with its backoff and circuit breaker.
+            .retry(reqwest::retry::never())
+    };
+    let Some(path) = ca_file else {
+        return base().build().or_else(|e| {
+            // The platform verifier refuses to start without a system root certificate,
+            // which would also take plain http:// endpoints down; without roots, https://
+            // endpoints fail at the handshake instead, naming the unknown issuer.
+            tracing::warn!(
+                error = %chain(&e),
+                "no system root certificate loaded: https:// VLM endpoints will be refused unless recognition.ca_file is set"
+            );
+            base()
+                .tls_certs_only([])
+                .build()
+                .map_err(|e| format!("VLM HTTP client: {}", chain(&e)))
+        });
+    };
+    base()
+        .tls_certs_merge(ca_certs(path)?)
+        .build()
+        .map_err(|e| format!("recognition.ca_file: {}: {}", path.display(), chain(&e)))
 }
 
 enum Attempt {
@@ -173,8 +183,8 @@ enum Attempt {
 }
 
 impl OpenAiRecognizer {
-    pub fn new(config: &RecognitionConfig, inventory: Arc<Inventory>) -> Result<Self, String> {
-        let RecognitionConfig::OpenAi {
+    pub fn new(config: &OpenAiConfig, inventory: Arc<Inventory>) -> Result<Self, String> {
+        let OpenAiConfig {
             endpoint,
             model,
             api_key_env,
@@ -184,20 +194,16 @@ impl OpenAiRecognizer {
             breaker_failures,
             breaker_cooldown_ms,
             ca_file,
-        } = config
-        else {
-            return Err("openai backend built from a non-openai configuration".into());
-        };
+        } = config;
         let base = endpoint.trim_end_matches('/');
         let url = if base.ends_with("/v1") {
             format!("{base}/chat/completions")
         } else {
             format!("{base}/v1/chat/completions")
         };
-        let uri: hyper::Uri = url
-            .parse()
+        let parsed = Url::parse(&url)
             .map_err(|e| format!("recognition.endpoint: {url:?} is not a valid URL: {e}"))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!(
                 "recognition.endpoint: {url:?}: only http:// and https:// are supported"
             ));
@@ -213,26 +219,15 @@ impl OpenAiRecognizer {
             },
             None => None,
         };
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_millis(*timeout_ms)));
-        connector.set_nodelay(true);
-        connector.enforce_http(false);
-        let tls = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls_config(ca_file.as_deref())?)
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(connector);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(tls);
+        let timeout = Duration::from_millis(*timeout_ms);
         Ok(OpenAiRecognizer {
             name: format!("openai:{model}"),
-            uri,
+            url: parsed,
             model: model.clone(),
             api_key,
-            timeout: Duration::from_millis(*timeout_ms),
+            timeout,
             retries: *retries,
-            client,
+            client: http_client(timeout, ca_file.as_deref())?,
             permits: Arc::new(Semaphore::new((*max_concurrent).max(1))),
             breaker: Breaker {
                 threshold: (*breaker_failures).max(1),
@@ -273,25 +268,39 @@ impl OpenAiRecognizer {
     }
 
     async fn attempt(&self, body: Bytes) -> Result<String, Attempt> {
-        let mut req = hyper::Request::post(self.uri.clone())
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .header(hyper::header::ACCEPT, "application/json");
+        let mut req = self
+            .client
+            .post(self.url.clone())
+            .header(header::CONTENT_TYPE, "application/json")
+            .header(header::ACCEPT, "application/json")
+            .body(body);
         if let Some(k) = &self.api_key {
-            req = req.header(hyper::header::AUTHORIZATION, format!("Bearer {k}"));
+            req = req.bearer_auth(k);
         }
         let req = req
-            .body(Full::new(body))
-            .map_err(|e| Attempt::Fatal(format!("cannot build request: {e}")))?;
+            .build()
+            .map_err(|e| Attempt::Fatal(format!("cannot build request: {}", chain(&e))))?;
         let exchange = async {
-            let resp = self.client.request(req).await.map_err(|e| {
-                Attempt::Retry(format!("request to {} failed: {}", self.uri, chain(&e)))
+            // The URL is in the message already; reqwest would repeat it.
+            let mut resp = self.client.execute(req).await.map_err(|e| {
+                let e = e.without_url();
+                Attempt::Retry(format!("request to {} failed: {}", self.url, chain(&e)))
             })?;
             let status = resp.status();
-            let bytes = Limited::new(resp.into_body(), MAX_REPLY_BYTES)
-                .collect()
-                .await
-                .map_err(|e| Attempt::Retry(format!("reading the reply failed: {e}")))?
-                .to_bytes();
+            let mut bytes = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(|e| {
+                Attempt::Retry(format!(
+                    "reading the reply failed: {}",
+                    chain(&e.without_url())
+                ))
+            })? {
+                if bytes.len() + chunk.len() > MAX_REPLY_BYTES {
+                    return Err(Attempt::Retry(format!(
+                        "reading the reply failed: longer than {MAX_REPLY_BYTES} bytes"
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
             Ok::<_, Attempt>((status, bytes))
         };
         let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
@@ -303,7 +312,7 @@ impl OpenAiRecognizer {
             let snippet: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
             let msg = format!("VLM endpoint answered {status}: {}", snippet.trim());
             return Err(
-                if status.is_server_error() || status == hyper::StatusCode::TOO_MANY_REQUESTS {
+                if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
                     Attempt::Retry(msg)
                 } else {
                     Attempt::Fatal(msg)

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use gst_rtsp_server::prelude::*;
-use oa_contract::{Manifest, ParsedKey, parse_key};
+use oa_contract::{LaunchMessage, Manifest, ParsedKey, parse_key, parse_launch_line};
 
 pub const ACCESS_KEY: &str = "e2e-access";
 pub const SECRET_KEY: &str = "e2e-secret-key-0123456789";
@@ -178,14 +178,34 @@ pub fn station_pipeline(file: &str, values: &[(&'static str, String)]) -> String
 pub struct Launch {
     child: Child,
     log: PathBuf,
+    /// Where stdout goes when the bus messages are printed (`-m`).
+    messages: Option<PathBuf>,
 }
 
 impl Launch {
     pub fn start(pipeline: &str, log: PathBuf) -> Launch {
+        Launch::spawn(pipeline, log, None)
+    }
+
+    /// As the orchestrator runs a station: `-m` under `LC_ALL=C`, with stdout (the bus
+    /// messages) in `messages`, apart from the debug log so that no line is split by it.
+    pub fn start_with_messages(pipeline: &str, log: PathBuf, messages: PathBuf) -> Launch {
+        Launch::spawn(pipeline, log, Some(messages))
+    }
+
+    fn spawn(pipeline: &str, log: PathBuf, messages: Option<PathBuf>) -> Launch {
         let mut out = std::fs::File::create(&log).unwrap();
         writeln!(out, "pipeline: {pipeline}").unwrap();
-        let child = Command::new("gst-launch-1.0")
-            .arg("-e")
+        let stdout = match &messages {
+            Some(path) => std::fs::File::create(path).unwrap(),
+            None => out.try_clone().unwrap(),
+        };
+        let mut command = Command::new("gst-launch-1.0");
+        command.arg("-e");
+        if messages.is_some() {
+            command.arg("-m").env("LC_ALL", "C");
+        }
+        let child = command
             .args(oa_contract::pipeline_args(pipeline))
             .env("GST_PLUGIN_PATH", plugin_dir())
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -197,11 +217,27 @@ impl Launch {
                     .unwrap_or("ocrsegment:4,eosmarker:4,minioframesink:4".into()),
             )
             .stdin(Stdio::null())
-            .stdout(out.try_clone().unwrap())
+            .stdout(stdout)
             .stderr(out)
             .spawn()
             .expect("gst-launch-1.0 starts (apt package gstreamer1.0-tools)");
-        Launch { child, log }
+        Launch {
+            child,
+            log,
+            messages,
+        }
+    }
+
+    /// The bus messages printed so far, read with the orchestrator's own parser (a line
+    /// still being written is left for the next call).
+    pub fn messages(&self) -> Vec<LaunchMessage> {
+        let path = self
+            .messages
+            .as_ref()
+            .expect("started with start_with_messages");
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let complete = text.rfind('\n').map_or("", |end| &text[..end]);
+        complete.lines().filter_map(parse_launch_line).collect()
     }
 
     pub fn interrupt(&self) {
@@ -238,7 +274,12 @@ impl Launch {
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        let mut text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        if let Some(messages) = &self.messages {
+            text.push_str("\n-- stdout:\n");
+            text.push_str(&std::fs::read_to_string(messages).unwrap_or_default());
+        }
+        text
     }
 }
 

@@ -8,13 +8,15 @@ use std::time::{Duration, Instant};
 
 use oa_contract::CompletionReason;
 use oa_e2e::*;
-use oa_s3server::S3Server;
+use oa_s3server::{Options, S3Server};
 
 struct Station {
     _dir: TempDir,
     server: S3Server,
     camera: RtspCamera,
     launch: Launch,
+    /// Runs the server; dropped last, after it.
+    _rt: tokio::runtime::Runtime,
 }
 
 fn start_station(tag: &str, slips: &[Slip]) -> Station {
@@ -25,8 +27,13 @@ fn start_station_with(pipeline_file: &str, tag: &str, slips: &[Slip]) -> Station
     let dir = TempDir::new(tag);
     let root = dir.path().join("s3");
     std::fs::create_dir_all(&root).unwrap();
-    let server = S3Server::start(&root, ACCESS_KEY, SECRET_KEY).unwrap();
-    server.create_bucket(BUCKET).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(S3Server::start(Options {
+            buckets: vec![BUCKET.into()],
+            ..Options::new(&root, ACCESS_KEY, SECRET_KEY)
+        }))
+        .unwrap();
     let srt = dir.path().join("slips.srt");
     write_srt(&srt, slips);
     let camera = RtspCamera::serve(&srt, 5);
@@ -49,6 +56,7 @@ fn start_station_with(pipeline_file: &str, tag: &str, slips: &[Slip]) -> Station
         server,
         camera,
         launch,
+        _rt: rt,
     }
 }
 

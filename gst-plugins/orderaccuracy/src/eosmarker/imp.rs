@@ -5,8 +5,9 @@ use std::time::{Duration, Instant};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
-use oa_contract::CompletionReason;
+use oa_contract::messages::{self, field};
 
+use super::lifecycle::Lifecycle;
 use crate::events::{OrderChanged, OrderComplete};
 use crate::meta::OrderTag;
 
@@ -34,61 +35,9 @@ impl Default for Settings {
     }
 }
 
-/// The order whose frames are passing now.
-#[derive(Debug)]
-struct OpenOrder {
-    station_id: String,
-    order_id: String,
-    frame_count: u32,
-    first_pts: Option<gst::ClockTime>,
-    last_pts: Option<gst::ClockTime>,
-    first_unix_ms: Option<u64>,
-    last_unix_ms: Option<u64>,
-    last_frame_at: Instant,
-}
-
-impl OpenOrder {
-    fn new(station_id: String, order_id: String) -> Self {
-        OpenOrder {
-            station_id,
-            order_id,
-            frame_count: 0,
-            first_pts: None,
-            last_pts: None,
-            first_unix_ms: None,
-            last_unix_ms: None,
-            last_frame_at: Instant::now(),
-        }
-    }
-
-    fn add_frame(&mut self, pts: Option<gst::ClockTime>, unix_ms: u64) {
-        self.frame_count += 1;
-        self.first_pts = self.first_pts.or(pts);
-        self.last_pts = pts.or(self.last_pts);
-        if unix_ms > 0 {
-            self.first_unix_ms = self.first_unix_ms.or(Some(unix_ms));
-            self.last_unix_ms = Some(unix_ms);
-        }
-        self.last_frame_at = Instant::now();
-    }
-
-    fn complete(self, reason: CompletionReason) -> OrderComplete {
-        OrderComplete {
-            station_id: self.station_id,
-            order_id: self.order_id,
-            reason,
-            frame_count: self.frame_count,
-            first_pts: self.first_pts,
-            last_pts: self.last_pts,
-            first_unix_ms: self.first_unix_ms,
-            last_unix_ms: self.last_unix_ms,
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 struct State {
-    open: Option<OpenOrder>,
+    lifecycle: Lifecycle,
     orders_completed: u64,
     /// Tells the idle timer thread to end.
     timer_stop: bool,
@@ -114,9 +63,8 @@ impl EosMarker {
         _pad: &gst::Pad,
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
-        // A recorded file runs faster than real time, so a gap in timestamps ends an order
-        // as surely as the wall-clock timer does for a live source.
-        let stale = self.take_if_stale(buffer.pts());
+        let timeout = self.idle_timeout();
+        let stale = self.state().lifecycle.take_stale(buffer.pts(), timeout);
         if let Some(stale) = stale {
             self.send_complete(stale);
         }
@@ -127,20 +75,20 @@ impl EosMarker {
                 unix_ms,
             }) => {
                 let mut state = self.state();
-                let finished = state
-                    .open
-                    .take_if(|open| open.order_id != order_id)
-                    .map(|open| open.complete(CompletionReason::NextOrder));
-                state
-                    .open
-                    .get_or_insert_with(|| {
-                        gst::info!(CAT, imp = self, "order {order_id} opened");
-                        OpenOrder::new(station_id, order_id)
-                    })
-                    .add_frame(buffer.pts(), unix_ms);
+                let admitted = state.lifecycle.frame(
+                    station_id,
+                    order_id,
+                    buffer.pts(),
+                    unix_ms,
+                    Instant::now(),
+                );
+                if admitted.opened {
+                    let (order, _) = state.lifecycle.open_order().unwrap_or_default();
+                    gst::info!(CAT, imp = self, "order {order} opened");
+                }
                 drop(state);
                 self.timer_wake.notify_all();
-                finished
+                admitted.finished
             }
             _ => None,
         };
@@ -150,24 +98,12 @@ impl EosMarker {
         self.srcpad.push(buffer)
     }
 
-    fn take_if_stale(&self, pts: Option<gst::ClockTime>) -> Option<OrderComplete> {
-        let timeout = gst::ClockTime::try_from(self.idle_timeout()?).ok()?;
-        let pts = pts?;
-        self.state()
-            .open
-            .take_if(|open| {
-                open.last_pts
-                    .is_some_and(|last| pts.saturating_sub(last) >= timeout)
-            })
-            .map(|open| open.complete(CompletionReason::IdleTimeout))
-    }
-
     fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
         match event.view() {
             gst::EventView::Eos(_) => {
-                let open = self.state().open.take();
-                if let Some(open) = open {
-                    self.send_complete(open.complete(CompletionReason::EndOfStream));
+                let open = self.state().lifecycle.end_of_stream();
+                if let Some(complete) = open {
+                    self.send_complete(complete);
                 }
             }
             gst::EventView::CustomDownstream(_) => {
@@ -180,18 +116,11 @@ impl EosMarker {
         gst::Pad::event_default(pad, Some(&*self.obj()), event)
     }
 
-    /// A newly confirmed order ends the open one before its first frame arrives here,
-    /// so the completion reaches the sink ahead of any frame of the next order.
     fn on_order_changed(&self, changed: &OrderChanged) {
-        let Some(next) = changed.order_id.as_deref() else {
-            // The slip is no longer read; the idle timer decides whether the order is over.
-            return;
-        };
         let finished = self
             .state()
-            .open
-            .take_if(|open| open.order_id != next)
-            .map(|open| open.complete(CompletionReason::NextOrder));
+            .lifecycle
+            .order_changed(changed.order_id.as_deref());
         if let Some(finished) = finished {
             self.send_complete(finished);
         }
@@ -209,11 +138,11 @@ impl EosMarker {
             complete.frame_count
         );
         self.state().orders_completed += 1;
-        let msg = gst::Structure::builder("order-complete")
-            .field("station-id", complete.station_id.as_str())
-            .field("order-id", complete.order_id.as_str())
-            .field("reason", complete.reason.as_str())
-            .field("frame-count", complete.frame_count)
+        let msg = gst::Structure::builder(messages::ORDER_COMPLETE)
+            .field(field::STATION_ID, complete.station_id.as_str())
+            .field(field::ORDER_ID, complete.order_id.as_str())
+            .field(field::REASON, complete.reason.as_str())
+            .field(field::FRAME_COUNT, complete.frame_count)
             .build();
         let _ = self.obj().post_message(
             gst::message::Element::builder(msg)
@@ -240,14 +169,11 @@ impl EosMarker {
             if state.timer_stop {
                 return;
             }
-            let timeout = self.idle_timeout();
-            let wait = match (&state.open, timeout) {
-                (Some(open), Some(timeout)) => {
-                    (open.last_frame_at + timeout).saturating_duration_since(Instant::now())
-                }
+            let wait = state
+                .lifecycle
+                .idle_wait(self.idle_timeout(), Instant::now())
                 // Nothing to time: sleep until a frame or a setting wakes us.
-                _ => Duration::from_secs(3600),
-            };
+                .unwrap_or(Duration::from_secs(3600));
             if wait.is_zero() {
                 drop(state);
                 self.complete_idle_order();
@@ -266,11 +192,7 @@ impl EosMarker {
             return;
         };
         // A frame may have arrived while we waited for the stream lock.
-        let finished = self
-            .state()
-            .open
-            .take_if(|open| open.last_frame_at.elapsed() >= timeout)
-            .map(|open| open.complete(CompletionReason::IdleTimeout));
+        let finished = self.state().lifecycle.take_idle(timeout, Instant::now());
         if let Some(finished) = finished {
             self.send_complete(finished);
         }
@@ -391,19 +313,22 @@ impl ObjectImpl for EosMarker {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
             "idle-timeout" => {
-                let ms = value.get::<u32>().expect("type checked upstream");
-                self.settings.lock().unwrap().idle_timeout =
-                    (ms > 0).then(|| Duration::from_millis(ms as u64));
-                gst::debug!(CAT, imp = self, "idle-timeout set to {ms} ms");
-                self.timer_wake.notify_all();
+                let ms: u32 = value.get().expect("type checked upstream");
+                settings.idle_timeout = (ms > 0).then(|| Duration::from_millis(ms.into()));
             }
             _ => unimplemented!(),
         }
+        drop(settings);
+        // The timer sleeps for the old timeout: wake it to wait for the new one.
+        self.timer_wake.notify_all();
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        // Not the settings lock across the match: the timer thread takes it while holding
+        // the state lock, which the counters below need.
         match pspec.name() {
             "idle-timeout" => self
                 .idle_timeout()
@@ -412,9 +337,9 @@ impl ObjectImpl for EosMarker {
             "orders-completed" => self.state().orders_completed.to_value(),
             "current-order" => self
                 .state()
-                .open
-                .as_ref()
-                .map(|o| o.order_id.clone())
+                .lifecycle
+                .open_order()
+                .map(|(order, _)| order.to_owned())
                 .to_value(),
             _ => unimplemented!(),
         }
@@ -466,7 +391,7 @@ impl ElementImpl for EosMarker {
     ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
         if transition == gst::StateChange::ReadyToPaused {
             let mut state = self.state();
-            state.open = None;
+            state.lifecycle = Lifecycle::default();
             state.orders_completed = 0;
             drop(state);
             self.start_timer()?;
@@ -474,15 +399,15 @@ impl ElementImpl for EosMarker {
         let ret = self.parent_change_state(transition);
         if transition == gst::StateChange::PausedToReady || ret.is_err() {
             self.stop_timer();
-            if let Some(open) = self.state().open.take() {
+            let abandoned = self.state().lifecycle.abandon();
+            if let Some((order_id, frame_count)) = abandoned {
                 // Without EOS there is no serialized place left to complete it; say so
                 // loudly instead of dropping it silently. `gst-launch-1.0 -e` avoids this.
                 gst::warning!(
                     CAT,
                     imp = self,
-                    "order {} was still open ({} frames) when the pipeline stopped without EOS",
-                    open.order_id,
-                    open.frame_count
+                    "order {order_id} was still open ({frame_count} frames) when the pipeline \
+                     stopped without EOS"
                 );
             }
         }

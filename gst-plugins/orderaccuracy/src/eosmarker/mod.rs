@@ -10,6 +10,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod imp;
+mod lifecycle;
 
 glib::wrapper! {
     pub struct EosMarker(ObjectSubclass<imp::EosMarker>) @extends gst::Element, gst::Object;

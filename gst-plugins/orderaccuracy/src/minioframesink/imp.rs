@@ -13,10 +13,13 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
+use oa_contract::messages::{self, field};
 use oa_contract::{FrameEntry, Manifest};
 use tokio::runtime::Runtime;
 use tokio::sync::{Semaphore, watch};
 
+use super::completed::CompletedOrders;
+use super::progress::ProgressClock;
 use crate::events::OrderComplete;
 use crate::meta::{OrderTag, unix_ms_now};
 
@@ -56,9 +59,7 @@ const DEFAULT_RETRY_BACKOFF_MAX_MS: u32 = 5_000;
 const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
 const DEFAULT_PRE_ROLL: u32 = 1;
 const DEFAULT_PIPELINE_INSTANCE: &str = "";
-/// Completed orders whose frames are kept in memory, so that an order ID that comes back
-/// soon (the usual case) continues without a request to the store.
-const REMEMBERED_ORDERS: usize = 256;
+const DEFAULT_PROGRESS_INTERVAL_S: u32 = 1;
 /// Longest the streaming thread waits, when an order starts, to learn whether the order
 /// was stored before: on a healthy store the answer (usually 404) takes milliseconds; in an
 /// outage this bounds the stall (frames keep arriving at 1/s) instead of the full retry
@@ -80,6 +81,7 @@ struct Settings {
     request_timeout_ms: u32,
     pre_roll: u32,
     pipeline_instance: String,
+    progress_interval_s: u32,
 }
 
 impl Default for Settings {
@@ -98,6 +100,7 @@ impl Default for Settings {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             pre_roll: DEFAULT_PRE_ROLL,
             pipeline_instance: DEFAULT_PIPELINE_INSTANCE.into(),
+            progress_interval_s: DEFAULT_PROGRESS_INTERVAL_S,
         }
     }
 }
@@ -114,6 +117,7 @@ impl Settings {
 
 #[derive(Default)]
 struct Counters {
+    frames_received: AtomicU64,
     frames_uploaded: AtomicU64,
     frames_dropped_untagged: AtomicU64,
     bytes_uploaded: AtomicU64,
@@ -124,6 +128,7 @@ struct Counters {
 impl Counters {
     fn reset(&self) {
         for c in [
+            &self.frames_received,
             &self.frames_uploaded,
             &self.frames_dropped_untagged,
             &self.bytes_uploaded,
@@ -339,32 +344,6 @@ struct PreRolled {
     unix_ms: u64,
 }
 
-/// The frames listed by the markers of the last [`REMEMBERED_ORDERS`] orders completed.
-#[derive(Default)]
-struct CompletedOrders {
-    frames: HashMap<OrderId, Vec<FrameEntry>>,
-    /// Oldest first.
-    age: VecDeque<OrderId>,
-}
-
-impl CompletedOrders {
-    fn get(&self, id: &OrderId) -> Option<&Vec<FrameEntry>> {
-        self.frames.get(id)
-    }
-
-    fn insert(&mut self, id: OrderId, frames: Vec<FrameEntry>) {
-        if self.frames.insert(id.clone(), frames).is_some() {
-            self.age.retain(|a| *a != id);
-        }
-        self.age.push_back(id);
-        while self.age.len() > REMEMBERED_ORDERS {
-            if let Some(old) = self.age.pop_front() {
-                self.frames.remove(&old);
-            }
-        }
-    }
-}
-
 struct Started {
     uploader: Arc<Uploader>,
     cancel: watch::Sender<bool>,
@@ -376,7 +355,10 @@ struct Started {
     ring: VecDeque<PreRolled>,
     /// The order being collected; cleared by its OrderComplete.
     current: Option<OrderId>,
-    completed: CompletedOrders,
+    completed: CompletedOrders<OrderId>,
+    progress: ProgressClock,
+    /// The station of the latest tagged frame, for the progress message.
+    station_id: Option<String>,
 }
 
 #[derive(Default)]
@@ -398,7 +380,7 @@ pub struct MinioFrameSink {
 
 #[glib::object_subclass]
 impl ObjectSubclass for MinioFrameSink {
-    const NAME: &'static str = "GstMinioFrameSink";
+    const NAME: &'static str = "OaMinioFrameSink";
     type Type = super::MinioFrameSink;
     type ParentType = gst_base::BaseSink;
 }
@@ -757,17 +739,117 @@ impl MinioFrameSink {
             id.1,
             done.reason
         );
-        let s = gst::Structure::builder("order-stored")
-            .field("station-id", id.0.as_str())
-            .field("order-id", id.1.as_str())
-            .field("frame-count", frame_count)
-            .field("reason", done.reason.as_str())
-            .field("key", marker_key.as_str())
+        let s = gst::Structure::builder(messages::ORDER_STORED)
+            .field(field::STATION_ID, id.0.as_str())
+            .field(field::ORDER_ID, id.1.as_str())
+            .field(field::FRAME_COUNT, frame_count)
+            .field(field::REASON, done.reason.as_str())
+            .field(field::KEY, marker_key.as_str())
             .build();
         let _ = self
             .obj()
             .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
         Ok(())
+    }
+
+    /// Takes one frame: into the pre-roll when it has no order, else to the uploader.
+    fn store_frame(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        self.check_failed()?;
+        let mut state = self.state.lock().unwrap();
+        let State::Started(st) = &mut *state else {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ("Not started"));
+            return Err(gst::FlowError::Error);
+        };
+        let tag = OrderTag::from_buffer(buffer);
+        if let Some(t) = &tag
+            && st.station_id.as_ref() != Some(&t.station_id)
+        {
+            st.station_id = Some(t.station_id.clone());
+        }
+        let unix_ms = tag
+            .as_ref()
+            .map(|t| t.unix_ms)
+            .filter(|&ms| ms > 0)
+            .unwrap_or_else(unix_ms_now);
+        let Some(OrderTag {
+            station_id,
+            order_id: Some(order_id),
+            ..
+        }) = tag
+        else {
+            st.ring.push_back(PreRolled {
+                buffer: buffer.clone(),
+                unix_ms,
+            });
+            while st.ring.len() > st.pre_roll {
+                st.ring.pop_front();
+                self.count_dropped("no order, beyond the pre-roll");
+            }
+            return Ok(gst::FlowSuccess::Ok);
+        };
+        if let Err(e) = oa_contract::order_prefix(&st.prefix, &station_id, &order_id) {
+            // ocrsegment validates IDs; a foreign tagger might not.
+            gst::warning!(CAT, imp = self, "Not storing a frame: {e}");
+            self.count_dropped("invalid station or order ID");
+            return Ok(gst::FlowSuccess::Ok);
+        }
+        let id: OrderId = (station_id, order_id);
+        if st.current.as_ref() != Some(&id) {
+            if let Some((station, order)) = &st.current {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "Order {station}/{order} has no OrderComplete yet while {}/{} starts; \
+                     its marker will be written when its OrderComplete arrives",
+                    id.0,
+                    id.1
+                );
+            }
+            self.begin_order(st, &id);
+            st.current = Some(id.clone());
+        }
+        // Untagged frames just before this one belong to this order and come first.
+        while let Some(pre) = st.ring.pop_front() {
+            self.upload_frame(st, &id, pre.buffer, pre.unix_ms, false)?;
+        }
+        self.upload_frame(st, &id, buffer.clone(), unix_ms, true)
+    }
+
+    /// Posts the progress message if `due` says so now.
+    fn post_progress(&self, due: fn(&mut ProgressClock, Instant) -> bool) {
+        let station_id = {
+            let mut state = self.state.lock().unwrap();
+            let State::Started(st) = &mut *state else {
+                return;
+            };
+            if !due(&mut st.progress, Instant::now()) {
+                return;
+            }
+            st.station_id.clone()
+        };
+        let c = &self.counters;
+        let s = gst::Structure::builder(messages::SINK_PROGRESS)
+            .field_if_some(field::STATION_ID, station_id)
+            .field(
+                field::FRAMES_RECEIVED,
+                c.frames_received.load(Ordering::Relaxed),
+            )
+            .field(
+                field::FRAMES_STORED,
+                c.frames_uploaded.load(Ordering::Relaxed),
+            )
+            .field(
+                field::FRAMES_DROPPED,
+                c.frames_dropped_untagged.load(Ordering::Relaxed),
+            )
+            .field(
+                field::MARKERS_WRITTEN,
+                c.markers_written.load(Ordering::Relaxed),
+            )
+            .build();
+        let _ = self
+            .obj()
+            .post_message(gst::message::Element::builder(s).src(&*self.obj()).build());
     }
 
     /// Waits for every frame and marker PUT; run on EOS.
@@ -917,6 +999,23 @@ impl ObjectImpl for MinioFrameSink {
                     .default_value(Some(DEFAULT_PIPELINE_INSTANCE))
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("progress-interval")
+                    .nick("Progress interval")
+                    .blurb(
+                        "Seconds between sink-progress element messages (frames received, \
+                         stored and dropped, markers written) while buffers arrive, tagged or \
+                         not; one is also posted on reaching PLAYING. A supervisor's liveness \
+                         signal. 0 disables them",
+                    )
+                    .maximum(3_600)
+                    .default_value(DEFAULT_PROGRESS_INTERVAL_S)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("frames-received")
+                    .nick("Frames received")
+                    .blurb("Buffers rendered since start, tagged or not")
+                    .read_only()
+                    .build(),
                 glib::ParamSpecUInt64::builder("frames-uploaded")
                     .nick("Frames uploaded")
                     .blurb("Frames stored since start")
@@ -956,51 +1055,95 @@ impl ObjectImpl for MinioFrameSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
-        let string = || value.get::<Option<String>>().unwrap().unwrap_or_default();
+        let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
-            "endpoint-uri" => s.endpoint_uri = string(),
-            "bucket" => s.bucket = string(),
-            "prefix" => s.prefix = string(),
-            "region" => s.region = string(),
-            "force-path-style" => s.force_path_style = value.get().unwrap(),
-            "max-in-flight" => s.max_in_flight = value.get().unwrap(),
-            "max-buffered" => s.max_buffered = value.get().unwrap(),
-            "retry-attempts" => s.retry_attempts = value.get().unwrap(),
-            "retry-backoff" => s.retry_backoff_ms = value.get().unwrap(),
-            "retry-backoff-max" => s.retry_backoff_max_ms = value.get().unwrap(),
-            "request-timeout" => s.request_timeout_ms = value.get().unwrap(),
-            "pre-roll" => s.pre_roll = value.get().unwrap(),
-            "pipeline-instance" => s.pipeline_instance = string(),
-            _ => unreachable!(),
+            "endpoint-uri" => {
+                settings.endpoint_uri = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
+            }
+            "bucket" => {
+                settings.bucket = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
+            }
+            "prefix" => {
+                settings.prefix = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
+            }
+            "region" => {
+                settings.region = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
+            }
+            "force-path-style" => {
+                settings.force_path_style = value.get().expect("type checked upstream");
+            }
+            "max-in-flight" => {
+                settings.max_in_flight = value.get().expect("type checked upstream");
+            }
+            "max-buffered" => {
+                settings.max_buffered = value.get().expect("type checked upstream");
+            }
+            "retry-attempts" => {
+                settings.retry_attempts = value.get().expect("type checked upstream");
+            }
+            "retry-backoff" => {
+                settings.retry_backoff_ms = value.get().expect("type checked upstream");
+            }
+            "retry-backoff-max" => {
+                settings.retry_backoff_max_ms = value.get().expect("type checked upstream");
+            }
+            "request-timeout" => {
+                settings.request_timeout_ms = value.get().expect("type checked upstream");
+            }
+            "pre-roll" => {
+                settings.pre_roll = value.get().expect("type checked upstream");
+            }
+            "pipeline-instance" => {
+                settings.pipeline_instance = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default();
+            }
+            "progress-interval" => {
+                settings.progress_interval_s = value.get().expect("type checked upstream");
+            }
+            _ => unimplemented!(),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
-        let s = self.settings.lock().unwrap();
-        let c = &self.counters;
+        let settings = self.settings.lock().unwrap();
+        let count = |c: &AtomicU64| c.load(Ordering::Relaxed).to_value();
+        let counters = &self.counters;
         match pspec.name() {
-            "endpoint-uri" => s.endpoint_uri.to_value(),
-            "bucket" => s.bucket.to_value(),
-            "prefix" => s.prefix.to_value(),
-            "region" => s.region.to_value(),
-            "force-path-style" => s.force_path_style.to_value(),
-            "max-in-flight" => s.max_in_flight.to_value(),
-            "max-buffered" => s.max_buffered.to_value(),
-            "retry-attempts" => s.retry_attempts.to_value(),
-            "retry-backoff" => s.retry_backoff_ms.to_value(),
-            "retry-backoff-max" => s.retry_backoff_max_ms.to_value(),
-            "request-timeout" => s.request_timeout_ms.to_value(),
-            "pre-roll" => s.pre_roll.to_value(),
-            "pipeline-instance" => s.pipeline_instance.to_value(),
-            "frames-uploaded" => c.frames_uploaded.load(Ordering::Relaxed).to_value(),
-            "frames-dropped-untagged" => {
-                c.frames_dropped_untagged.load(Ordering::Relaxed).to_value()
-            }
-            "bytes-uploaded" => c.bytes_uploaded.load(Ordering::Relaxed).to_value(),
-            "markers-written" => c.markers_written.load(Ordering::Relaxed).to_value(),
-            "orders-repeated" => c.orders_repeated.load(Ordering::Relaxed).to_value(),
-            _ => unreachable!(),
+            "endpoint-uri" => settings.endpoint_uri.to_value(),
+            "bucket" => settings.bucket.to_value(),
+            "prefix" => settings.prefix.to_value(),
+            "region" => settings.region.to_value(),
+            "force-path-style" => settings.force_path_style.to_value(),
+            "max-in-flight" => settings.max_in_flight.to_value(),
+            "max-buffered" => settings.max_buffered.to_value(),
+            "retry-attempts" => settings.retry_attempts.to_value(),
+            "retry-backoff" => settings.retry_backoff_ms.to_value(),
+            "retry-backoff-max" => settings.retry_backoff_max_ms.to_value(),
+            "request-timeout" => settings.request_timeout_ms.to_value(),
+            "pre-roll" => settings.pre_roll.to_value(),
+            "pipeline-instance" => settings.pipeline_instance.to_value(),
+            "progress-interval" => settings.progress_interval_s.to_value(),
+            "frames-received" => count(&counters.frames_received),
+            "frames-uploaded" => count(&counters.frames_uploaded),
+            "frames-dropped-untagged" => count(&counters.frames_dropped_untagged),
+            "bytes-uploaded" => count(&counters.bytes_uploaded),
+            "markers-written" => count(&counters.markers_written),
+            "orders-repeated" => count(&counters.orders_repeated),
+            _ => unimplemented!(),
         }
     }
 
@@ -1041,6 +1184,19 @@ impl ElementImpl for MinioFrameSink {
             ]
         });
         PAD_TEMPLATES.as_ref()
+    }
+
+    fn change_state(
+        &self,
+        transition: gst::StateChange,
+    ) -> Result<gst::StateChangeSuccess, gst::StateChangeError> {
+        if transition == gst::StateChange::PausedToPlaying {
+            // Says "alive" before the first frame, which a camera may take a while to send.
+            // Before the parent's transition: that releases the prerolled frame to render(),
+            // whose progress would otherwise race this one.
+            self.post_progress(ProgressClock::playing);
+        }
+        self.parent_change_state(transition)
     }
 }
 
@@ -1097,6 +1253,8 @@ impl BaseSinkImpl for MinioFrameSink {
             ring: VecDeque::new(),
             current: None,
             completed: CompletedOrders::default(),
+            progress: ProgressClock::new(Duration::from_secs(settings.progress_interval_s.into())),
+            station_id: None,
         }));
         Ok(())
     }
@@ -1144,60 +1302,12 @@ impl BaseSinkImpl for MinioFrameSink {
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        self.check_failed()?;
-        let mut state = self.state.lock().unwrap();
-        let State::Started(st) = &mut *state else {
-            gst::element_imp_error!(self, gst::CoreError::Failed, ("Not started"));
-            return Err(gst::FlowError::Error);
-        };
-        let tag = OrderTag::from_buffer(buffer);
-        let unix_ms = tag
-            .as_ref()
-            .map(|t| t.unix_ms)
-            .filter(|&ms| ms > 0)
-            .unwrap_or_else(unix_ms_now);
-        let Some(OrderTag {
-            station_id,
-            order_id: Some(order_id),
-            ..
-        }) = tag
-        else {
-            st.ring.push_back(PreRolled {
-                buffer: buffer.clone(),
-                unix_ms,
-            });
-            while st.ring.len() > st.pre_roll {
-                st.ring.pop_front();
-                self.count_dropped("no order, beyond the pre-roll");
-            }
-            return Ok(gst::FlowSuccess::Ok);
-        };
-        if let Err(e) = oa_contract::order_prefix(&st.prefix, &station_id, &order_id) {
-            // ocrsegment validates IDs; a foreign tagger might not.
-            gst::warning!(CAT, imp = self, "Not storing a frame: {e}");
-            self.count_dropped("invalid station or order ID");
-            return Ok(gst::FlowSuccess::Ok);
-        }
-        let id: OrderId = (station_id, order_id);
-        if st.current.as_ref() != Some(&id) {
-            if let Some((station, order)) = &st.current {
-                gst::warning!(
-                    CAT,
-                    imp = self,
-                    "Order {station}/{order} has no OrderComplete yet while {}/{} starts; \
-                     its marker will be written when its OrderComplete arrives",
-                    id.0,
-                    id.1
-                );
-            }
-            self.begin_order(st, &id);
-            st.current = Some(id.clone());
-        }
-        // Untagged frames just before this one belong to this order and come first.
-        while let Some(pre) = st.ring.pop_front() {
-            self.upload_frame(st, &id, pre.buffer, pre.unix_ms, false)?;
-        }
-        self.upload_frame(st, &id, buffer.clone(), unix_ms, true)
+        self.counters
+            .frames_received
+            .fetch_add(1, Ordering::Relaxed);
+        let result = self.store_frame(buffer);
+        self.post_progress(ProgressClock::rendered);
+        result
     }
 
     fn event(&self, event: gst::Event) -> bool {

@@ -19,13 +19,20 @@
 //! reads its marker, if there is one, with one GET when the order starts (so after a
 //! pipeline restart too). `orders-repeated` counts these orders.
 //!
+//! While buffers arrive the sink posts a `sink-progress` element message at most every
+//! `progress-interval` seconds, and one on reaching PLAYING, with its counters
+//! ([`oa_contract::messages::SINK_PROGRESS`]): a signal of liveness meant for supervisors,
+//! independent of debug logging. Each stored marker is announced with `order-stored`.
+//!
 //! Credentials come only from the standard AWS chain (environment, profile, SSO, ...):
 //! a pipeline description is visible in `ps`, so it must never carry a secret.
 
 use gst::glib;
 use gst::prelude::*;
 
+mod completed;
 mod imp;
+mod progress;
 
 glib::wrapper! {
     pub struct MinioFrameSink(ObjectSubclass<imp::MinioFrameSink>)

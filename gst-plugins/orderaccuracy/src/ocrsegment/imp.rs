@@ -1,13 +1,17 @@
+use super::debounce::{Change, Debouncer};
+use super::frame::{self, SUPPORTED_FORMATS};
+use super::slip::{DEFAULT_ORDER_PATTERN, Outcome, compile_pattern, find_read};
 use crate::events::OrderChanged;
 use crate::meta::{OrderTag, capture_unix_ms};
-use crate::ocr::{BgrImage, OcrConfig, OcrEngine, Rect, SUPPORTED_FORMATS, Signature, TextLine};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use gst_video::subclass::prelude::*;
-use oa_contract::{IdKind, validate_id};
+use oa_contract::messages::{self, field};
+use oa_contract::{IdKind, Roi, validate_id};
+use oa_ocr::{OcrConfig, OcrEngine, Rect, Signature, TextLine};
 use regex::Regex;
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex};
@@ -23,11 +27,6 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 
 const DEFAULT_STATION_ID: &str = "station_1";
 const DEFAULT_ROI: &str = "";
-/// Case-insensitive; reads `#384`, `ORDER 384`, `ORDER #384`, `Order No. 384`,
-/// `Order #A7-5521` and the OCR joins `ORDER#384` / `ORDER384`. The ID must hold a digit so
-/// that words after "order" (`ORDER SUMMARY`) are not taken for IDs.
-pub(crate) const DEFAULT_ORDER_PATTERN: &str =
-    r"(?i)(?:\border\s*(?:no\.?\s*|number\s*|num\s*)?[#:.]?\s*|#\s*)([a-z]*[0-9][a-z0-9_-]*)";
 const DEFAULT_MIN_CONFIDENCE: f64 = 0.5;
 const DEFAULT_CONFIRM_FRAMES: u32 = 2;
 const DEFAULT_RELEASE_FRAMES: u32 = 3;
@@ -84,21 +83,6 @@ struct Stats {
     rejected_reads: u64,
 }
 
-/// An order ID read on one OCR'd frame.
-#[derive(Debug, Clone, PartialEq)]
-struct Read {
-    id: String,
-    confidence: f32,
-}
-
-/// An ID read on consecutive OCR'd frames but not (yet) current.
-#[derive(Debug)]
-struct Candidate {
-    id: String,
-    count: u32,
-    confidence_sum: f32,
-}
-
 struct State {
     engine: OcrEngine,
     pattern: Regex,
@@ -108,12 +92,7 @@ struct State {
     frame_index: u64,
     /// Signature of the region when OCR last ran.
     last_signature: Option<Signature>,
-    /// What the last OCR'd frame read; frames that are not OCR'd inherit it.
-    last_read: Option<Read>,
-    candidate: Option<Candidate>,
-    current: Option<String>,
-    /// Consecutive OCR'd frames that did not read the current order.
-    misses: u32,
+    debounce: Debouncer,
 }
 
 #[derive(Default)]
@@ -121,192 +100,6 @@ pub struct OcrSegment {
     settings: Mutex<Settings>,
     state: Mutex<Option<State>>,
     stats: Mutex<Stats>,
-}
-
-/// Parses `x,y,width,height`; the empty string means the whole frame.
-pub(crate) fn parse_roi(s: &str) -> Result<Option<Rect>, String> {
-    let s = s.trim();
-    if s.is_empty() {
-        return Ok(None);
-    }
-    let parts: Vec<&str> = s.split(',').map(str::trim).collect();
-    let nums: Vec<u32> = parts
-        .iter()
-        .map(|p| p.parse::<u32>())
-        .collect::<Result<_, _>>()
-        .map_err(|_| format!("roi {s:?} is not \"x,y,width,height\" in whole pixels"))?;
-    let [x, y, width, height] = nums[..] else {
-        return Err(format!(
-            "roi {s:?} has {} numbers, expected \"x,y,width,height\"",
-            nums.len()
-        ));
-    };
-    if width < 8 || height < 8 {
-        return Err(format!(
-            "roi {s:?} is {width}x{height}, at least 8x8 pixels are needed to read text"
-        ));
-    }
-    Ok(Some(Rect::new(x, y, width, height)))
-}
-
-/// Compiles `order-pattern`, which must have exactly one capture group (the ID).
-pub(crate) fn compile_pattern(p: &str) -> Result<Regex, String> {
-    let re = Regex::new(p).map_err(|e| format!("order-pattern {p:?} is not a valid regex: {e}"))?;
-    let groups = re.captures_len() - 1;
-    if groups != 1 {
-        return Err(format!(
-            "order-pattern {p:?} has {groups} capture groups, it needs exactly one (the order ID)"
-        ));
-    }
-    Ok(re)
-}
-
-/// What one OCR run yielded.
-struct Outcome {
-    read: Option<Read>,
-    rejected: Vec<(String, String)>,
-}
-
-/// The first usable order ID in `lines`, in reading order; matches that fail the
-/// confidence or ID checks are returned as rejected. When no single line holds an ID the
-/// lines are joined, because the detector may split `ORDER` and `384` into two boxes.
-fn find_read(lines: &[TextLine], pattern: &Regex, min_confidence: f32) -> Outcome {
-    let mut rejected = Vec::new();
-    let scan = |text: &str, confidence: f32, rejected: &mut Vec<(String, String)>| {
-        for caps in pattern.captures_iter(text) {
-            let Some(id) = caps.get(1).map(|m| m.as_str()) else {
-                continue;
-            };
-            if let Err(e) = validate_id(IdKind::Order, id) {
-                rejected.push((id.to_owned(), e.to_string()));
-            } else if confidence < min_confidence {
-                rejected.push((
-                    id.to_owned(),
-                    format!(
-                        "confidence {confidence:.2} is below min-confidence {min_confidence:.2}"
-                    ),
-                ));
-            } else {
-                return Some(Read {
-                    id: id.to_owned(),
-                    confidence,
-                });
-            }
-        }
-        None
-    };
-    for line in lines {
-        if let Some(read) = scan(&line.text, line.confidence, &mut rejected) {
-            return Outcome {
-                read: Some(read),
-                rejected,
-            };
-        }
-    }
-    if lines.len() > 1 && rejected.is_empty() {
-        let joined = lines
-            .iter()
-            .map(|l| l.text.as_str())
-            .collect::<Vec<_>>()
-            .join(" ");
-        let confidence = lines.iter().map(|l| l.confidence).fold(f32::MAX, f32::min);
-        let read = scan(&joined, confidence, &mut rejected);
-        return Outcome { read, rejected };
-    }
-    Outcome {
-        read: None,
-        rejected,
-    }
-}
-
-/// Something to tell downstream and the application once the state lock is released.
-struct Change {
-    event: OrderChanged,
-}
-
-impl Change {
-    fn message_name(&self) -> &'static str {
-        match (&self.event.order_id, &self.event.previous) {
-            (None, _) => "order-released",
-            (Some(_), None) => "order-started",
-            (Some(_), Some(_)) => "order-changed",
-        }
-    }
-}
-
-impl State {
-    /// Feeds one OCR'd frame's read into the debounce; returns the change it causes.
-    fn update(&mut self, read: Option<Read>) -> Option<Change> {
-        let station_id = self.settings.station_id.clone();
-        let mut change = None;
-        match &read {
-            Some(r) if Some(&r.id) == self.current.as_ref() => {
-                self.candidate = None;
-                self.misses = 0;
-            }
-            Some(r) => {
-                let c = match self.candidate.take() {
-                    Some(mut c) if c.id == r.id => {
-                        c.count += 1;
-                        c.confidence_sum += r.confidence;
-                        c
-                    }
-                    _ => Candidate {
-                        id: r.id.clone(),
-                        count: 1,
-                        confidence_sum: r.confidence,
-                    },
-                };
-                if c.count >= self.settings.confirm_frames {
-                    let previous = self.current.replace(c.id.clone());
-                    self.misses = 0;
-                    change = Some(Change {
-                        event: OrderChanged {
-                            station_id: station_id.clone(),
-                            order_id: Some(c.id),
-                            previous,
-                            confidence: c.confidence_sum / c.count as f32,
-                        },
-                    });
-                } else {
-                    self.candidate = Some(c);
-                }
-            }
-            None => self.candidate = None,
-        }
-        if change.is_none()
-            && self.current.is_some()
-            && read.as_ref().map(|r| &r.id) != self.current.as_ref()
-        {
-            self.misses += 1;
-            if self.misses >= self.settings.release_frames {
-                self.misses = 0;
-                change = Some(Change {
-                    event: OrderChanged {
-                        station_id,
-                        order_id: None,
-                        previous: self.current.take(),
-                        confidence: 0.0,
-                    },
-                });
-            }
-        }
-        self.last_read = read;
-        change
-    }
-
-    /// Whether no confirmation or release is pending.
-    fn settled(&self) -> bool {
-        self.candidate.is_none() && self.misses == 0
-    }
-
-    /// The order this frame belongs to: the current one, if this frame's read is it.
-    fn tag_order(&self) -> Option<String> {
-        match (&self.last_read, &self.current) {
-            (Some(r), Some(c)) if &r.id == c => Some(c.clone()),
-            _ => None,
-        }
-    }
 }
 
 impl OcrSegment {
@@ -326,39 +119,48 @@ impl OcrSegment {
             |r| r.confidence,
         );
         self.post(
-            gst::Structure::builder("ocr-read")
-                .field("station-id", station)
-                .field("text", text)
-                .field("order-id", outcome.read.as_ref().map(|r| r.id.as_str()))
-                .field("confidence", confidence)
-                .field("rejected", outcome.rejected.len() as u32)
-                .field("ocr-ms", ocr_ms)
+            gst::Structure::builder(messages::OCR_READ)
+                .field(field::STATION_ID, station)
+                .field(field::TEXT, text)
+                .field(
+                    field::ORDER_ID,
+                    outcome.read.as_ref().map(|r| r.id.as_str()),
+                )
+                .field(field::CONFIDENCE, confidence)
+                .field(field::REJECTED, outcome.rejected.len() as u32)
+                .field(field::OCR_MS, ocr_ms)
                 .build(),
         );
     }
 
-    fn announce(&self, change: &Change) {
-        let e = &change.event;
+    fn announce(&self, station_id: &str, change: Change) {
+        let name = change.message_name();
+        let e = OrderChanged {
+            station_id: station_id.to_owned(),
+            order_id: change.order_id,
+            previous: change.previous,
+            confidence: change.confidence,
+        };
         gst::info!(
             CAT,
             imp = self,
             "{}: {:?} -> {:?} (confidence {:.2})",
-            change.message_name(),
+            name,
             e.previous,
             e.order_id,
             e.confidence
         );
         // Serialized and sent from the streaming thread before the buffer leaves
         // transform_ip, so downstream sees the change exactly between the right frames.
-        if !self.obj().src_pad().push_event(gst::Event::from(e)) {
+        if !self.obj().src_pad().push_event(gst::Event::from(&e)) {
             gst::debug!(CAT, imp = self, "downstream did not handle the order event");
         }
         self.post(
-            gst::Structure::builder(change.message_name())
-                .field("station-id", e.station_id.as_str())
-                .field("order-id", e.order_id.as_deref())
-                .field("previous", e.previous.as_deref())
-                .field("confidence", e.confidence)
+            gst::Structure::builder(name)
+                .field(field::STATION_ID, e.station_id.as_str())
+                .field(field::ORDER_ID, e.order_id.as_deref())
+                .field(field::PREVIOUS, e.previous.as_deref())
+                .field(field::CONFIDENCE, e.confidence)
                 .build(),
         );
     }
@@ -482,63 +284,77 @@ impl ObjectImpl for OcrSegment {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut s = self.settings.lock().unwrap();
+        let mut settings = self.settings.lock().unwrap();
         match pspec.name() {
             "station-id" => {
-                s.station_id = value
+                settings.station_id = value
                     .get::<Option<String>>()
                     .expect("type checked upstream")
-                    .unwrap_or_default()
+                    .unwrap_or_default();
             }
             "roi" => {
-                s.roi = value
+                settings.roi = value
                     .get::<Option<String>>()
                     .expect("type checked upstream")
-                    .unwrap_or_default()
+                    .unwrap_or_default();
             }
             "model-dir" => {
-                s.model_dir = value
+                settings.model_dir = value
                     .get::<Option<String>>()
                     .expect("type checked upstream")
-                    .filter(|d| !d.is_empty())
+                    .filter(|d| !d.is_empty());
             }
             "order-pattern" => {
-                s.order_pattern = value
+                settings.order_pattern = value
                     .get::<Option<String>>()
                     .expect("type checked upstream")
-                    .unwrap_or_default()
+                    .unwrap_or_default();
             }
-            "min-confidence" => s.min_confidence = value.get().expect("type checked upstream"),
-            "confirm-frames" => s.confirm_frames = value.get().expect("type checked upstream"),
-            "release-frames" => s.release_frames = value.get().expect("type checked upstream"),
-            "ocr-interval" => s.ocr_interval = value.get().expect("type checked upstream"),
-            "skip-unchanged" => s.skip_unchanged = value.get().expect("type checked upstream"),
-            "threads" => s.threads = value.get().expect("type checked upstream"),
-            "det-max-side" => s.det_max_side = value.get().expect("type checked upstream"),
-            other => unreachable!("no writable property {other}"),
+            "min-confidence" => {
+                settings.min_confidence = value.get().expect("type checked upstream");
+            }
+            "confirm-frames" => {
+                settings.confirm_frames = value.get().expect("type checked upstream");
+            }
+            "release-frames" => {
+                settings.release_frames = value.get().expect("type checked upstream");
+            }
+            "ocr-interval" => {
+                settings.ocr_interval = value.get().expect("type checked upstream");
+            }
+            "skip-unchanged" => {
+                settings.skip_unchanged = value.get().expect("type checked upstream");
+            }
+            "threads" => {
+                settings.threads = value.get().expect("type checked upstream");
+            }
+            "det-max-side" => {
+                settings.det_max_side = value.get().expect("type checked upstream");
+            }
+            _ => unimplemented!(),
         }
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        let settings = self.settings.lock().unwrap();
         let stats = *self.stats.lock().unwrap();
-        let s = self.settings.lock().unwrap();
         match pspec.name() {
-            "station-id" => s.station_id.to_value(),
-            "roi" => s.roi.to_value(),
-            "model-dir" => s.model_dir.to_value(),
-            "order-pattern" => s.order_pattern.to_value(),
-            "min-confidence" => s.min_confidence.to_value(),
-            "confirm-frames" => s.confirm_frames.to_value(),
-            "release-frames" => s.release_frames.to_value(),
-            "ocr-interval" => s.ocr_interval.to_value(),
-            "skip-unchanged" => s.skip_unchanged.to_value(),
-            "threads" => s.threads.to_value(),
-            "det-max-side" => s.det_max_side.to_value(),
+            "station-id" => settings.station_id.to_value(),
+            "roi" => settings.roi.to_value(),
+            "model-dir" => settings.model_dir.to_value(),
+            "order-pattern" => settings.order_pattern.to_value(),
+            "min-confidence" => settings.min_confidence.to_value(),
+            "confirm-frames" => settings.confirm_frames.to_value(),
+            "release-frames" => settings.release_frames.to_value(),
+            "ocr-interval" => settings.ocr_interval.to_value(),
+            "skip-unchanged" => settings.skip_unchanged.to_value(),
+            "threads" => settings.threads.to_value(),
+            "det-max-side" => settings.det_max_side.to_value(),
             "frames" => stats.frames.to_value(),
             "ocr-runs" => stats.ocr_runs.to_value(),
             "ocr-skipped" => stats.ocr_skipped.to_value(),
             "rejected-reads" => stats.rejected_reads.to_value(),
-            other => unreachable!("no property {other}"),
+            _ => unimplemented!(),
         }
     }
 }
@@ -603,8 +419,9 @@ impl BaseTransformImpl for OcrSegment {
                 ("Invalid station-id {:?}: {}", settings.station_id, e)
             )
         })?;
-        let roi = parse_roi(&settings.roi)
-            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
+        let roi = Roi::parse_optional(&settings.roi)
+            .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("roi {}", e)))?
+            .map(|r| Rect::new(r.x, r.y, r.width, r.height));
         let pattern = compile_pattern(&settings.order_pattern)
             .map_err(|e| gst::error_msg!(gst::LibraryError::Settings, ("{}", e)))?;
         let config = OcrConfig {
@@ -622,6 +439,7 @@ impl BaseTransformImpl for OcrSegment {
             engine.model_dir().display()
         );
         *self.stats.lock().unwrap() = Stats::default();
+        let debounce = Debouncer::new(settings.confirm_frames, settings.release_frames);
         *self.state.lock().unwrap() = Some(State {
             engine,
             pattern,
@@ -630,10 +448,7 @@ impl BaseTransformImpl for OcrSegment {
             info: None,
             frame_index: 0,
             last_signature: None,
-            last_read: None,
-            candidate: None,
-            current: None,
-            misses: 0,
+            debounce,
         });
         Ok(())
     }
@@ -667,7 +482,7 @@ impl BaseTransformImpl for OcrSegment {
         let mut skipped = false;
         let mut ran = None;
         if due {
-            let frame =
+            let mapped =
                 gst_video::VideoFrameRef::from_buffer_ref_readable(&*buf, &info).map_err(|e| {
                     gst::element_imp_error!(
                         self,
@@ -677,13 +492,13 @@ impl BaseTransformImpl for OcrSegment {
                     gst::FlowError::Error
                 })?;
             let signature = if state.settings.skip_unchanged {
-                let sig = Signature::from_video_frame(&frame, rect).map_err(|e| {
+                let sig = frame::signature(&mapped, rect).map_err(|e| {
                     gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
                     gst::FlowError::Error
                 })?;
                 // Only skip once the debounce has settled: a pending confirmation or
                 // release counts OCR'd frames, and a static scene must still reach it.
-                skipped = state.settled()
+                skipped = state.debounce.settled()
                     && state
                         .last_signature
                         .as_ref()
@@ -694,11 +509,11 @@ impl BaseTransformImpl for OcrSegment {
             };
             if !skipped {
                 let started = Instant::now();
-                let image = BgrImage::from_video_frame(&frame, Some(rect)).map_err(|e| {
+                let image = frame::to_bgr(&mapped, Some(rect)).map_err(|e| {
                     gst::element_imp_error!(self, gst::StreamError::Format, ["{}", e]);
                     gst::FlowError::Error
                 })?;
-                drop(frame);
+                drop(mapped);
                 let lines = if state.roi.is_some() {
                     state.engine.recognize_region(&image)
                 } else {
@@ -730,11 +545,11 @@ impl BaseTransformImpl for OcrSegment {
         let mut change = None;
         let station = state.settings.station_id.clone();
         if let Some((_, outcome, _)) = &ran {
-            change = state.update(outcome.read.clone());
+            change = state.debounce.update(outcome.read.clone());
         }
         let tag = OrderTag {
             station_id: station.clone(),
-            order_id: state.tag_order(),
+            order_id: state.debounce.tag_order(),
             unix_ms: capture_unix_ms(self.obj().upcast_ref(), running_time),
         };
         drop(guard);
@@ -761,8 +576,8 @@ impl BaseTransformImpl for OcrSegment {
             }
             self.post_read(&station, lines, outcome, *ms);
         }
-        if let Some(change) = &change {
-            self.announce(change);
+        if let Some(change) = change {
+            self.announce(&station, change);
         }
         tag.attach(buf);
         Ok(gst::FlowSuccess::Ok)
@@ -807,86 +622,5 @@ impl VideoFilterImpl for OcrSegment {
         state.info = Some(in_info.clone());
         drop(guard);
         self.parent_set_info(incaps, in_info, outcaps, out_info)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn line(text: &str, confidence: f32) -> TextLine {
-        TextLine {
-            text: text.into(),
-            confidence,
-            bbox: Rect::default(),
-            quad: crate::ocr::Quad::axis_aligned(0.0, 0.0, 1.0, 1.0),
-        }
-    }
-
-    fn read_of(texts: &[&str]) -> Option<String> {
-        let re = compile_pattern(DEFAULT_ORDER_PATTERN).unwrap();
-        let lines: Vec<TextLine> = texts.iter().map(|t| line(t, 0.9)).collect();
-        find_read(&lines, &re, 0.5).read.map(|r| r.id)
-    }
-
-    #[test]
-    fn default_pattern_reads_slip_variants() {
-        for (texts, want) in [
-            (&["#384"][..], Some("384")),
-            (&["ORDER 384"], Some("384")),
-            (&["ORDER #384"], Some("384")),
-            (&["ORDER#384"], Some("384")),
-            (&["ORDER384"], Some("384")),
-            (&["order no. 77"], Some("77")),
-            (&["Order #A7-5521"], Some("A7-5521")),
-            (&["ORDER", "384"], Some("384")),
-            (&["ORDER SUMMARY", "Total 12.50"], None),
-            (&["hello world"], None),
-        ] {
-            assert_eq!(read_of(texts).as_deref(), want, "{texts:?}");
-        }
-    }
-
-    #[test]
-    fn invalid_and_weak_ids_are_rejected() {
-        let re = compile_pattern(r"ORDER\s*(\S+)").unwrap();
-        let o = find_read(&[line("ORDER ../x", 0.99)], &re, 0.5);
-        assert_eq!(o.read, None);
-        assert_eq!(o.rejected.len(), 1);
-        let o = find_read(&[line("ORDER 42", 0.3), line("ORDER 43", 0.8)], &re, 0.5);
-        assert_eq!(o.read.unwrap().id, "43");
-        assert_eq!(o.rejected.len(), 1);
-    }
-
-    #[test]
-    fn pattern_needs_one_group() {
-        assert!(
-            compile_pattern("(a")
-                .unwrap_err()
-                .contains("not a valid regex")
-        );
-        assert!(
-            compile_pattern("a")
-                .unwrap_err()
-                .contains("0 capture groups")
-        );
-        assert!(
-            compile_pattern("(a)(b)")
-                .unwrap_err()
-                .contains("2 capture groups")
-        );
-    }
-
-    #[test]
-    fn roi_syntax() {
-        assert_eq!(parse_roi("").unwrap(), None);
-        assert_eq!(
-            parse_roi(" 1, 2,30,40 ").unwrap(),
-            Some(Rect::new(1, 2, 30, 40))
-        );
-        assert!(parse_roi("1,2,3").is_err());
-        assert!(parse_roi("a,b,c,d").is_err());
-        assert!(parse_roi("-1,0,10,10").is_err());
-        assert!(parse_roi("0,0,2,2").is_err());
     }
 }

@@ -9,12 +9,16 @@
 //! [`OrderTag`](crate::meta::OrderTag) naming the current order only when that frame's read
 //! is the current order. Changes travel downstream as
 //! [`OrderChanged`](crate::events::OrderChanged) events, sent before the buffer that caused
-//! them, and as `order-started`, `order-changed` and `order-released` element messages.
+//! them, and as `order-started`, `order-changed` and `order-released` element messages
+//! ([`oa_contract::messages`]).
 
 use gst::glib;
 use gst::prelude::*;
 
+mod debounce;
+pub mod frame;
 mod imp;
+mod slip;
 
 glib::wrapper! {
     pub struct OcrSegment(ObjectSubclass<imp::OcrSegment>)

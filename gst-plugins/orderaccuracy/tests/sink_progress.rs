@@ -1,0 +1,148 @@
+//! `minioframesink`'s progress message, the liveness signal a supervisor reads: posted on
+//! reaching PLAYING and at most once per `progress-interval` while buffers are rendered,
+//! with the names and fields of `oa_contract::messages`.
+
+use std::sync::Once;
+use std::time::Duration;
+
+use gst::prelude::*;
+use gstorderaccuracy::meta::OrderTag;
+use oa_contract::messages::{self, field};
+use oa_s3server::{Options, S3Server};
+
+const ACCESS_KEY: &str = "oa-progress-access";
+const SECRET_KEY: &str = "oa-progress-secret-key";
+const BUCKET: &str = "frames";
+
+fn init() {
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        // SAFETY: every test calls init() before anything else, and Once holds the other
+        // test threads until the variables are set; all tests use the same values.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            std::env::remove_var("AWS_SESSION_TOKEN");
+            std::env::remove_var("AWS_PROFILE");
+        }
+        gst::init().unwrap();
+        gstorderaccuracy::plugin_register_static().unwrap();
+    });
+}
+
+/// An untagged (no order) frame of station `s1`.
+fn frame(i: u64) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_mut_slice(vec![0xff, 0xd8, i as u8, 0xff, 0xd9]);
+    {
+        let b = buffer.get_mut().unwrap();
+        b.set_pts(gst::ClockTime::from_seconds(i));
+        OrderTag {
+            station_id: "s1".into(),
+            order_id: None,
+            unix_ms: 1_000 + i,
+        }
+        .attach(b);
+    }
+    buffer
+}
+
+/// Pushes three frames, the last two 1.2 s after PLAYING, and returns the progress
+/// messages posted until EOS.
+fn run(progress_interval: u32) -> Vec<gst::Structure> {
+    init();
+    let root = std::env::temp_dir().join(format!(
+        "oa-sink-progress-{}-{progress_interval}",
+        std::process::id()
+    ));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let server = rt
+        .block_on(S3Server::start(Options {
+            buckets: vec![BUCKET.into()],
+            ..Options::new(&root, ACCESS_KEY, SECRET_KEY)
+        }))
+        .unwrap();
+    let src = gst_app::AppSrc::builder()
+        .caps(&gst::Caps::builder("image/jpeg").build())
+        .format(gst::Format::Time)
+        .build();
+    let sink = gst::ElementFactory::make("minioframesink")
+        .property("endpoint-uri", server.endpoint())
+        .property("bucket", BUCKET)
+        .property("progress-interval", progress_interval)
+        .build()
+        .unwrap();
+    let pipeline = gst::Pipeline::new();
+    pipeline.add_many([src.upcast_ref(), &sink]).unwrap();
+    src.link(&sink).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    // A non-live pipeline reaches PLAYING once the first frame prerolled.
+    src.push_buffer(frame(0)).unwrap();
+    let (ok, state, _) = pipeline.state(gst::ClockTime::from_seconds(10));
+    assert!(
+        ok.is_ok() && state == gst::State::Playing,
+        "{ok:?} {state:?}"
+    );
+    std::thread::sleep(Duration::from_millis(1_200));
+    src.push_buffer(frame(1)).unwrap();
+    src.push_buffer(frame(2)).unwrap();
+    src.end_of_stream().unwrap();
+
+    let bus = pipeline.bus().unwrap();
+    let mut progress = Vec::new();
+    loop {
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_seconds(10))
+            .expect("EOS within 10 s");
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{} {:?}", e.error(), e.debug()),
+            gst::MessageView::Element(e) => {
+                if let Some(s) = e
+                    .structure()
+                    .filter(|s| s.name() == messages::SINK_PROGRESS)
+                {
+                    progress.push(s.to_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    rt.block_on(server.shutdown());
+    let _ = std::fs::remove_dir_all(&root);
+    progress
+}
+
+fn count(s: &gst::Structure, name: &str) -> u64 {
+    s.get::<u64>(name)
+        .unwrap_or_else(|e| panic!("{name} of {s}: {e}"))
+}
+
+#[test]
+fn progress_on_playing_then_once_per_interval() {
+    let progress = run(1);
+    assert_eq!(progress.len(), 2, "{progress:#?}");
+    // On reaching PLAYING: before any frame was rendered or its station known.
+    let playing = &progress[0];
+    assert_eq!(count(playing, field::FRAMES_RECEIVED), 0, "{playing}");
+    assert!(!playing.has_field(field::STATION_ID), "{playing}");
+    // The second frame, more than an interval later; the third is within it.
+    let rendered = &progress[1];
+    assert_eq!(
+        rendered.get::<&str>(field::STATION_ID).unwrap(),
+        "s1",
+        "{rendered}"
+    );
+    assert_eq!(count(rendered, field::FRAMES_RECEIVED), 2, "{rendered}");
+    // Untagged frames beyond the pre-roll of 1 are dropped, none stored.
+    assert_eq!(count(rendered, field::FRAMES_DROPPED), 1, "{rendered}");
+    assert_eq!(count(rendered, field::FRAMES_STORED), 0, "{rendered}");
+    assert_eq!(count(rendered, field::MARKERS_WRITTEN), 0, "{rendered}");
+}
+
+#[test]
+fn progress_interval_zero_posts_none() {
+    let progress = run(0);
+    assert!(progress.is_empty(), "{progress:#?}");
+}

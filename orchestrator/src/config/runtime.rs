@@ -1,0 +1,130 @@
+//! `[http]`, `[supervision]` and `[processing]`: how the orchestrator itself runs.
+
+use super::{ConfigError, DEFAULT_PIPELINES_DIR, Resolver, positive};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// `address:port` of the API, health and metrics.
+    #[serde(deserialize_with = "socket_addr")]
+    pub bind: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        }
+    }
+}
+
+/// Parsed here rather than by serde's `SocketAddr` so that the error names the field and
+/// shows what is expected.
+fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let s = String::deserialize(d)?;
+    s.trim().parse().map_err(|_| {
+        serde::de::Error::custom(format!(
+            "http.bind: {s:?} is not an address:port such as \"127.0.0.1:8080\""
+        ))
+    })
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SupervisionConfig {
+    /// A bare command name is looked up on PATH; anything with a `/` is a path.
+    pub gst_launch: PathBuf,
+    pub pipelines_dir: PathBuf,
+    /// Extra `GST_PLUGIN_PATH` for the children.
+    pub plugin_path: Option<PathBuf>,
+    /// Delays between restarts of a failing pipeline; the last one repeats.
+    pub backoff_s: Vec<u64>,
+    /// A pipeline that ran this long is healthy again: the backoff starts over.
+    pub stable_after_s: u64,
+    pub max_failed_restarts: u32,
+    /// A running pipeline that reports no progress for this long is restarted.
+    pub stall_timeout_s: u64,
+    /// On shutdown, how long after SIGINT (EOS) before a pipeline is killed.
+    pub shutdown_grace_s: u64,
+}
+
+impl Default for SupervisionConfig {
+    fn default() -> Self {
+        SupervisionConfig {
+            gst_launch: PathBuf::from("gst-launch-1.0"),
+            pipelines_dir: PathBuf::from(DEFAULT_PIPELINES_DIR),
+            plugin_path: None,
+            backoff_s: vec![2, 4, 8, 16, 32, 60],
+            stable_after_s: 60,
+            max_failed_restarts: 5,
+            stall_timeout_s: 30,
+            shutdown_grace_s: 5,
+        }
+    }
+}
+
+impl SupervisionConfig {
+    pub(super) fn validate(&mut self, resolve: &Resolver<'_>) -> Result<(), ConfigError> {
+        if self.gst_launch.as_os_str().is_empty() {
+            return Err(ConfigError::new("supervision.gst_launch", "empty"));
+        }
+        if self.gst_launch.to_string_lossy().contains('/') {
+            self.gst_launch = resolve.path(&self.gst_launch);
+        }
+        self.pipelines_dir = resolve.path(&self.pipelines_dir);
+        self.plugin_path = self
+            .plugin_path
+            .take()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| resolve.path(&p));
+        if self.backoff_s.is_empty() {
+            return Err(ConfigError::new(
+                "supervision.backoff_s",
+                "needs at least one delay",
+            ));
+        }
+        positive("supervision.stall_timeout_s", self.stall_timeout_s)?;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProcessingConfig {
+    /// How often the bucket is polled for new markers.
+    pub poll_interval_ms: u64,
+    pub max_concurrent_orders: usize,
+    pub frames_per_order: usize,
+    /// Claim orders with a conditional PUT (`If-None-Match: *`) before processing them.
+    pub claim: bool,
+    /// Seconds after which another orchestrator's claim with no result is taken over.
+    pub claim_ttl_s: u64,
+}
+
+impl Default for ProcessingConfig {
+    fn default() -> Self {
+        ProcessingConfig {
+            poll_interval_ms: 250,
+            max_concurrent_orders: 4,
+            frames_per_order: 3,
+            claim: true,
+            claim_ttl_s: 600,
+        }
+    }
+}
+
+impl ProcessingConfig {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        positive("processing.poll_interval_ms", self.poll_interval_ms)?;
+        positive(
+            "processing.max_concurrent_orders",
+            self.max_concurrent_orders as u64,
+        )?;
+        positive("processing.frames_per_order", self.frames_per_order as u64)?;
+        positive("processing.claim_ttl_s", self.claim_ttl_s)?;
+        Ok(())
+    }
+}

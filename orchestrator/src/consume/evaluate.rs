@@ -1,0 +1,204 @@
+//! The pure step of processing an order: from what became of its manifest, frames and
+//! recognition, and the expected items, to the [`OrderResult`] that is stored.
+
+use crate::orders::Inventory;
+use crate::result::{Item, OrderResult, OrderStatus, Timings};
+
+/// Which order, and which version of its marker, a result is about.
+#[derive(Debug, Clone, Default)]
+pub struct Header {
+    pub station_id: String,
+    pub order_id: String,
+    pub recognizer: String,
+    pub revision: u32,
+    pub manifest_frame_count: Option<u32>,
+    pub manifest_last_unix_ms: Option<u64>,
+    pub marker_last_modified_ms: Option<i64>,
+}
+
+/// How far the order got.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The manifest could not be read, or is about another order.
+    BadManifest(String),
+    /// No frame could be loaded.
+    NoFrames(String),
+    SelectionFailed(String),
+    RecognitionFailed {
+        selected: Vec<String>,
+        error: String,
+    },
+    Recognized {
+        selected: Vec<String>,
+        detected: Vec<Item>,
+    },
+}
+
+/// The result for `outcome`; timings are the caller's to fill in.
+pub fn evaluate(
+    header: Header,
+    outcome: Outcome,
+    expected: Option<&[Item]>,
+    inventory: &Inventory,
+) -> OrderResult {
+    let mut r = OrderResult {
+        order_id: header.order_id,
+        station_id: header.station_id,
+        status: OrderStatus::NoFrames,
+        expected: expected.map(<[_]>::to_vec).unwrap_or_default(),
+        detected: vec![],
+        matched: vec![],
+        missing: vec![],
+        extra: vec![],
+        quantity_mismatch: vec![],
+        accuracy: 0.0,
+        selected_frames: vec![],
+        recognizer: header.recognizer,
+        timings_ms: Timings::default(),
+        error: None,
+        revision: header.revision,
+        manifest_frame_count: header.manifest_frame_count,
+        manifest_last_unix_ms: header.manifest_last_unix_ms,
+        marker_last_modified_ms: header.marker_last_modified_ms,
+    };
+    match outcome {
+        Outcome::BadManifest(e) | Outcome::NoFrames(e) => r.error = Some(e),
+        Outcome::SelectionFailed(e) => {
+            r.status = OrderStatus::RecognitionFailed;
+            r.error = Some(format!("frame selection: {e}"));
+        }
+        Outcome::RecognitionFailed { selected, error } => {
+            r.status = OrderStatus::RecognitionFailed;
+            r.selected_frames = selected;
+            r.error = Some(format!("recognition: {error}"));
+        }
+        Outcome::Recognized { selected, detected } => {
+            let v = crate::validate::validate(expected, &detected, inventory);
+            r.selected_frames = selected;
+            r.status = v.status;
+            r.expected = v.expected;
+            r.detected = v.detected;
+            r.matched = v.matched;
+            r.missing = v.missing;
+            r.extra = v.extra;
+            r.quantity_mismatch = v.quantity_mismatch;
+            r.accuracy = v.accuracy;
+        }
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inventory() -> Inventory {
+        Inventory::from_json(
+            r#"{"items":[{"id":"1","name":"green apple","aliases":["apple"]},{"id":"2","name":"water"}]}"#,
+        )
+        .unwrap()
+    }
+
+    fn item(name: &str, quantity: u32) -> Item {
+        Item {
+            name: name.into(),
+            quantity,
+        }
+    }
+
+    fn header() -> Header {
+        Header {
+            station_id: "s1".into(),
+            order_id: "384".into(),
+            recognizer: "labels".into(),
+            revision: 1,
+            ..Header::default()
+        }
+    }
+
+    fn recognized(detected: Vec<Item>) -> Outcome {
+        Outcome::Recognized {
+            selected: vec!["k1".into()],
+            detected,
+        }
+    }
+
+    #[test]
+    fn each_status_from_its_outcome() {
+        let inv = inventory();
+        let expected = [item("green apple", 2)];
+        let r = evaluate(
+            header(),
+            recognized(vec![item("apple", 2)]),
+            Some(&expected),
+            &inv,
+        );
+        assert_eq!(r.status, OrderStatus::Validated);
+        assert_eq!(r.accuracy, 1.0);
+        assert_eq!(r.selected_frames, ["k1"]);
+
+        let r = evaluate(
+            header(),
+            recognized(vec![item("green apple", 1), item("water", 1)]),
+            Some(&expected),
+            &inv,
+        );
+        assert_eq!(r.status, OrderStatus::Mismatch);
+        assert_eq!(r.extra, [item("water", 1)]);
+        assert_eq!(r.quantity_mismatch.len(), 1);
+
+        let r = evaluate(header(), recognized(vec![item("water", 1)]), None, &inv);
+        assert_eq!(r.status, OrderStatus::UnknownOrder);
+
+        let r = evaluate(
+            header(),
+            Outcome::NoFrames("none loaded".into()),
+            Some(&expected),
+            &inv,
+        );
+        assert_eq!(r.status, OrderStatus::NoFrames);
+        assert_eq!(r.expected, expected, "what was expected is kept");
+        assert_eq!(r.error.as_deref(), Some("none loaded"));
+
+        let r = evaluate(
+            header(),
+            Outcome::RecognitionFailed {
+                selected: vec!["k".into()],
+                error: "timeout".into(),
+            },
+            Some(&expected),
+            &inv,
+        );
+        assert_eq!(r.status, OrderStatus::RecognitionFailed);
+        assert_eq!(r.error.as_deref(), Some("recognition: timeout"));
+
+        let r = evaluate(
+            header(),
+            Outcome::SelectionFailed("bad jpeg".into()),
+            None,
+            &inv,
+        );
+        assert_eq!(r.status, OrderStatus::RecognitionFailed);
+        assert!(r.error.unwrap().starts_with("frame selection"));
+    }
+
+    #[test]
+    fn the_header_is_recorded() {
+        let h = Header {
+            revision: 3,
+            manifest_frame_count: Some(7),
+            marker_last_modified_ms: Some(42),
+            ..header()
+        };
+        let r = evaluate(h, Outcome::BadManifest("x".into()), None, &inventory());
+        assert_eq!(
+            (
+                r.revision,
+                r.manifest_frame_count,
+                r.marker_last_modified_ms
+            ),
+            (3, Some(7), Some(42))
+        );
+        assert_eq!((r.station_id.as_str(), r.order_id.as_str()), ("s1", "384"));
+    }
+}

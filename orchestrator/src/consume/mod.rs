@@ -1,0 +1,597 @@
+//! Discovers completed orders through their `__EOS__` markers and turns each into a
+//! result: claim, manifest, frames (named by the manifest, never listed), selection,
+//! recognition, validation, `results/{station}/{order}.json`.
+//!
+//! * [`discovery`]: finding markers without one request per known order.
+//! * [`claim`]: exactly one replica processes each order revision.
+//! * [`evaluate`]: the pure step from what was loaded and recognised to the result.
+//!
+//! # Discovery without one request per known order
+//! Order IDs are not monotonic, so "list after the newest key" misses orders. Instead each
+//! station has a *cursor* into its key space `{prefix}{station}/`:
+//! * on start, one full scan (every page) finds every marker, so orders whose result is
+//!   missing after a crash are processed;
+//! * then every poll makes exactly **one** `ListObjectsV2` request per station: the next
+//!   page (`list_page_size` keys) after the cursor, wrapping to the start when the listing
+//!   is exhausted. Requests per poll are constant; a full cycle takes
+//!   `keys / list_page_size` polls, so a marker is found at the latest one cycle after it
+//!   is written;
+//! * the station pipeline announces every stored marker on its bus (`order-stored`); the
+//!   supervisor passes those to [`Consumer::hint`], which fetches that one marker at once.
+//!   The cycle is the safety net for lost hints.
+//!
+//! Markers already handled are remembered in memory with their LastModified, so a cycle
+//! only costs the LIST.
+//!
+//! # A repeated order ID
+//! When an order ID comes back at a station after its marker was written, the sink writes
+//! a new marker that lists the frames of every segment of the order (a superset). A
+//! handled order is looked at again when the listing shows its marker with another
+//! LastModified (compared at whole seconds) or when a hint names it; the marker's
+//! `frame_count` and `last_unix_ms` against those recorded in the result decide. A changed
+//! marker is processed again: the result is overwritten with `revision` one higher. After
+//! a restart, the result's recorded `marker_last_modified_ms` is compared with the listing,
+//! so an unchanged order still costs one GET of its result.
+//!
+//! # Exactly once
+//! An order whose result object exists is done (across restarts). Before processing, an
+//! order revision is claimed ([`claim`]); a claim held by another owner means another
+//! orchestrator does the order (it is looked at again on later passes until its result
+//! appears, or its claim goes stale and is taken over).
+
+pub mod claim;
+pub mod discovery;
+pub mod evaluate;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use oa_contract::Manifest;
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+
+use crate::detector::Detector;
+use crate::metrics::{Metrics, OrderObservation};
+use crate::orders::{Inventory, Orders};
+use crate::recognize::{Frame, Recognizer};
+use crate::result::{OrderResult, Timings};
+use crate::shutdown::Stopping;
+use crate::store::{Layout, Store, StoreError};
+use discovery::same_marker_version;
+use evaluate::{Header, Outcome};
+
+/// How the consumer runs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub stations: Vec<String>,
+    pub layout: Layout,
+    pub poll_interval: Duration,
+    pub max_concurrent_orders: usize,
+    pub frames_per_order: usize,
+    /// Claim orders with a conditional PUT (several orchestrators on one bucket).
+    pub claim: bool,
+    /// A claim older than this, by another owner, with no result yet, is taken to belong
+    /// to an orchestrator that died mid-order and is taken over.
+    pub claim_ttl: Duration,
+    /// Keys per LIST request (at most 1000 on S3).
+    pub list_page_size: i32,
+    /// Name written into claims; claims with this name are ours (stable across restarts).
+    pub owner: String,
+}
+
+/// Everything a consumer works with.
+pub struct ConsumerDeps {
+    pub store: Store,
+    pub settings: Settings,
+    pub recognizer: Arc<dyn Recognizer>,
+    pub orders: Arc<Orders>,
+    pub inventory: Arc<Inventory>,
+    pub metrics: Arc<Metrics>,
+    /// Optional object detector for frame selection.
+    pub detector: Option<Arc<Detector>>,
+}
+
+/// Default owner name: `OA_INSTANCE_ID`, else the host name.
+pub fn default_owner() -> String {
+    std::env::var("OA_INSTANCE_ID")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|s| s.trim().to_owned())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "orchestrator".into())
+}
+
+type OrderKey = (String, String);
+
+/// What became of a marker.
+enum Processed {
+    /// Its result is up to date (written now or before); looked at again only when the
+    /// marker changes. `marker_ms` is the LastModified of the marker it stands for.
+    Done { marker_ms: Option<i64> },
+    /// Another orchestrator holds a fresh claim on it.
+    Deferred,
+}
+
+/// Called with the station ID of every new marker.
+pub type MarkerCallback = Box<dyn Fn(&str) + Send + Sync>;
+
+/// How long a stopping consumer waits for the orders in flight.
+const DRAIN_LIMIT: Duration = Duration::from_secs(60);
+
+/// Orders being or already handled, and the results known to this process.
+pub struct Consumer {
+    store: Store,
+    settings: Settings,
+    recognizer: Arc<dyn Recognizer>,
+    orders: Arc<Orders>,
+    inventory: Arc<Inventory>,
+    metrics: Arc<Metrics>,
+    detector: Option<Arc<Detector>>,
+    results: Mutex<BTreeMap<OrderKey, OrderResult>>,
+    /// Orders whose result is up to date, with the LastModified of their marker.
+    handled: Mutex<HashMap<OrderKey, Option<i64>>>,
+    in_flight: Mutex<HashSet<OrderKey>>,
+    /// The order tasks; finished ones are reaped at every poll, the rest drained on stop.
+    tasks: Mutex<JoinSet<()>>,
+    cursors: Mutex<HashMap<String, Option<String>>>,
+    limit: Arc<Semaphore>,
+    hints: Mutex<Option<mpsc::UnboundedSender<OrderKey>>>,
+    progress: Mutex<Option<MarkerCallback>>,
+    processed: std::sync::atomic::AtomicU64,
+    /// Outcome of the latest marker listing: `Err` holds why the store could not be read.
+    storage: Mutex<Option<Result<(), String>>>,
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// What a result records of the manifest it was computed from.
+fn manifest_summary(m: &Manifest) -> (Option<u32>, Option<u64>) {
+    (Some(m.frame_count), m.last_unix_ms)
+}
+
+impl Consumer {
+    pub fn new(deps: ConsumerDeps) -> Arc<Consumer> {
+        Arc::new(Consumer {
+            limit: Arc::new(Semaphore::new(deps.settings.max_concurrent_orders.max(1))),
+            store: deps.store,
+            settings: deps.settings,
+            recognizer: deps.recognizer,
+            orders: deps.orders,
+            inventory: deps.inventory,
+            metrics: deps.metrics,
+            detector: deps.detector,
+            results: Mutex::new(BTreeMap::new()),
+            handled: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashSet::new()),
+            tasks: Mutex::new(JoinSet::new()),
+            cursors: Mutex::new(HashMap::new()),
+            hints: Mutex::new(None),
+            progress: Mutex::new(None),
+            processed: std::sync::atomic::AtomicU64::new(0),
+            storage: Mutex::new(None),
+        })
+    }
+
+    /// Whether the latest marker listing reached the store (`None` before the first one).
+    pub fn storage_status(&self) -> Option<Result<(), String>> {
+        self.storage.lock().unwrap().clone()
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.settings.layout
+    }
+
+    /// Called with the station ID for every new marker (the supervisor's progress signal).
+    pub fn on_marker(&self, f: MarkerCallback) {
+        *self.progress.lock().unwrap() = Some(f);
+    }
+
+    /// A marker was announced (e.g. by the pipeline's `order-stored` bus message).
+    pub fn hint(&self, station: &str, order: &str) {
+        if let Some(tx) = self.hints.lock().unwrap().as_ref() {
+            let _ = tx.send((station.to_owned(), order.to_owned()));
+        }
+    }
+
+    /// Results written or found by this process.
+    pub fn results(&self) -> Vec<OrderResult> {
+        self.results.lock().unwrap().values().cloned().collect()
+    }
+
+    pub fn result(&self, station: &str, order: &str) -> Option<OrderResult> {
+        self.results
+            .lock()
+            .unwrap()
+            .get(&(station.to_owned(), order.to_owned()))
+            .cloned()
+    }
+
+    /// Orders this process processed itself (wrote the result of).
+    pub fn processed_count(&self) -> u64 {
+        self.processed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Orders discovered and not yet finished.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.lock().unwrap().len()
+    }
+
+    /// Full scan, then one page per station per poll, until `stopping`; waits for the
+    /// orders in flight (at most [`DRAIN_LIMIT`]) before returning.
+    pub async fn run(self: Arc<Self>, mut stopping: Stopping) {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        *self.hints.lock().unwrap() = Some(tx);
+        for station in self.settings.stations.clone() {
+            loop {
+                match self.poll_station(&station).await {
+                    Ok(true) => continue,
+                    Ok(false) => break,
+                    Err(e) => {
+                        tracing::warn!(station, "initial scan: {e}");
+                        break;
+                    }
+                }
+            }
+        }
+        let mut tick = tokio::time::interval(self.settings.poll_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.reap();
+                    for station in self.settings.stations.clone() {
+                        if let Err(e) = self.poll_station(&station).await {
+                            self.metrics.error("list");
+                            tracing::warn!(station, "marker discovery: {e}");
+                        }
+                    }
+                }
+                Some((station, order)) = rx.recv() => {
+                    if let Ok(key) = oa_contract::marker_key(&self.settings.layout.prefix, &station, &order) {
+                        self.found(&station, &order, &key, None, true);
+                    }
+                }
+                _ = stopping.wait() => break,
+            }
+        }
+        *self.hints.lock().unwrap() = None;
+        self.drain().await;
+    }
+
+    /// Forgets the order tasks that finished.
+    fn reap(&self) {
+        let mut tasks = self.tasks.lock().unwrap();
+        while tasks.try_join_next().is_some() {}
+    }
+
+    /// Waits for the order tasks in flight, at most [`DRAIN_LIMIT`].
+    async fn drain(&self) {
+        let mut tasks = std::mem::take(&mut *self.tasks.lock().unwrap());
+        let all = async { while tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(DRAIN_LIMIT, all).await.is_err() {
+            tracing::warn!(
+                "{} order(s) still in flight after {} s; left for the next start",
+                self.in_flight(),
+                DRAIN_LIMIT.as_secs()
+            );
+        }
+    }
+
+    /// A marker was listed (with its LastModified) or `hinted` (announced by the pipeline).
+    fn found(
+        self: &Arc<Self>,
+        station: &str,
+        order: &str,
+        key: &str,
+        marker_ms: Option<i64>,
+        hinted: bool,
+    ) {
+        let id = (station.to_owned(), order.to_owned());
+        // A handled order is looked at again only when its marker may have been replaced:
+        // listed with another LastModified, or announced again by the pipeline.
+        if let Some(&known) = self.handled.lock().unwrap().get(&id)
+            && !hinted
+            && (marker_ms.is_none() || same_marker_version(marker_ms, known))
+        {
+            return;
+        }
+        if !self.in_flight.lock().unwrap().insert(id.clone()) {
+            return;
+        }
+        self.metrics.marker_seen(station);
+        if let Some(f) = self.progress.lock().unwrap().as_ref() {
+            f(station);
+        }
+        let key = key.to_owned();
+        let discovered = Instant::now();
+        let this = self.clone();
+        self.tasks.lock().unwrap().spawn(async move {
+            let Ok(_permit) = this.limit.clone().acquire_owned().await else {
+                return;
+            };
+            let outcome = this.process(&id, &key, marker_ms, discovered).await;
+            this.in_flight.lock().unwrap().remove(&id);
+            let (station, order) = (&id.0, &id.1);
+            match outcome {
+                Ok(Processed::Done { marker_ms }) => {
+                    this.handled.lock().unwrap().insert(id, marker_ms);
+                }
+                Ok(Processed::Deferred) => {
+                    tracing::info!(
+                        station,
+                        order,
+                        "claimed by another orchestrator; looked at again on a later pass \
+                         (taken over after {} s without a result)",
+                        this.settings.claim_ttl.as_secs()
+                    );
+                }
+                Err(e) => {
+                    // Not handled: the next discovery cycle retries it.
+                    this.metrics.error("storage");
+                    tracing::warn!(station, order, "not processed (will retry): {e}");
+                }
+            }
+        });
+    }
+
+    /// Handles one marker; `Err` only for storage failures worth a retry.
+    async fn process(
+        &self,
+        (station, order): &OrderKey,
+        marker_key: &str,
+        listed_ms: Option<i64>,
+        discovered: Instant,
+    ) -> Result<Processed, StoreError> {
+        let start = Instant::now();
+        let layout = &self.settings.layout;
+        let result_key = layout.result_key(station, order)?;
+        let id = (station.clone(), order.clone());
+        let mut previous = None;
+        if let Some(existing) = self.store.get(&layout.results_bucket, &result_key).await? {
+            let Ok(r) = serde_json::from_slice::<OrderResult>(&existing.body) else {
+                return Ok(Processed::Done {
+                    marker_ms: listed_ms,
+                });
+            };
+            // A result from before revisions existed is final; so is one whose marker was
+            // listed unchanged since. The common case costs this one GET.
+            if r.revision == 0 || same_marker_version(listed_ms, r.marker_last_modified_ms) {
+                let marker_ms = listed_ms.or(r.marker_last_modified_ms);
+                self.results.lock().unwrap().insert(id, r);
+                return Ok(Processed::Done { marker_ms });
+            }
+            previous = Some(r);
+        }
+        let get_marker = async || match self.store.get(&layout.bucket, marker_key).await? {
+            Some(marker) => Ok(marker),
+            None => Err(StoreError(format!("marker {marker_key} disappeared"))),
+        };
+        let (revision, marker) = match previous {
+            None => {
+                if self.settings.claim && !self.claim(station, order, 1).await? {
+                    // Not handled: a later pass finds its result, or takes over a stale claim.
+                    return Ok(Processed::Deferred);
+                }
+                (1, get_marker().await?)
+            }
+            Some(prev) => {
+                // The marker may have been replaced: its content decides. One that cannot
+                // be read does not replace a result.
+                let marker = get_marker().await?;
+                let changed = Manifest::from_json(&marker.body).is_ok_and(|m| {
+                    manifest_summary(&m) != (prev.manifest_frame_count, prev.manifest_last_unix_ms)
+                });
+                if !changed {
+                    let marker_ms = marker.last_modified_ms.or(listed_ms);
+                    self.results.lock().unwrap().insert(id, prev);
+                    return Ok(Processed::Done { marker_ms });
+                }
+                let revision = prev.revision + 1;
+                if self.settings.claim && !self.claim(station, order, revision).await? {
+                    return Ok(Processed::Deferred);
+                }
+                tracing::info!(
+                    station,
+                    order,
+                    "marker replaced (the order ID came back); processing it again as \
+                     revision {revision}"
+                );
+                (revision, marker)
+            }
+        };
+        let marker_ms = marker.last_modified_ms.or(listed_ms);
+        let queue_s = marker_ms.map(|m| (now_ms() - m).max(0) as f64 / 1000.0);
+        let mut timings = Timings {
+            discover: ms(start.duration_since(discovered) + start.elapsed()),
+            ..Timings::default()
+        };
+        let mut header = Header {
+            station_id: station.clone(),
+            order_id: order.clone(),
+            recognizer: self.recognizer.name().to_owned(),
+            revision,
+            marker_last_modified_ms: marker_ms,
+            ..Header::default()
+        };
+        let mut instance = String::from("unknown");
+        let mut frames_uploaded = 0u64;
+        let mut recognition_s = None;
+        let outcome = match Manifest::from_json(&marker.body) {
+            Err(e) => Outcome::BadManifest(format!("manifest {marker_key}: {e}")),
+            Ok(m) if m.station_id != *station || m.order_id != *order => {
+                Outcome::BadManifest(format!(
+                    "manifest {marker_key} names station {} order {}",
+                    m.station_id, m.order_id
+                ))
+            }
+            Ok(manifest) => {
+                (header.manifest_frame_count, header.manifest_last_unix_ms) =
+                    manifest_summary(&manifest);
+                instance = manifest.pipeline_instance.clone();
+                frames_uploaded = manifest.frames.len() as u64;
+                self.recognise(&manifest, &mut timings, &mut recognition_s)
+                    .await?
+            }
+        };
+        let t = Instant::now();
+        let mut result =
+            evaluate::evaluate(header, outcome, self.orders.get(order), &self.inventory);
+        timings.validate = ms(t.elapsed());
+        timings.total = ms(start.duration_since(discovered) + start.elapsed());
+        result.timings_ms = timings;
+        let body = serde_json::to_vec_pretty(&result).expect("result serialises");
+        self.store
+            .put(
+                &layout.results_bucket,
+                &result_key,
+                body,
+                "application/json",
+            )
+            .await?;
+        let latency_s = marker_ms.map(|m| (now_ms() - m).max(0) as f64 / 1000.0);
+        let status = serde_json::to_value(result.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        self.metrics.order(&OrderObservation {
+            station,
+            status: &status,
+            pipeline_instance: &instance,
+            frames: frames_uploaded,
+            latency_s,
+            queue_s,
+            recognition_s,
+        });
+        tracing::info!(
+            station,
+            order,
+            status,
+            accuracy = result.accuracy,
+            latency_ms = latency_s.map(|s| (s * 1000.0).round() as u64),
+            revision,
+            error = result.error.as_deref(),
+            "order processed"
+        );
+        self.processed
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.results
+            .lock()
+            .unwrap()
+            .insert((station.clone(), order.clone()), result);
+        Ok(Processed::Done { marker_ms })
+    }
+
+    /// Loads the manifest's frames, selects the best and recognises their items.
+    async fn recognise(
+        &self,
+        manifest: &Manifest,
+        timings: &mut Timings,
+        recognition_s: &mut Option<f64>,
+    ) -> Result<Outcome, StoreError> {
+        let (station, order) = (&manifest.station_id, &manifest.order_id);
+        let t = Instant::now();
+        let (loaded, missing) = self.load_frames(manifest).await?;
+        timings.load = ms(t.elapsed());
+        if !missing.is_empty() {
+            tracing::warn!(
+                station,
+                order,
+                "{} of {} frames missing ({})",
+                missing.len(),
+                manifest.frames.len(),
+                missing.join(", ")
+            );
+        }
+        if loaded.is_empty() {
+            return Ok(Outcome::NoFrames(if manifest.frames.is_empty() {
+                "manifest lists no frames".to_owned()
+            } else {
+                format!(
+                    "none of the {} frames named by the manifest could be loaded (missing: {})",
+                    manifest.frames.len(),
+                    missing.join(", ")
+                )
+            }));
+        }
+        let t = Instant::now();
+        let bodies: Vec<Vec<u8>> = loaded.iter().map(|f| f.jpeg.clone()).collect();
+        let k = self.settings.frames_per_order.max(1);
+        let selected = match self.detector.clone() {
+            None => crate::select::select_frames(&bodies, k),
+            // Model inference is CPU-bound: keep it off the async workers.
+            Some(d) => tokio::task::spawn_blocking(move || {
+                crate::select::select_frames_with(&bodies, k, Some(&d))
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(crate::select::SelectError::Failed(format!(
+                    "selection task failed: {e}"
+                )))
+            }),
+        };
+        timings.select = ms(t.elapsed());
+        let idx = match selected {
+            Err(e) => return Ok(Outcome::SelectionFailed(e.to_string())),
+            Ok(idx) => idx,
+        };
+        let frames: Vec<Frame> = idx.iter().map(|i| loaded[*i].clone()).collect();
+        let selected: Vec<String> = frames.iter().map(|f| f.key.clone()).collect();
+        let t = Instant::now();
+        let detected = self.recognizer.recognize(&frames).await;
+        *recognition_s = Some(t.elapsed().as_secs_f64());
+        timings.recognize = ms(t.elapsed());
+        Ok(match detected {
+            Err(e) => Outcome::RecognitionFailed {
+                selected,
+                error: e.to_string(),
+            },
+            Ok(detected) => Outcome::Recognized { selected, detected },
+        })
+    }
+
+    /// The frames the manifest names, in manifest order; missing ones by key.
+    async fn load_frames(&self, m: &Manifest) -> Result<(Vec<Frame>, Vec<String>), StoreError> {
+        let mut set = JoinSet::new();
+        let sem = Arc::new(Semaphore::new(8));
+        for (i, f) in m.frames.iter().enumerate() {
+            let store = self.store.clone();
+            let bucket = self.settings.layout.bucket.clone();
+            let key = f.key.clone();
+            let sem = sem.clone();
+            set.spawn(async move {
+                let _p = sem.acquire_owned().await;
+                (i, key.clone(), store.get(&bucket, &key).await)
+            });
+        }
+        let mut got: Vec<(usize, Frame)> = vec![];
+        let mut missing = vec![];
+        while let Some(j) = set.join_next().await {
+            let (i, key, res) = j.map_err(|e| StoreError(format!("frame task: {e}")))?;
+            match res? {
+                Some(o) => got.push((i, Frame { key, jpeg: o.body })),
+                None => missing.push(key),
+            }
+        }
+        got.sort_by_key(|(i, _)| *i);
+        missing.sort();
+        Ok((got.into_iter().map(|(_, f)| f).collect(), missing))
+    }
+}

@@ -1,0 +1,141 @@
+//! `oa-s3-server`: the S3 endpoint of `oa_s3server` as a process, for demos, benchmarks and
+//! shell tests.
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use oa_s3server::{Options, S3Server};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+/// Serves DIR over the S3 protocol (each bucket is a directory), requiring SigV4 requests
+/// signed with one key pair.
+///
+/// Prints `listening on http://ADDR:PORT` on stdout once ready; on SIGINT or SIGTERM stops
+/// accepting, lets the requests in flight finish and exits.
+#[derive(Parser)]
+#[command(version, after_help = CREDENTIALS)]
+struct Args {
+    /// Directory holding the buckets (created if missing)
+    #[arg(long, value_name = "DIR")]
+    root: PathBuf,
+    /// Address to listen on; port 0 picks a free port
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    addr: SocketAddr,
+    /// Create this bucket at start (repeatable)
+    #[arg(long = "bucket", value_name = "NAME")]
+    buckets: Vec<String>,
+    /// Access key requests must be signed with [default: $AWS_ACCESS_KEY_ID]
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "OA_S3_ACCESS_KEY",
+        hide_env_values = true
+    )]
+    access_key: Option<String>,
+    /// Log lines on stderr as text or JSON; RUST_LOG sets the levels [default level: info]
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// The secret has no flag: a command line is visible to every user in `ps`.
+const CREDENTIALS: &str = "\
+The secret key comes from the environment only: OA_S3_SECRET_KEY, else
+AWS_SECRET_ACCESS_KEY. With the AWS variables set, AWS clients on this machine sign with
+the same key pair the server checks.";
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+/// The first of `names` set to a non-empty value.
+fn from_env(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+fn key_pair(args: &Args) -> Result<(String, String), &'static str> {
+    let access_key = args
+        .access_key
+        .clone()
+        .filter(|k| !k.is_empty())
+        .or_else(|| from_env(&["AWS_ACCESS_KEY_ID"]))
+        .ok_or("no access key: set --access-key, OA_S3_ACCESS_KEY or AWS_ACCESS_KEY_ID")?;
+    let secret_key = from_env(&["OA_S3_SECRET_KEY", "AWS_SECRET_ACCESS_KEY"])
+        .ok_or("no secret key: set OA_S3_SECRET_KEY or AWS_SECRET_ACCESS_KEY")?;
+    Ok((access_key, secret_key))
+}
+
+async fn run(args: Args, (access_key, secret_key): (String, String)) -> Result<(), String> {
+    let mut term = signal(SignalKind::terminate()).map_err(|e| e.to_string())?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| e.to_string())?;
+    let server = S3Server::start(Options {
+        addr: args.addr,
+        buckets: args.buckets,
+        ..Options::new(&args.root, access_key, secret_key)
+    })
+    .await
+    .map_err(|e| format!("cannot serve {} on {}: {e}", args.root.display(), args.addr))?;
+
+    // Scripts wait for this exact line, so it goes to stdout whatever the log settings.
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "listening on {}", server.endpoint())
+        .and_then(|()| stdout.flush())
+        .map_err(|e| e.to_string())?;
+    drop(stdout);
+    let sig = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!("{sig} received: stopping");
+    server.shutdown().await;
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_logging(args.log_format);
+    let keys = match key_pair(&args) {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args, keys)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! `station-sim`: serves the stations of a scenario as RTSP cameras and writes the ground
+//! truth.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use station_sim::{AtEnd, Plan, Scenario, Simulator};
+use tracing_subscriber::EnvFilter;
+
+/// Simulated packing stations: renders the orders of a scenario (TOML, see
+/// station-sim/scenarios/README.md) as H.264 RTSP cameras on 127.0.0.1, one mount per
+/// station, and writes what the system should find.
+#[derive(Parser)]
+#[command(
+    version,
+    after_help = "Exit codes: 0 success, 1 runtime failure, 2 invalid usage or scenario."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+    /// Log lines on stderr as text or JSON; RUST_LOG sets the levels [default level: info]
+    #[arg(long, global = true, value_name = "FORMAT", default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Write the files, then serve the stations until every stream has ended
+    ///
+    /// Writes DIR/orders.json, DIR/inventory.json, DIR/ground_truth.json, prints one line
+    /// `station ID URL` per station and a line starting `serving`, serves until every
+    /// stream has ended (the scenario of a station starts when its first client
+    /// connects), then exits 0.
+    Serve {
+        #[command(flatten)]
+        files: Files,
+        /// RTSP port; 0 picks a free one
+        #[arg(long, value_name = "N", default_value_t = 8554)]
+        port: u16,
+        /// Start each scenario over instead of ending (runs until killed)
+        #[arg(long = "loop", conflicts_with = "hold")]
+        repeat: bool,
+        /// Show the empty table after the scenario instead of ending (until killed)
+        #[arg(long)]
+        hold: bool,
+    },
+    /// Only write orders.json, inventory.json and ground_truth.json
+    Plan {
+        #[command(flatten)]
+        files: Files,
+    },
+    /// Run the scenario end to end and score it against the ground truth
+    ///
+    /// Runs on real parts (an S3 server on 127.0.0.1, these RTSP stations, the
+    /// orchestrator binary next to this one with the labels recogniser) and prints order
+    /// segmentation precision and recall (found, split, merged, missed), frame attribution
+    /// accuracy, validation accuracy and latency percentiles from order end to result.
+    Evaluate {
+        /// Scenario file
+        #[arg(long, value_name = "FILE")]
+        scenario: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct Files {
+    /// Scenario file
+    #[arg(long, value_name = "FILE")]
+    scenario: PathBuf,
+    /// Folder for orders.json, inventory.json, ground_truth.json
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().init(),
+    }
+}
+
+/// Why the program stops early: (exit code, message).
+type Failure = (u8, String);
+
+fn load(scenario: &Path) -> Result<Plan, Failure> {
+    Scenario::load(scenario)
+        .and_then(Plan::new)
+        .map_err(|e| (2, e))
+}
+
+fn evaluate(scenario: &Path) -> Result<(), Failure> {
+    load(scenario)?;
+    let orchestrator = station_sim::run::release_dir().join("orchestrator");
+    if !orchestrator.is_file() {
+        let missing = orchestrator.display();
+        return Err((
+            1,
+            format!("{missing} is missing: run `cargo build --release`"),
+        ));
+    }
+    let out = station_sim::run::run(scenario, "evaluate");
+    println!("{}", out.table());
+    println!("{}", out.evaluate());
+    println!("ran in {:.0} s", out.seconds);
+    Ok(())
+}
+
+fn write_files(files: &Files) -> Result<Plan, Failure> {
+    let plan = load(&files.scenario)?;
+    plan.write_files(&files.out)
+        .map_err(|e| (1, format!("cannot write into {}: {e}", files.out.display())))?;
+    Ok(plan)
+}
+
+fn serve(plan: &Plan, port: u16, at_end: AtEnd) -> Result<(), Failure> {
+    let sim = Simulator::serve(plan, port, at_end).map_err(|e| (1, e))?;
+    // scripts/demo.sh reads these lines from stdout and waits for `^serving`.
+    for (id, url) in sim.urls() {
+        println!("station {id} {url}");
+    }
+    let longest = plan
+        .stations
+        .iter()
+        .map(|s| s.duration_s)
+        .fold(0.0, f64::max);
+    println!("serving; each scenario lasts up to {longest:.0} s from its first client");
+    while !sim.all_ended() || at_end != AtEnd::Eos {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Let the clients receive the end of the streams.
+    std::thread::sleep(Duration::from_secs(2));
+    println!("scenario ended");
+    Ok(())
+}
+
+fn run(command: Cmd) -> Result<(), Failure> {
+    match command {
+        Cmd::Evaluate { scenario } => evaluate(&scenario),
+        Cmd::Plan { files } => {
+            write_files(&files)?;
+            println!(
+                "wrote orders.json, inventory.json, ground_truth.json into {}",
+                files.out.display()
+            );
+            Ok(())
+        }
+        Cmd::Serve {
+            files,
+            port,
+            repeat,
+            hold,
+        } => {
+            let at_end = match (repeat, hold) {
+                (true, _) => AtEnd::Loop,
+                (_, true) => AtEnd::Hold,
+                _ => AtEnd::Eos,
+            };
+            serve(&write_files(&files)?, port, at_end)
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli.command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, e)) => {
+            tracing::error!("{e}");
+            ExitCode::from(code)
+        }
+    }
+}

@@ -1,0 +1,666 @@
+//! Runs a scenario end to end on real parts and scores it against the ground truth: the S3
+//! server (`oa_s3server`, in process), the simulated stations over loopback RTSP (in
+//! process), and the `orchestrator` binary with the `labels` recogniser, which starts one
+//! `gst-launch-1.0` pipeline per station from `pipelines/rtsp-camera.pipeline`.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::{AtEnd, GroundTruth, Plan, Scenario, Simulator};
+use oa_s3server::{Options, S3Server};
+
+const ACCESS_KEY: &str = "sim-access";
+const SECRET_KEY: &str = "sim-secret-key-0123456789";
+const BUCKET: &str = "frames";
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A shipped scenario file, e.g. `scenario_path("demo.toml")`.
+pub fn scenario_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
+}
+
+/// The folder holding `orchestrator` and `libgstorderaccuracy.so`: next to this program
+/// (or its parent, for test programs in `deps/`), else `target/release` of the checkout.
+pub fn release_dir() -> PathBuf {
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        for d in [Some(dir), dir.parent()].into_iter().flatten() {
+            if d.join("orchestrator").is_file() && d.join("libgstorderaccuracy.so").is_file() {
+                return d.to_path_buf();
+            }
+        }
+    }
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
+        .join("release")
+}
+
+/// SIGINT, as Ctrl-C would send: the child shuts down gracefully (gst-launch `-e` ends its
+/// orders, the orchestrator drains).
+pub fn interrupt(child: &Child) {
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    // A child that already exited has nothing left to stop.
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT);
+}
+
+/// A temporary folder removed on drop (kept when `OA_KEEP_TEST_DIRS` is set).
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> TempDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        let dir = std::env::temp_dir().join(format!("oa-sim-{tag}-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::env::var_os("OA_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+struct Orchestrator {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Orchestrator {
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+    fn log_tail(&self) -> String {
+        let text = self.log_text();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(60)..].join("\n")
+    }
+}
+
+impl Drop for Orchestrator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What one end-to-end run produced.
+pub struct Outcome {
+    pub truth: GroundTruth,
+    /// `results/{station}/{order}.json`, by (station, order).
+    pub results: BTreeMap<(String, String), serde_json::Value>,
+    /// `(station, order)` of every `__EOS__` marker in the bucket.
+    pub markers: Vec<(String, String)>,
+    /// Capture times (Unix ms) of the frames each manifest names, by (station, order).
+    pub frames: BTreeMap<(String, String), Vec<u64>>,
+    /// When each result object was written (Unix ms, from the stored file).
+    pub result_times: BTreeMap<(String, String), u64>,
+    /// Per station, the wall-clock time (Unix ms) of second 0 of its scenario.
+    pub stream_starts: BTreeMap<String, u64>,
+    pub seconds: f64,
+    pub log_tail: String,
+}
+
+fn read_results(bucket_dir: &Path) -> BTreeMap<(String, String), serde_json::Value> {
+    let mut out = BTreeMap::new();
+    let Ok(stations) = std::fs::read_dir(bucket_dir.join("results")) else {
+        return out;
+    };
+    for st in stations.flatten() {
+        let station = st.file_name().to_string_lossy().into_owned();
+        if station.starts_with('.') {
+            continue;
+        }
+        for f in std::fs::read_dir(st.path()).into_iter().flatten().flatten() {
+            let name = f.file_name().to_string_lossy().into_owned();
+            let Some(order) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if let Ok(body) = std::fs::read(f.path())
+                && let Ok(v) = serde_json::from_slice(&body)
+            {
+                out.insert((station.clone(), order.to_string()), v);
+            }
+        }
+    }
+    out
+}
+
+fn result_times(bucket_dir: &Path) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for key in read_results(bucket_dir).into_keys() {
+        let path = bucket_dir
+            .join("results")
+            .join(&key.0)
+            .join(format!("{}.json", key.1));
+        if let Ok(t) = std::fs::metadata(&path).and_then(|m| m.modified())
+            && let Ok(d) = t.duration_since(std::time::UNIX_EPOCH)
+        {
+            out.insert(key, d.as_millis() as u64);
+        }
+    }
+    out
+}
+
+fn read_frames(
+    bucket_dir: &Path,
+    markers: &[(String, String)],
+) -> BTreeMap<(String, String), Vec<u64>> {
+    let mut out = BTreeMap::new();
+    for (st, o) in markers {
+        let path = bucket_dir.join(st).join(o).join("__EOS__");
+        let Ok(body) = std::fs::read(&path) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            continue;
+        };
+        let times = v["frames"]
+            .as_array()
+            .map(|a| a.iter().filter_map(|f| f["unix_ms"].as_u64()).collect())
+            .unwrap_or_default();
+        out.insert((st.clone(), o.clone()), times);
+    }
+    out
+}
+
+fn read_markers(bucket_dir: &Path) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for st in std::fs::read_dir(bucket_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let station = st.file_name().to_string_lossy().into_owned();
+        if station.starts_with('.') || station == "results" || station == "claims" {
+            continue;
+        }
+        for o in std::fs::read_dir(st.path()).into_iter().flatten().flatten() {
+            if o.path().join("__EOS__").exists() {
+                out.push((
+                    station.clone(),
+                    o.file_name().to_string_lossy().into_owned(),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Runs the scenario file end to end; returns once every expected order has a result (or
+/// the time is up) and the orchestrator has stopped. Panics, with the reason, when a part
+/// is missing or fails.
+pub fn run(scenario: &Path, tag: &str) -> Outcome {
+    let orchestrator_bin = release_dir().join("orchestrator");
+    assert!(
+        orchestrator_bin.exists(),
+        "{} is missing: build it first with `cargo build --release` (scripts/test.sh does)",
+        orchestrator_bin.display()
+    );
+    assert!(
+        release_dir().join("libgstorderaccuracy.so").exists(),
+        "{} has no libgstorderaccuracy.so: run `cargo build --release`",
+        release_dir().display()
+    );
+    let started = Instant::now();
+    let dir = TempDir::new(tag);
+    let plan = Plan::new(Scenario::load(scenario).unwrap()).unwrap();
+    plan.write_files(&dir.0).unwrap();
+    let truth = plan.ground_truth();
+
+    // The S3 server runs on this runtime; declared first, so it outlives the server.
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = rt
+        .block_on(S3Server::start(Options {
+            buckets: vec![BUCKET.into()],
+            ..Options::new(dir.0.join("s3"), ACCESS_KEY, SECRET_KEY)
+        }))
+        .unwrap();
+    let bucket_dir = dir.0.join("s3").join(BUCKET);
+    // Hold: a pipeline the orchestrator restarts sees an empty table, not a replay.
+    let sim = Simulator::serve(&plan, 0, AtEnd::Hold).unwrap();
+
+    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut toml = format!(
+        r#"orders_file = "orders.json"
+inventory_file = "inventory.json"
+
+[storage]
+endpoint = "{endpoint}"
+bucket = "{BUCKET}"
+force_path_style = true
+
+[recognition]
+backend = "labels"
+
+[http]
+bind = "127.0.0.1:{http_port}"
+
+[supervision]
+pipelines_dir = "{pipelines}"
+plugin_path = "{plugins}"
+backoff_s = [1, 2]
+shutdown_grace_s = 10
+
+[processing]
+poll_interval_ms = 200
+frames_per_order = 4
+"#,
+        endpoint = s3.endpoint(),
+        pipelines = repo_root().join("pipelines").display(),
+        plugins = release_dir().display(),
+    );
+    for (id, url) in sim.urls() {
+        toml.push_str(&format!(
+            "\n[[stations]]\nid = \"{id}\"\nsource = \"{url}\"\nidle_timeout_ms = 3000\n"
+        ));
+    }
+    let cfg = dir.0.join("orchestrator.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let log = dir.0.join("orchestrator.log");
+    let out = std::fs::File::create(&log).unwrap();
+    let child = Command::new(&orchestrator_bin)
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(out.try_clone().unwrap())
+        .stderr(out)
+        .spawn()
+        .unwrap();
+    let mut orch = Orchestrator { child, log };
+
+    let expected = truth.orders.len();
+    let longest = truth.durations_s.values().cloned().fold(0.0, f64::max);
+    let deadline = Instant::now() + Duration::from_secs_f64(longest + 120.0);
+    loop {
+        if let Some(status) = orch.child.try_wait().unwrap() {
+            panic!(
+                "orchestrator exited early ({status}); log:\n{}",
+                orch.log_text()
+            );
+        }
+        let done = read_results(&bucket_dir).len();
+        if done >= expected {
+            break;
+        }
+        if Instant::now() > deadline {
+            tracing::warn!("time is up with {done} of {expected} results");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Anything that was still on its way (a split or a duplicate) gets its chance to show.
+    std::thread::sleep(Duration::from_secs(4));
+    interrupt(&orch.child);
+    let stop_deadline = Instant::now() + Duration::from_secs(30);
+    while orch.child.try_wait().unwrap().is_none() && Instant::now() < stop_deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "orchestrator log tail:\n{}",
+        orch.log_tail()
+    );
+    let stream_starts = plan
+        .stations
+        .iter()
+        .zip(sim.stream_starts())
+        .filter_map(|(st, t)| Some((st.station_id.clone(), t?)))
+        .collect();
+    drop(sim);
+    let markers = read_markers(&bucket_dir);
+    Outcome {
+        truth,
+        results: read_results(&bucket_dir),
+        frames: read_frames(&bucket_dir, &markers),
+        result_times: result_times(&bucket_dir),
+        stream_starts,
+        markers,
+        seconds: started.elapsed().as_secs_f64(),
+        log_tail: orch.log_tail(),
+    }
+}
+
+/// `name x quantity` pairs, sorted, for comparing item lists.
+pub fn items(v: &serde_json::Value) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|i| {
+                    (
+                        i["name"].as_str().unwrap_or("").to_string(),
+                        i["quantity"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+impl Outcome {
+    /// One line per expected order and per unexpected result.
+    pub fn table(&self) -> String {
+        let mut s = String::new();
+        for e in &self.truth.orders {
+            let got = self
+                .results
+                .get(&(e.station_id.clone(), e.order_id.clone()));
+            s.push_str(&format!(
+                "{}/{}: expected {}, got {}\n",
+                e.station_id,
+                e.order_id,
+                e.status,
+                got.map_or("nothing".to_string(), |r| format!(
+                    "{} detected={:?} missing={:?} extra={:?} qty={}",
+                    r["status"].as_str().unwrap_or("?"),
+                    items(&r["detected"]),
+                    items(&r["missing"]),
+                    items(&r["extra"]),
+                    r["quantity_mismatch"]
+                ))
+            ));
+        }
+        for (st, o) in self.results.keys() {
+            if !self
+                .truth
+                .orders
+                .iter()
+                .any(|e| &e.station_id == st && &e.order_id == o)
+            {
+                s.push_str(&format!("{st}/{o}: NOT IN THE SCENARIO\n"));
+            }
+        }
+        s
+    }
+
+    /// Every order found once, no other order, and every marker processed.
+    pub fn assert_segmentation(&self) {
+        let table = self.table();
+        let found: Vec<(String, String)> = self.results.keys().cloned().collect();
+        let mut want: Vec<(String, String)> = self
+            .truth
+            .orders
+            .iter()
+            .map(|e| (e.station_id.clone(), e.order_id.clone()))
+            .collect();
+        want.sort();
+        assert_eq!(
+            found, want,
+            "orders found differ from the scenario:\n{table}\n{}",
+            self.log_tail
+        );
+        for m in &self.markers {
+            assert!(
+                self.results.contains_key(m),
+                "{}/{} has a marker but no result (left unprocessed)\n{table}",
+                m.0,
+                m.1
+            );
+        }
+        let strays: Vec<_> = self.markers.iter().filter(|m| !want.contains(m)).collect();
+        assert!(strays.is_empty(), "orders not in the scenario: {strays:?}");
+    }
+}
+
+/// Scores of one run against the ground truth.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Evaluation {
+    pub orders_expected: usize,
+    /// Orders stored (one `__EOS__` marker each).
+    pub orders_stored: usize,
+    /// Expected orders with a marker of their own.
+    pub found: usize,
+    /// Expected orders without one.
+    pub missed: usize,
+    /// Stored orders that are not in the scenario (misread IDs, pieces of a split order).
+    pub spurious: usize,
+    /// Expected orders whose time also holds frames of a spurious order.
+    pub split: usize,
+    /// Expected orders without a marker whose frames went to another order.
+    pub merged: usize,
+    pub precision: f64,
+    pub recall: f64,
+    /// Stored frames tagged with the order whose segment (from its slip's appearance,
+    /// less one second, to the next slip's) holds their capture time.
+    pub frames_total: usize,
+    pub frames_correct: usize,
+    /// Expected orders whose result has the expected status and differences.
+    pub validation_correct: usize,
+    /// From the end of an order (its slip leaving) to its result, in ms, sorted.
+    pub latencies_ms: Vec<u64>,
+}
+
+fn pct(part: usize, whole: usize) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+/// The `p`-th percentile (0..=100, nearest rank) of sorted values.
+pub fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    Some(sorted[rank.min(sorted.len()) - 1])
+}
+
+fn sorted_items(v: &[crate::ItemQty]) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = v
+        .iter()
+        .map(|i| (i.name.clone(), u64::from(i.quantity)))
+        .collect();
+    out.sort();
+    out
+}
+
+fn sorted_mismatches(v: &serde_json::Value) -> Vec<(String, u64, u64)> {
+    let mut out: Vec<(String, u64, u64)> = v
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|q| {
+                    (
+                        q["name"].as_str().unwrap_or("").to_string(),
+                        q["expected"].as_u64().unwrap_or(0),
+                        q["detected"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+impl Outcome {
+    /// Whether the result of an expected order has its expected status and differences.
+    pub fn result_matches(&self, e: &crate::ExpectedOrder) -> Result<(), String> {
+        let Some(r) = self
+            .results
+            .get(&(e.station_id.clone(), e.order_id.clone()))
+        else {
+            return Err("no result".into());
+        };
+        if r["status"] != e.status.as_str() {
+            return Err(format!("status {} instead of {}", r["status"], e.status));
+        }
+        if e.status == "unknown-order" {
+            return Ok(());
+        }
+        if items(&r["missing"]) != sorted_items(&e.missing) {
+            return Err(format!("missing {:?}", items(&r["missing"])));
+        }
+        if items(&r["extra"]) != sorted_items(&e.extra) {
+            return Err(format!("extra {:?}", items(&r["extra"])));
+        }
+        let mut want: Vec<(String, u64, u64)> = e
+            .quantity_mismatch
+            .iter()
+            .map(|q| (q.name.clone(), u64::from(q.expected), u64::from(q.detected)))
+            .collect();
+        want.sort();
+        let got = sorted_mismatches(&r["quantity_mismatch"]);
+        if got != want {
+            return Err(format!("quantity mismatches {got:?}"));
+        }
+        Ok(())
+    }
+
+    /// Which expected order's segment holds second `t` of a station's stream.
+    fn segment_at(&self, station: &str, t: f64) -> Option<&str> {
+        let orders: Vec<&crate::ExpectedOrder> = self
+            .truth
+            .orders
+            .iter()
+            .filter(|o| o.station_id == station)
+            .collect();
+        orders
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, o)| t >= o.start_s - 1.0)
+            .map(|(_, o)| o.order_id.as_str())
+    }
+
+    pub fn evaluate(&self) -> Evaluation {
+        let mut ev = Evaluation {
+            orders_expected: self.truth.orders.len(),
+            orders_stored: self.markers.len(),
+            ..Evaluation::default()
+        };
+        let expected = |st: &str, o: &str| {
+            self.truth
+                .orders
+                .iter()
+                .any(|e| e.station_id == st && e.order_id == o)
+        };
+        // Frame attribution, and which segments the spurious orders' frames fall into.
+        let mut spurious_in: Vec<(String, String)> = Vec::new();
+        let mut foreign_in: Vec<(String, String)> = Vec::new();
+        for ((st, o), times) in &self.frames {
+            let Some(start) = self.stream_starts.get(st) else {
+                continue;
+            };
+            for &ms in times {
+                let t = (ms as f64 - *start as f64) / 1000.0;
+                let seg = self.segment_at(st, t);
+                ev.frames_total += 1;
+                if seg == Some(o.as_str()) {
+                    ev.frames_correct += 1;
+                } else if let Some(seg) = seg {
+                    let key = (st.clone(), seg.to_string());
+                    if !expected(st, o) {
+                        spurious_in.push(key);
+                    } else {
+                        foreign_in.push(key);
+                    }
+                }
+            }
+        }
+        for e in &self.truth.orders {
+            let key = (e.station_id.clone(), e.order_id.clone());
+            if self.markers.contains(&key) {
+                ev.found += 1;
+                if spurious_in.contains(&key) {
+                    ev.split += 1;
+                }
+            } else {
+                ev.missed += 1;
+                if foreign_in.contains(&key) || spurious_in.contains(&key) {
+                    ev.merged += 1;
+                }
+            }
+            if self.result_matches(e).is_ok() {
+                ev.validation_correct += 1;
+            }
+            if let (Some(done), Some(start)) = (
+                self.result_times.get(&key),
+                self.stream_starts.get(&e.station_id),
+            ) {
+                let end = *start + (e.end_s * 1000.0) as u64;
+                ev.latencies_ms.push(done.saturating_sub(end));
+            }
+        }
+        ev.spurious = self
+            .markers
+            .iter()
+            .filter(|(st, o)| !expected(st, o))
+            .count();
+        ev.precision = pct(ev.found, ev.orders_stored);
+        ev.recall = pct(ev.found, ev.orders_expected);
+        ev.latencies_ms.sort_unstable();
+        ev
+    }
+}
+
+impl std::fmt::Display for Evaluation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "segmentation: {} expected, {} stored, {} found, {} missed, {} split, {} merged, \
+             {} spurious; precision {:.3}, recall {:.3}",
+            self.orders_expected,
+            self.orders_stored,
+            self.found,
+            self.missed,
+            self.split,
+            self.merged,
+            self.spurious,
+            self.precision,
+            self.recall
+        )?;
+        writeln!(
+            f,
+            "frame attribution: {} of {} frames in their order's segment ({:.3})",
+            self.frames_correct,
+            self.frames_total,
+            pct(self.frames_correct, self.frames_total)
+        )?;
+        writeln!(
+            f,
+            "validation: {} of {} orders with the expected status and differences ({:.3})",
+            self.validation_correct,
+            self.orders_expected,
+            pct(self.validation_correct, self.orders_expected)
+        )?;
+        let p = |q| percentile(&self.latencies_ms, q).map_or("-".into(), |v| format!("{v} ms"));
+        write!(
+            f,
+            "latency from order end to result: p50 {}, p90 {}, p99 {}, max {} ({} orders)",
+            p(50.0),
+            p(90.0),
+            p(99.0),
+            p(100.0),
+            self.latencies_ms.len()
+        )
+    }
+}
