@@ -237,6 +237,8 @@ fn settings(poll: Duration) -> Settings {
         claim_ttl: Duration::from_secs(600),
         list_page_size: 1000,
         owner: "bench".into(),
+        recognition_retry: Duration::ZERO,
+        retry_delay: Duration::from_millis(100),
     }
 }
 

@@ -17,7 +17,7 @@
 //! [`Detector::detect`] holds a mutex for the duration of one inference; one `Detector`
 //! can be shared between tasks behind an `Arc`.
 
-use crate::select::Decoded;
+use crate::jpeg::Decoded;
 use ort::session::Session;
 use ort::value::TensorRef;
 use std::path::{Path, PathBuf};
@@ -47,16 +47,23 @@ pub struct DetectorConfig {
     pub input_size: u32,
 }
 
+/// Detections scoring less are ignored, unless `selection.min_confidence` says otherwise.
+pub const DEFAULT_MIN_CONFIDENCE: f32 = 0.25;
+/// Share of a frame the drop classes may cover before the frame is not selected.
+pub const DEFAULT_DOMINATE_FRACTION: f32 = 0.4;
+/// The square input of a YOLO export at its usual size.
+pub const DEFAULT_INPUT_SIZE: u32 = 640;
+
 impl DetectorConfig {
-    /// A configuration with the default thresholds (0.25, 0.4, 640).
+    /// A configuration with the default thresholds.
     pub fn new(model: impl Into<PathBuf>, classes: Vec<String>, drop_classes: Vec<String>) -> Self {
         DetectorConfig {
             model: model.into(),
             classes,
             drop_classes,
-            min_confidence: 0.25,
-            dominate_fraction: 0.4,
-            input_size: 640,
+            min_confidence: DEFAULT_MIN_CONFIDENCE,
+            dominate_fraction: DEFAULT_DOMINATE_FRACTION,
+            input_size: DEFAULT_INPUT_SIZE,
         }
     }
 }
@@ -151,7 +158,7 @@ impl Detector {
         self.drop.get(c).copied().unwrap_or(false)
     }
 
-    /// Objects in a packed B, G, R image (see [`crate::select::decode_bgr`]).
+    /// Objects in a packed B, G, R image (see [`crate::jpeg::decode_bgr`]).
     pub fn detect(&self, img: &Decoded) -> Result<Vec<Detection>, String> {
         if img.width == 0 || img.height == 0 || img.data.len() < img.width * img.height * 3 {
             return Err(format!(

@@ -8,6 +8,7 @@ pub mod config;
 pub mod consume;
 pub mod detector;
 pub mod http;
+pub mod jpeg;
 pub mod logging;
 pub mod metrics;
 pub mod orders;

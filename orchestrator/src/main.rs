@@ -213,6 +213,8 @@ fn consumer_settings(c: &Config) -> consume::Settings {
         claim_ttl: Duration::from_secs(c.processing.claim_ttl_s),
         list_page_size: 1000,
         owner: consume::default_owner(),
+        recognition_retry: Duration::from_secs(c.processing.recognition_retry_s),
+        retry_delay: Duration::from_secs(2),
     }
 }
 

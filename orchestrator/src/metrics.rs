@@ -6,14 +6,15 @@ use std::fmt::Write as _;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder, text,
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, EncodeMetric, LabelValueEncoder,
+    MetricEncoder, text,
 };
-use prometheus_client::metrics::TypedMetric;
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::{MetricType, TypedMetric};
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::status::{State, StationStatus};
 
@@ -73,6 +74,24 @@ struct KindLabel {
     kind: Value,
 }
 
+/// Any registered family, so that one table lists them all.
+#[derive(Debug)]
+struct Registered(Box<dyn Metric>);
+
+impl EncodeMetric for Registered {
+    fn encode(&self, out: MetricEncoder) -> std::fmt::Result {
+        self.0.encode(out)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        self.0.metric_type()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
 type Latency = Family<StationLabel, Histogram, fn() -> Histogram>;
 
 fn latency() -> Latency {
@@ -130,52 +149,56 @@ impl Metrics {
         };
         // The registry adds the closing period to each help text, and `_total` to each
         // counter's name.
-        let r = &mut m.registry;
-        r.register(
-            "oa_orders",
-            "Orders processed, by station and result status",
-            m.orders.clone(),
-        );
-        r.register(
-            "oa_order_latency_seconds",
-            "Time from the order's __EOS__ marker being stored to its result being stored",
-            m.order_latency.clone(),
-        );
-        r.register(
-            "oa_order_queue_seconds",
-            "Time from the order's __EOS__ marker being stored to processing starting",
-            m.queue_latency.clone(),
-        );
-        r.register(
-            "oa_recognition_seconds",
-            "Time spent in the recognition backend per order",
-            m.recognition_latency.clone(),
-        );
-        r.register(
-            "oa_frames_uploaded",
-            "Frames stored by the station pipelines, from the manifests of processed orders",
-            m.frames_uploaded.clone(),
-        );
-        r.register(
-            "oa_orders_by_pipeline_instance",
-            "Orders processed, by the pipeline instance that stored them",
-            m.orders_by_instance.clone(),
-        );
-        r.register(
-            "oa_markers_discovered",
-            "New __EOS__ markers discovered",
-            m.markers_seen.clone(),
-        );
-        r.register(
-            "oa_list_requests",
-            "ListObjectsV2 requests made for marker discovery",
-            m.list_requests.clone(),
-        );
-        r.register(
-            "oa_errors",
-            "Storage and processing errors, by kind",
-            m.errors.clone(),
-        );
+        let families: [(&str, &str, Box<dyn Metric>); 9] = [
+            (
+                "oa_orders",
+                "Orders processed, by station and result status",
+                Box::new(m.orders.clone()),
+            ),
+            (
+                "oa_order_latency_seconds",
+                "Time from the order's __EOS__ marker being stored to its result being stored",
+                Box::new(m.order_latency.clone()),
+            ),
+            (
+                "oa_order_queue_seconds",
+                "Time from the order's __EOS__ marker being stored to processing starting",
+                Box::new(m.queue_latency.clone()),
+            ),
+            (
+                "oa_recognition_seconds",
+                "Time spent in the recognition backend per order",
+                Box::new(m.recognition_latency.clone()),
+            ),
+            (
+                "oa_frames_uploaded",
+                "Frames stored by the station pipelines, from the manifests of processed orders",
+                Box::new(m.frames_uploaded.clone()),
+            ),
+            (
+                "oa_orders_by_pipeline_instance",
+                "Orders processed, by the pipeline instance that stored them",
+                Box::new(m.orders_by_instance.clone()),
+            ),
+            (
+                "oa_markers_discovered",
+                "New __EOS__ markers discovered",
+                Box::new(m.markers_seen.clone()),
+            ),
+            (
+                "oa_list_requests",
+                "ListObjectsV2 requests made for marker discovery",
+                Box::new(m.list_requests.clone()),
+            ),
+            (
+                "oa_errors",
+                "Storage and processing errors, by kind",
+                Box::new(m.errors.clone()),
+            ),
+        ];
+        for (name, help, metric) in families {
+            m.registry.register(name, help, Registered(metric));
+        }
         m
     }
 

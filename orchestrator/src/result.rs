@@ -67,7 +67,15 @@ pub struct OrderResult {
     /// `last_unix_ms` of that manifest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_last_unix_ms: Option<u64>,
+    /// Recognition attempts this result took: more than 1 when failures that could pass
+    /// (VLM down, timeouts, 429/5xx) were retried; 0 in results written before retries.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub recognition_attempts: u32,
     /// When the store says that marker was written (its LastModified), in Unix ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marker_last_modified_ms: Option<i64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

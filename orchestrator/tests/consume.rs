@@ -201,6 +201,16 @@ impl Env {
         recognizer: Arc<RecognizerDouble>,
         claim_ttl: Duration,
     ) -> Arc<Consumer> {
+        self.consumer_with(owner, recognizer, claim_ttl, Duration::from_secs(5))
+    }
+
+    fn consumer_with(
+        &self,
+        owner: &str,
+        recognizer: Arc<dyn Recognizer>,
+        claim_ttl: Duration,
+        recognition_retry: Duration,
+    ) -> Arc<Consumer> {
         Consumer::new(ConsumerDeps {
             store: self.store.clone(),
             settings: Settings {
@@ -218,6 +228,8 @@ impl Env {
                 claim_ttl,
                 list_page_size: 7,
                 owner: owner.into(),
+                recognition_retry,
+                retry_delay: Duration::from_millis(100),
             },
             recognizer,
             orders: Arc::new(
@@ -235,6 +247,131 @@ impl Env {
             detector: None,
         })
     }
+}
+
+/// Test double of a VLM server that is down: fails as a connection error does (a
+/// failure that may pass) for its first `failures` calls, then sees an apple.
+struct FlakyRecognizer {
+    failures: usize,
+    calls: AtomicUsize,
+}
+
+#[async_trait::async_trait]
+impl Recognizer for FlakyRecognizer {
+    fn name(&self) -> &str {
+        "flaky-double"
+    }
+    async fn recognize(&self, _frames: &[Frame]) -> Result<Vec<Item>, RecognizeError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(RecognizeError::transient("connection refused"));
+        }
+        Ok(vec![Item {
+            name: "apple".into(),
+            quantity: 1,
+        }])
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_status() {
+    let e = env("retry").await;
+    e.put_order("station_1", "384", &e.jpegs).await;
+    e.put_order("station_2", "1", &e.jpegs).await;
+    // Down for 3 calls, then back: the order waits, no result is written meanwhile.
+    let flaky = Arc::new(FlakyRecognizer {
+        failures: 3,
+        calls: AtomicUsize::new(0),
+    });
+    let c = e.consumer_with(
+        "host-a",
+        flaky.clone(),
+        Duration::from_secs(600),
+        Duration::from_secs(60),
+    );
+    let r = run(&c);
+    wait_until(Duration::from_secs(30), "both results", || {
+        c.processed_count() == 2
+    })
+    .await;
+    r.stop().await;
+    let results = [
+        e.result("station_1", "384").unwrap(),
+        e.result("station_2", "1").unwrap(),
+    ];
+    assert!(
+        results.iter().all(|r| r.status == OrderStatus::Validated),
+        "{results:?}"
+    );
+    let attempts: usize = results
+        .iter()
+        .map(|r| r.recognition_attempts as usize)
+        .sum();
+    assert_eq!(
+        attempts,
+        3 + 2,
+        "3 failed calls and 2 good ones, recorded per order"
+    );
+    assert_eq!(
+        flaky.calls.load(Ordering::SeqCst),
+        5,
+        "polls at 50 ms did not hammer it"
+    );
+
+    // Down for good: after the retry window, a final recognition-failed with its attempts.
+    let e = env("retry-final").await;
+    e.put_order("station_1", "384", &e.jpegs).await;
+    let down = Arc::new(FlakyRecognizer {
+        failures: usize::MAX,
+        calls: AtomicUsize::new(0),
+    });
+    let c = e.consumer_with(
+        "host-a",
+        down.clone(),
+        Duration::from_secs(600),
+        Duration::from_millis(500),
+    );
+    let r = run(&c);
+    wait_until(Duration::from_secs(30), "the final result", || {
+        c.processed_count() == 1
+    })
+    .await;
+    r.stop().await;
+    let res = e.result("station_1", "384").unwrap();
+    assert_eq!(res.status, OrderStatus::RecognitionFailed);
+    assert!(res.recognition_attempts >= 2, "{res:?}");
+    assert_eq!(
+        res.recognition_attempts as usize,
+        down.calls.load(Ordering::SeqCst)
+    );
+    assert!(res.error.unwrap().contains("connection refused"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_result_does_not_count_as_done() {
+    let e = env("corrupt-result").await;
+    e.put_order("station_1", "384", &e.jpegs).await;
+    e.store
+        .put(
+            BUCKET,
+            "results/station_1/384.json",
+            b"{not json".to_vec(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    let rec = double();
+    let c = e.consumer("host-a", rec.clone());
+    let r = run(&c);
+    wait_until(Duration::from_secs(20), "the result", || {
+        c.processed_count() == 1
+    })
+    .await;
+    r.stop().await;
+    assert_eq!(
+        e.result("station_1", "384").unwrap().status,
+        OrderStatus::Validated
+    );
+    assert_eq!(rec.calls.load(Ordering::SeqCst), 1);
 }
 
 fn double() -> Arc<RecognizerDouble> {

@@ -176,6 +176,8 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             claim_ttl: Duration::from_secs(600),
             list_page_size: 1000,
             owner: "http-test".into(),
+            recognition_retry: Duration::ZERO,
+            retry_delay: Duration::from_millis(100),
         },
         recognizer: Arc::new(RecognizerDouble),
         orders: Arc::new(Orders::from_json(r#"{"384":[{"name":"apple","quantity":2}]}"#).unwrap()),

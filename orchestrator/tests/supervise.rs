@@ -90,8 +90,9 @@ fn alive(pid: u32) -> bool {
     }
 }
 
-/// Live (non-zombie) processes whose process group is `pgid`.
-fn group_members(pgid: u32) -> Vec<u32> {
+/// Live (non-zombie) processes whose `/proc/<pid>/stat` fields after the command name
+/// (`f[0]` state, `f[1]` ppid, `f[2]` pgrp) satisfy `pick`.
+fn live_processes(pick: impl Fn(&[&str]) -> bool) -> Vec<u32> {
     let mut out = vec![];
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -104,32 +105,22 @@ fn group_members(pgid: u32) -> Vec<u32> {
             continue;
         };
         let f: Vec<&str> = rest.split_whitespace().collect();
-        // f[0] state, f[1] ppid, f[2] pgrp
-        if f.len() > 2 && f[2] == pgid.to_string() && !matches!(f[0], "Z" | "X") {
+        if f.len() > 2 && !matches!(f[0], "Z" | "X") && pick(&f) {
             out.push(pid);
         }
     }
     out
 }
 
+/// Live processes whose process group is `pgid`.
+fn group_members(pgid: u32) -> Vec<u32> {
+    let pgid = pgid.to_string();
+    live_processes(|f| f[2] == pgid)
+}
+
 fn children_of(ppid: u32) -> Vec<u32> {
-    let mut out = vec![];
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((_, rest)) = stat.rsplit_once(") ") else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.len() > 2 && f[1] == ppid.to_string() && !matches!(f[0], "Z" | "X") {
-            out.push(pid);
-        }
-    }
-    out
+    let ppid = ppid.to_string();
+    live_processes(|f| f[1] == ppid)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -269,14 +260,20 @@ fn start_orchestrator(tag: &str, stations: usize) -> Orchestrator {
         r#"{"items":[{"id":"001","name":"apple","aliases":[]}]}"#,
     )
     .unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // Supervision is what these tests are about. No order ever ends, so storage and
+    // recognition point at a closed port; the HTTP API, never called, at any free port.
     let mut toml = format!(
         r#"orders_file = "orders.json"
 inventory_file = "inventory.json"
+
+[supervision]
+pipelines_dir = "{}"
+backoff_s = [1]
+stall_timeout_s = 3600
+shutdown_grace_s = 3
+
+[http]
+bind = "127.0.0.1:0"
 
 [storage]
 endpoint = "http://127.0.0.1:9"
@@ -289,15 +286,6 @@ backend = "openai"
 [recognition.openai]
 endpoint = "http://127.0.0.1:9/v1"
 model = "test"
-
-[http]
-bind = "127.0.0.1:{port}"
-
-[supervision]
-pipelines_dir = "{}"
-backoff_s = [1]
-stall_timeout_s = 3600
-shutdown_grace_s = 3
 "#,
         dir.0.display()
     );

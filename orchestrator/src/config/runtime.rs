@@ -102,6 +102,9 @@ pub struct ProcessingConfig {
     pub claim: bool,
     /// Seconds after which another orchestrator's claim with no result is taken over.
     pub claim_ttl_s: u64,
+    /// Seconds for which recognition failures that may pass (connection refused, timeout,
+    /// 429/5xx, breaker open) are retried before a final `recognition-failed`.
+    pub recognition_retry_s: u64,
 }
 
 impl Default for ProcessingConfig {
@@ -112,6 +115,7 @@ impl Default for ProcessingConfig {
             frames_per_order: 3,
             claim: true,
             claim_ttl_s: 600,
+            recognition_retry_s: 900,
         }
     }
 }

@@ -1,7 +1,9 @@
 //! `[selection]`: the optional YOLO object detector used to pick an order's best frames.
 
 use super::{ConfigError, Resolver};
-use crate::detector::DetectorConfig;
+use crate::detector::{
+    DEFAULT_DOMINATE_FRACTION, DEFAULT_INPUT_SIZE, DEFAULT_MIN_CONFIDENCE, DetectorConfig,
+};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -29,9 +31,9 @@ impl Default for SelectionConfig {
             detector_model: None,
             classes: Vec::new(),
             drop_classes: Vec::new(),
-            min_confidence: 0.25,
-            dominate_fraction: 0.4,
-            input_size: 640,
+            min_confidence: DEFAULT_MIN_CONFIDENCE,
+            dominate_fraction: DEFAULT_DOMINATE_FRACTION,
+            input_size: DEFAULT_INPUT_SIZE,
         }
     }
 }

@@ -14,6 +14,7 @@ pub struct Header {
     pub manifest_frame_count: Option<u32>,
     pub manifest_last_unix_ms: Option<u64>,
     pub marker_last_modified_ms: Option<i64>,
+    pub recognition_attempts: u32,
 }
 
 /// How far the order got.
@@ -27,6 +28,8 @@ pub enum Outcome {
     RecognitionFailed {
         selected: Vec<String>,
         error: String,
+        /// The failure may pass: worth another attempt while the retry window lasts.
+        transient: bool,
     },
     Recognized {
         selected: Vec<String>,
@@ -60,6 +63,7 @@ pub fn evaluate(
         manifest_frame_count: header.manifest_frame_count,
         manifest_last_unix_ms: header.manifest_last_unix_ms,
         marker_last_modified_ms: header.marker_last_modified_ms,
+        recognition_attempts: header.recognition_attempts,
     };
     match outcome {
         Outcome::BadManifest(e) | Outcome::NoFrames(e) => r.error = Some(e),
@@ -67,7 +71,9 @@ pub fn evaluate(
             r.status = OrderStatus::RecognitionFailed;
             r.error = Some(format!("frame selection: {e}"));
         }
-        Outcome::RecognitionFailed { selected, error } => {
+        Outcome::RecognitionFailed {
+            selected, error, ..
+        } => {
             r.status = OrderStatus::RecognitionFailed;
             r.selected_frames = selected;
             r.error = Some(format!("recognition: {error}"));
@@ -165,6 +171,7 @@ mod tests {
             Outcome::RecognitionFailed {
                 selected: vec!["k".into()],
                 error: "timeout".into(),
+                transient: true,
             },
             Some(&expected),
             &inv,

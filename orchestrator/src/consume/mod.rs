@@ -78,6 +78,23 @@ pub struct Settings {
     pub list_page_size: i32,
     /// Name written into claims; claims with this name are ours (stable across restarts).
     pub owner: String,
+    /// How long recognition failures that may pass are retried before an order gets a
+    /// final `recognition-failed`.
+    pub recognition_retry: Duration,
+    /// First delay before an order is tried again (after a failure that may pass or a
+    /// storage error); it doubles up to [`MAX_RETRY_DELAY`].
+    pub retry_delay: Duration,
+}
+
+/// The longest wait between two attempts at one order.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// An order waiting for its next attempt.
+#[derive(Debug, Clone, Copy)]
+struct Retry {
+    attempts: u32,
+    first: Instant,
+    next: Instant,
 }
 
 /// Everything a consumer works with.
@@ -115,6 +132,8 @@ enum Processed {
     Done { marker_ms: Option<i64> },
     /// Another orchestrator holds a fresh claim on it.
     Deferred,
+    /// Recognition failed in a way that may pass: no result yet, tried again later.
+    RetryLater(String),
 }
 
 /// Called with the station ID of every new marker.
@@ -136,6 +155,9 @@ pub struct Consumer {
     /// Orders whose result is up to date, with the LastModified of their marker.
     handled: Mutex<HashMap<OrderKey, Option<i64>>>,
     in_flight: Mutex<HashSet<OrderKey>>,
+    /// Orders to try again, not before their time: discovery finds them again at every
+    /// poll, and a store or VLM that is down must not be asked at that rate.
+    retries: Mutex<HashMap<OrderKey, Retry>>,
     /// The order tasks; finished ones are reaped at every poll, the rest drained on stop.
     tasks: Mutex<JoinSet<()>>,
     cursors: Mutex<HashMap<String, Option<String>>>,
@@ -177,6 +199,7 @@ impl Consumer {
             results: Mutex::new(BTreeMap::new()),
             handled: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
+            retries: Mutex::new(HashMap::new()),
             tasks: Mutex::new(JoinSet::new()),
             cursors: Mutex::new(HashMap::new()),
             hints: Mutex::new(None),
@@ -313,6 +336,15 @@ impl Consumer {
         {
             return;
         }
+        if self
+            .retries
+            .lock()
+            .unwrap()
+            .get(&id)
+            .is_some_and(|r| Instant::now() < r.next)
+        {
+            return;
+        }
         if !self.in_flight.lock().unwrap().insert(id.clone()) {
             return;
         }
@@ -332,6 +364,7 @@ impl Consumer {
             let (station, order) = (&id.0, &id.1);
             match outcome {
                 Ok(Processed::Done { marker_ms }) => {
+                    this.retries.lock().unwrap().remove(&id);
                     this.handled.lock().unwrap().insert(id, marker_ms);
                 }
                 Ok(Processed::Deferred) => {
@@ -343,13 +376,64 @@ impl Consumer {
                         this.settings.claim_ttl.as_secs()
                     );
                 }
+                Ok(Processed::RetryLater(why)) => {
+                    let r = this.schedule_retry(&id);
+                    tracing::warn!(
+                        station,
+                        order,
+                        attempt = r.attempts,
+                        "recognition failed, tried again in {:.0} s: {why}",
+                        r.next
+                            .saturating_duration_since(Instant::now())
+                            .as_secs_f64()
+                    );
+                }
                 Err(e) => {
-                    // Not handled: the next discovery cycle retries it.
+                    // Not handled: tried again after a backoff.
                     this.metrics.error("storage");
-                    tracing::warn!(station, order, "not processed (will retry): {e}");
+                    let r = this.schedule_retry(&id);
+                    tracing::warn!(
+                        station,
+                        order,
+                        "not processed, tried again in {:.0} s: {e}",
+                        r.next
+                            .saturating_duration_since(Instant::now())
+                            .as_secs_f64()
+                    );
                 }
             }
         });
+    }
+
+    /// Records one more failed attempt at `id` and when the next may start.
+    fn schedule_retry(&self, id: &OrderKey) -> Retry {
+        let now = Instant::now();
+        let mut retries = self.retries.lock().unwrap();
+        let r = retries.entry(id.clone()).or_insert(Retry {
+            attempts: 0,
+            first: now,
+            next: now,
+        });
+        r.attempts += 1;
+        let delay = self
+            .settings
+            .retry_delay
+            .saturating_mul(1 << (r.attempts - 1).min(16))
+            .min(MAX_RETRY_DELAY);
+        r.next = now + delay;
+        *r
+    }
+
+    /// Whether a failure of recognition that may pass should wait for another attempt,
+    /// and how many attempts this one makes.
+    fn attempt_number(&self, id: &OrderKey) -> (u32, bool) {
+        match self.retries.lock().unwrap().get(id) {
+            None => (1, true),
+            Some(r) => (
+                r.attempts + 1,
+                r.first.elapsed() < self.settings.recognition_retry,
+            ),
+        }
     }
 
     /// Handles one marker; `Err` only for storage failures worth a retry.
@@ -365,20 +449,31 @@ impl Consumer {
         let result_key = layout.result_key(station, order)?;
         let id = (station.clone(), order.clone());
         let mut previous = None;
+        // A result that cannot be read is no answer: the order is processed again and the
+        // object replaced.
+        let mut result_unreadable = false;
         if let Some(existing) = self.store.get(&layout.results_bucket, &result_key).await? {
-            let Ok(r) = serde_json::from_slice::<OrderResult>(&existing.body) else {
-                return Ok(Processed::Done {
-                    marker_ms: listed_ms,
-                });
-            };
-            // A result from before revisions existed is final; so is one whose marker was
-            // listed unchanged since. The common case costs this one GET.
-            if r.revision == 0 || same_marker_version(listed_ms, r.marker_last_modified_ms) {
-                let marker_ms = listed_ms.or(r.marker_last_modified_ms);
-                self.results.lock().unwrap().insert(id, r);
-                return Ok(Processed::Done { marker_ms });
+            match serde_json::from_slice::<OrderResult>(&existing.body) {
+                Err(e) => {
+                    tracing::warn!(
+                        station,
+                        order,
+                        "result {result_key} is unreadable ({e}); processing the order again"
+                    );
+                    result_unreadable = true;
+                }
+                // A result from before revisions existed is final; so is one whose marker
+                // was listed unchanged since. The common case costs this one GET.
+                Ok(r)
+                    if r.revision == 0
+                        || same_marker_version(listed_ms, r.marker_last_modified_ms) =>
+                {
+                    let marker_ms = listed_ms.or(r.marker_last_modified_ms);
+                    self.results.lock().unwrap().insert(id, r);
+                    return Ok(Processed::Done { marker_ms });
+                }
+                Ok(r) => previous = Some(r),
             }
-            previous = Some(r);
         }
         let get_marker = async || match self.store.get(&layout.bucket, marker_key).await? {
             Some(marker) => Ok(marker),
@@ -431,6 +526,8 @@ impl Consumer {
             marker_last_modified_ms: marker_ms,
             ..Header::default()
         };
+        let (attempt, may_wait) = self.attempt_number(&id);
+        header.recognition_attempts = attempt;
         let mut instance = String::from("unknown");
         let mut frames_uploaded = 0u64;
         let mut recognition_s = None;
@@ -451,6 +548,15 @@ impl Consumer {
                     .await?
             }
         };
+        if let Outcome::RecognitionFailed {
+            error,
+            transient: true,
+            ..
+        } = &outcome
+            && may_wait
+        {
+            return Ok(Processed::RetryLater(error.clone()));
+        }
         let t = Instant::now();
         let mut result =
             evaluate::evaluate(header, outcome, self.orders.get(order), &self.inventory);
@@ -458,14 +564,36 @@ impl Consumer {
         timings.total = ms(start.duration_since(discovered) + start.elapsed());
         result.timings_ms = timings;
         let body = serde_json::to_vec_pretty(&result).expect("result serialises");
-        self.store
-            .put(
-                &layout.results_bucket,
-                &result_key,
-                body,
-                "application/json",
-            )
-            .await?;
+        if revision == 1 && !result_unreadable {
+            // Fenced: a replica whose claim was taken over while it worked must not
+            // overwrite the result of the one that took it over.
+            if !self
+                .store
+                .put_if_absent(&layout.results_bucket, &result_key, body)
+                .await?
+            {
+                tracing::info!(
+                    station,
+                    order,
+                    "another orchestrator wrote the result first; keeping theirs"
+                );
+                if let Some(theirs) = self.store.get(&layout.results_bucket, &result_key).await?
+                    && let Ok(r) = serde_json::from_slice::<OrderResult>(&theirs.body)
+                {
+                    self.results.lock().unwrap().insert(id, r);
+                }
+                return Ok(Processed::Done { marker_ms });
+            }
+        } else {
+            self.store
+                .put(
+                    &layout.results_bucket,
+                    &result_key,
+                    body,
+                    "application/json",
+                )
+                .await?;
+        }
         let latency_s = marker_ms.map(|m| (now_ms() - m).max(0) as f64 / 1000.0);
         let status = serde_json::to_value(result.status)
             .ok()
@@ -561,7 +689,8 @@ impl Consumer {
         Ok(match detected {
             Err(e) => Outcome::RecognitionFailed {
                 selected,
-                error: e.to_string(),
+                error: e.message,
+                transient: e.transient,
             },
             Ok(detected) => Outcome::Recognized { selected, detected },
         })

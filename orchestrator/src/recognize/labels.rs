@@ -113,7 +113,7 @@ impl Recognizer for LabelsRecognizer {
             let mut per_frame = Vec::with_capacity(frames.len());
             let mut errors = Vec::new();
             for f in &frames {
-                let img = match crate::select::decode_bgr(&f.jpeg) {
+                let img = match crate::jpeg::decode_bgr(&f.jpeg) {
                     Ok(d) => BgrImage {
                         width: d.width as u32,
                         height: d.height as u32,
@@ -140,7 +140,7 @@ impl Recognizer for LabelsRecognizer {
                 }
             }
             if per_frame.is_empty() {
-                return Err(RecognizeError(format!(
+                return Err(RecognizeError::new(format!(
                     "no frame could be read: {}",
                     errors.join("; ")
                 )));
@@ -151,6 +151,6 @@ impl Recognizer for LabelsRecognizer {
             Ok(merge_max(&per_frame))
         })
         .await
-        .map_err(|e| RecognizeError(format!("OCR task failed: {e}")))?
+        .map_err(|e| RecognizeError::new(format!("OCR task failed: {e}")))?
     }
 }

@@ -27,17 +27,35 @@ pub struct Frame {
 
 /// Why recognition failed; the text goes into the result's `error` field.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RecognizeError(pub String);
+pub struct RecognizeError {
+    pub message: String,
+    /// A failure that may pass (the server refused the connection, timed out, answered
+    /// 429 or 5xx, the breaker is open): the order is tried again later instead of
+    /// getting a final `recognition-failed`.
+    pub transient: bool,
+}
 
 impl RecognizeError {
+    /// A failure that trying again will not fix (a bad reply, a broken frame).
     pub fn new(msg: impl Into<String>) -> Self {
-        RecognizeError(msg.into())
+        RecognizeError {
+            message: msg.into(),
+            transient: false,
+        }
+    }
+
+    /// A failure that may pass by itself.
+    pub fn transient(msg: impl Into<String>) -> Self {
+        RecognizeError {
+            message: msg.into(),
+            transient: true,
+        }
     }
 }
 
 impl fmt::Display for RecognizeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 

@@ -93,7 +93,7 @@ impl Breaker {
     fn check(&self) -> Result<(), RecognizeError> {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match st.open_until {
-            Some(t) if Instant::now() < t => Err(RecognizeError(format!(
+            Some(t) if Instant::now() < t => Err(RecognizeError::transient(format!(
                 "circuit breaker open after {} consecutive failures of the VLM endpoint; next try in {} ms",
                 st.failures,
                 t.saturating_duration_since(Instant::now()).as_millis()
@@ -354,17 +354,17 @@ impl Recognizer for OpenAiRecognizer {
                 Ok(content) => {
                     self.breaker.record(true);
                     return parse_reply(&content, &self.inventory)
-                        .map_err(|e| RecognizeError(format!("unusable VLM reply: {e}")));
+                        .map_err(|e| RecognizeError::new(format!("unusable VLM reply: {e}")));
                 }
                 Err(Attempt::Retry(m)) => last = m,
                 Err(Attempt::Fatal(m)) => {
                     self.breaker.record(false);
-                    return Err(RecognizeError(m));
+                    return Err(RecognizeError::new(m));
                 }
             }
         }
         self.breaker.record(false);
-        Err(RecognizeError(format!(
+        Err(RecognizeError::transient(format!(
             "VLM endpoint failed after {} attempts: {last}",
             self.retries + 1
         )))
