@@ -242,6 +242,25 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         metrics: metrics.clone(),
         detector: l.detector,
     });
+    if c.processing.claim {
+        use orchestrator::consume::claim::ConditionalPut;
+        match consumer.check_conditional_put().await {
+            Ok(ConditionalPut::Honoured) => {}
+            Ok(ConditionalPut::Ignored) => {
+                return Err((
+                    2,
+                    "storage: the S3 store ignores If-None-Match (a conditional PUT \
+                     overwrote an existing object), so claims cannot keep two orchestrators \
+                     from processing one order: use a store that honours it (MinIO, AWS S3, \
+                     the embedded server) or set processing.claim = false when only one \
+                     orchestrator uses the bucket"
+                        .into(),
+                ));
+            }
+            // A store that is down at start must not keep the stations from recording.
+            Err(e) => tracing::warn!("cannot check the store's conditional PUT yet: {e}"),
+        }
+    }
     let supervisor = Supervisor::start(supervise_settings(c), storage_target(c), station_specs(c))
         .map_err(|e| (2, e))?;
     {

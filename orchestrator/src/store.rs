@@ -197,6 +197,18 @@ impl Store {
             .map_err(|e| describe("PUT", key, &e))
     }
 
+    /// Removes `key` (absent is fine).
+    pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| describe("DELETE", key, &e))
+    }
+
     /// Creates `key` only if it does not exist (`If-None-Match: *`); `false` when it did.
     pub async fn put_if_absent(
         &self,

@@ -750,3 +750,23 @@ async fn a_marker_replaced_by_a_superset_is_processed_once_more() {
     assert_eq!(third.manifest_frame_count, Some(6));
     assert_eq!(third.manifest_last_unix_ms, Some(1_700_000_005_000));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_store_is_checked_for_conditional_puts_and_the_probe_removed() {
+    use orchestrator::consume::claim::ConditionalPut;
+    let e = env("probe").await;
+    let c = e.consumer("host-a", double());
+    assert_eq!(
+        c.check_conditional_put().await.unwrap(),
+        ConditionalPut::Honoured
+    );
+    let left: Vec<String> = e
+        .puts_of("claims/")
+        .into_iter()
+        .filter(|k| e.server.read_object(BUCKET, k).is_ok())
+        .collect();
+    assert!(left.is_empty(), "probe left behind: {left:?}");
+    // A store that cannot be reached is an error to report, not a verdict.
+    e.server.stop().await;
+    assert!(c.check_conditional_put().await.is_err());
+}

@@ -260,35 +260,9 @@ fn start_orchestrator(tag: &str, stations: usize) -> Orchestrator {
         r#"{"items":[{"id":"001","name":"apple","aliases":[]}]}"#,
     )
     .unwrap();
-    // Supervision is what these tests are about. No order ever ends, so storage and
-    // recognition point at a closed port; the HTTP API, never called, at any free port.
-    let mut toml = format!(
-        r#"orders_file = "orders.json"
-inventory_file = "inventory.json"
-
-[supervision]
-pipelines_dir = "{}"
-backoff_s = [1]
-stall_timeout_s = 3600
-shutdown_grace_s = 3
-
-[http]
-bind = "127.0.0.1:0"
-
-[storage]
-endpoint = "http://127.0.0.1:9"
-bucket = "frames"
-force_path_style = true
-
-[recognition]
-backend = "openai"
-
-[recognition.openai]
-endpoint = "http://127.0.0.1:9/v1"
-model = "test"
-"#,
-        dir.0.display()
-    );
+    // The orchestrator's configuration for these tests, stations appended below.
+    let mut toml = include_str!("fixtures/supervise.toml")
+        .replace("@PIPELINES_DIR@", &dir.0.display().to_string());
     for i in 0..stations {
         toml.push_str(&format!(
             "\n[[stations]]\nid = \"st{i}\"\nsource = \"none\"\npipeline = \"ok.pipeline\"\n"
@@ -302,6 +276,8 @@ model = "test"
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test-secret")
         .env("AWS_EC2_METADATA_DISABLED", "true")
+        // The orchestrator's own secret: no pipeline may see it.
+        .env("VLM_API_KEY", "not-for-pipelines")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -389,6 +365,17 @@ fn sigterm_interrupts_every_pipeline_and_leaves_no_process() {
             group_members(*k),
             vec![*k],
             "each pipeline leads its own group"
+        );
+        let environ = std::fs::read(format!("/proc/{k}/environ")).unwrap();
+        let vars: Vec<String> = environ
+            .split(|b| *b == 0)
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect();
+        assert!(vars.iter().any(|v| v == "AWS_SECRET_ACCESS_KEY=test-secret"));
+        assert!(vars.iter().any(|v| v == "LC_ALL=C"), "{vars:?}");
+        assert!(
+            !vars.iter().any(|v| v.starts_with("VLM_API_KEY=")),
+            "a pipeline got the orchestrator's secret: {vars:?}"
         );
     }
     unsafe { libc::kill(o.child.id() as i32, libc::SIGTERM) };

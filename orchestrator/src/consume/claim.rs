@@ -68,7 +68,44 @@ pub fn judge(
     }
 }
 
+/// What a store does with `If-None-Match: *` on an object that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConditionalPut {
+    /// Refuses the write (412): claims work.
+    Honoured,
+    /// Overwrites the object: every replica would win every claim.
+    Ignored,
+}
+
 impl Consumer {
+    /// Writes a probe object twice with `If-None-Match: *` (under `claims/`, removed
+    /// after) to learn whether the store honours it. Claims depend on it; a store that
+    /// ignores it (some S3 implementations do) must be refused while `claim = true`.
+    pub async fn check_conditional_put(&self) -> Result<ConditionalPut, StoreError> {
+        let layout = &self.settings.layout;
+        let key = format!(
+            "{}{}/.probe-{}-{}",
+            layout.results_prefix,
+            oa_contract::CLAIMS_DIR,
+            self.settings.owner.replace('/', "_"),
+            now_ms()
+        );
+        let first = self
+            .store
+            .put_if_absent(&layout.results_bucket, &key, b"1".to_vec())
+            .await?;
+        let second = self
+            .store
+            .put_if_absent(&layout.results_bucket, &key, b"2".to_vec())
+            .await?;
+        let _ = self.store.delete(&layout.results_bucket, &key).await;
+        Ok(if first && !second {
+            ConditionalPut::Honoured
+        } else {
+            ConditionalPut::Ignored
+        })
+    }
+
     /// `true` when this orchestrator owns result `revision` of the order now.
     pub(super) async fn claim(
         &self,

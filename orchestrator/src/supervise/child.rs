@@ -33,6 +33,10 @@ impl Launch {
         } else {
             tokio::process::Command::new(&self.gst_launch)
         };
+        // Only what a pipeline needs: the orchestrator's own secrets (a VLM API key, API
+        // tokens) stay with it.
+        cmd.env_clear()
+            .envs(std::env::vars_os().filter(|(k, _)| k.to_str().is_some_and(passed_to_child)));
         cmd.arg("-e")
             .arg("-m")
             .args(args)
@@ -59,6 +63,33 @@ impl Launch {
         }
         cmd
     }
+}
+
+/// The environment variables a station pipeline gets from the orchestrator's.
+pub fn passed_to_child(name: &str) -> bool {
+    const EXACT: &[&str] = &[
+        "PATH",
+        "HOME",
+        "USER",
+        "TMPDIR",
+        "TZ",
+        "XDG_RUNTIME_DIR",
+        "LD_LIBRARY_PATH",
+        "MALLOC_ARENA_MAX",
+        "ORT_DYLIB_PATH",
+        "OA_MODEL_DIR",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+    ];
+    // AWS_*: the sink's credentials and region (the standard chain); GST_*: the plugin
+    // path, registry and debug settings.
+    EXACT.contains(&name) || name.starts_with("AWS_") || name.starts_with("GST_")
 }
 
 type SpawnRequest = (
@@ -133,5 +164,23 @@ pub fn describe_exit(s: std::process::ExitStatus) -> String {
         (Some(c), _) => format!("exit code {c}"),
         (None, Some(sig)) => format!("killed by signal {sig}"),
         _ => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_child_gets_storage_and_gstreamer_settings_not_other_secrets() {
+        for kept in [
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_PROFILE",
+            "GST_PLUGIN_PATH",
+            "PATH",
+        ] {
+            assert!(super::passed_to_child(kept), "{kept}");
+        }
+        for dropped in ["VLM_API_KEY", "OPENAI_API_KEY", "OA_API_TOKENS", "SECRET"] {
+            assert!(!super::passed_to_child(dropped), "{dropped}");
+        }
     }
 }
