@@ -634,12 +634,35 @@ async fn a_stale_claim_of_a_dead_orchestrator_is_taken_over_once() {
             .await
             .unwrap();
     }
+    // Order 3: claimed an hour ago, and taken over 50 minutes ago by a replica that died
+    // too: the takeover itself is taken over.
+    e.put_order("station_1", "3", &e.jpegs).await;
+    let claimed = now - 3_600_000;
+    for (key, owner, at) in [
+        ("claims/station_1/3".to_owned(), "ghost", claimed),
+        (
+            format!("claims/station_1/3.takeover-{claimed}"),
+            "ghost-2",
+            now - 3_000_000,
+        ),
+    ] {
+        let body = serde_json::json!({"owner": owner, "claimed_unix_ms": at});
+        e.store
+            .put(
+                BUCKET,
+                &key,
+                body.to_string().into_bytes(),
+                "application/json",
+            )
+            .await
+            .unwrap();
+    }
     let (ra, rb) = (double(), double());
     let a = e.consumer_with_ttl("host-a", ra.clone(), Duration::from_secs(60));
     let b = e.consumer_with_ttl("host-b", rb.clone(), Duration::from_secs(60));
     let (run_a, run_b) = (run(&a), run(&b));
-    wait_until(Duration::from_secs(30), "the stale order's result", || {
-        e.result("station_1", "1").is_some()
+    wait_until(Duration::from_secs(30), "the stale orders' results", || {
+        e.result("station_1", "1").is_some() && e.result("station_1", "3").is_some()
     })
     .await;
     // Several passes over order 2 while its claim is fresh.
@@ -652,10 +675,17 @@ async fn a_stale_claim_of_a_dead_orchestrator_is_taken_over_once() {
         1,
         "exactly one takeover"
     );
+    assert_eq!(e.puts_of("results/station_1/3.json").len(), 1);
+    assert_eq!(
+        e.puts_of(&format!("claims/station_1/3.takeover-{claimed}.takeover-"))
+            .len(),
+        1,
+        "exactly one second takeover"
+    );
     assert_eq!(
         ra.calls.load(Ordering::SeqCst) + rb.calls.load(Ordering::SeqCst),
-        1,
-        "only the stale order was recognised"
+        2,
+        "only the stale orders were recognised"
     );
     assert!(
         e.result("station_1", "2").is_none(),

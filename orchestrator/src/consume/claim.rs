@@ -120,45 +120,52 @@ impl Consumer {
             claimed_unix_ms: now_ms(),
         })
         .expect("a claim serialises");
-        if self
-            .store
-            .put_if_absent(&layout.results_bucket, &key, body.clone())
-            .await?
-        {
-            return Ok(true);
-        }
-        let Some(existing) = self.store.get(&layout.results_bucket, &key).await? else {
-            return Ok(false);
-        };
         let ttl_ms = self.settings.claim_ttl.as_millis() as i64;
-        match judge(
-            &key,
-            Some(&existing.body),
-            existing.last_modified_ms,
-            &self.settings.owner,
-            now_ms(),
-            ttl_ms,
-        ) {
-            Existing::Ours => Ok(true),
-            Existing::HeldByOther { .. } => Ok(false),
-            Existing::TakeOver { key, owner, age_ms } => {
-                let won = self
-                    .store
-                    .put_if_absent(&layout.results_bucket, &key, body)
-                    .await?;
-                if won {
+        // A takeover whose taker died too is itself stale: it is taken over under a key
+        // derived from it, and so on; the chain is short (one link per dead replica).
+        let mut key = key;
+        for _ in 0..MAX_TAKEOVERS {
+            if self
+                .store
+                .put_if_absent(&layout.results_bucket, &key, body.clone())
+                .await?
+            {
+                return Ok(true);
+            }
+            let Some(existing) = self.store.get(&layout.results_bucket, &key).await? else {
+                return Ok(false);
+            };
+            match judge(
+                &key,
+                Some(&existing.body),
+                existing.last_modified_ms,
+                &self.settings.owner,
+                now_ms(),
+                ttl_ms,
+            ) {
+                Existing::Ours => return Ok(true),
+                Existing::HeldByOther { .. } => return Ok(false),
+                Existing::TakeOver {
+                    key: next,
+                    owner,
+                    age_ms,
+                } => {
                     tracing::info!(
                         station,
                         order,
-                        "claim by {owner} is {} s old with no result; taken over",
+                        "claim by {owner} is {} s old with no result; taking it over",
                         age_ms / 1000
                     );
+                    key = next;
                 }
-                Ok(won)
             }
         }
+        Ok(false)
     }
 }
+
+/// Dead takers in a row after which an order is left for a person to look at.
+const MAX_TAKEOVERS: usize = 8;
 
 #[cfg(test)]
 mod tests {
