@@ -19,6 +19,9 @@ pub enum CompletionReason {
     IdleTimeout,
     /// The pipeline ended (end of file, or `gst-launch-1.0 -e` interrupted).
     EndOfStream,
+    /// Written by the orchestrator for an order whose pipeline died before its marker:
+    /// the frames that reached the store, found by listing.
+    Recovered,
 }
 
 impl CompletionReason {
@@ -27,13 +30,19 @@ impl CompletionReason {
             CompletionReason::NextOrder => "next-order",
             CompletionReason::IdleTimeout => "idle-timeout",
             CompletionReason::EndOfStream => "end-of-stream",
+            CompletionReason::Recovered => "recovered",
         }
     }
 
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::NextOrder, Self::IdleTimeout, Self::EndOfStream]
-            .into_iter()
-            .find(|r| r.as_str() == s)
+        [
+            Self::NextOrder,
+            Self::IdleTimeout,
+            Self::EndOfStream,
+            Self::Recovered,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
     }
 }
 

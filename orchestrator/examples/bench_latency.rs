@@ -239,6 +239,7 @@ fn settings(poll: Duration) -> Settings {
         owner: "bench".into(),
         recognition_retry: Duration::ZERO,
         retry_delay: Duration::from_millis(100),
+        orphan_after: None,
     }
 }
 

@@ -214,6 +214,16 @@ fn consumer_settings(c: &Config) -> consume::Settings {
         list_page_size: 1000,
         owner: consume::default_owner(),
         recognition_retry: Duration::from_secs(c.processing.recognition_retry_s),
+        orphan_after: (c.processing.orphan_grace_s > 0).then(|| {
+            let idle = c
+                .stations
+                .iter()
+                .map(|s| s.idle_timeout_ms)
+                .max()
+                .unwrap_or(0);
+            Duration::from_millis(u64::from(idle))
+                + Duration::from_secs(c.processing.orphan_grace_s)
+        }),
         retry_delay: Duration::from_secs(2),
     }
 }

@@ -101,6 +101,7 @@ pub struct Object {
 pub struct Listed {
     pub key: String,
     pub last_modified_ms: Option<i64>,
+    pub size: u64,
 }
 
 #[derive(Clone)]
@@ -258,6 +259,7 @@ impl Store {
                 Some(Listed {
                     key: o.key()?.to_owned(),
                     last_modified_ms: o.last_modified().and_then(|d| d.to_millis().ok()),
+                    size: o.size().and_then(|n| u64::try_from(n).ok()).unwrap_or(0),
                 })
             })
             .collect();

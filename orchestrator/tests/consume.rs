@@ -201,7 +201,7 @@ impl Env {
         recognizer: Arc<RecognizerDouble>,
         claim_ttl: Duration,
     ) -> Arc<Consumer> {
-        self.consumer_with(owner, recognizer, claim_ttl, Duration::from_secs(5))
+        self.consumer_with(owner, recognizer, claim_ttl, Duration::from_secs(5), None)
     }
 
     fn consumer_with(
@@ -210,6 +210,7 @@ impl Env {
         recognizer: Arc<dyn Recognizer>,
         claim_ttl: Duration,
         recognition_retry: Duration,
+        orphan_after: Option<Duration>,
     ) -> Arc<Consumer> {
         Consumer::new(ConsumerDeps {
             store: self.store.clone(),
@@ -230,6 +231,7 @@ impl Env {
                 owner: owner.into(),
                 recognition_retry,
                 retry_delay: Duration::from_millis(100),
+                orphan_after,
             },
             recognizer,
             orders: Arc::new(
@@ -287,6 +289,7 @@ async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_stat
         flaky.clone(),
         Duration::from_secs(600),
         Duration::from_secs(60),
+        None,
     );
     let r = run(&c);
     wait_until(Duration::from_secs(30), "both results", || {
@@ -329,6 +332,7 @@ async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_stat
         down.clone(),
         Duration::from_secs(600),
         Duration::from_millis(500),
+        None,
     );
     let r = run(&c);
     wait_until(Duration::from_secs(30), "the final result", || {
@@ -799,4 +803,56 @@ async fn the_store_is_checked_for_conditional_puts_and_the_probe_removed() {
     // A store that cannot be reached is an error to report, not a verdict.
     e.server.stop().await;
     assert!(c.check_conditional_put().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_left_without_a_marker_is_recovered_once_with_every_frame() {
+    let e = env("recovered").await;
+    // A pipeline died mid-order: 3 frames stored, no marker (their capture time is long
+    // past). Order 384 next to it finished normally.
+    let frames = e.put_frames("station_1", "2", 0, &e.jpegs).await;
+    e.put_order("station_1", "384", &e.jpegs).await;
+    let (ra, rb) = (double(), double());
+    let after = Some(Duration::from_secs(1));
+    let a = e.consumer_with(
+        "host-a",
+        ra.clone(),
+        Duration::from_secs(600),
+        Duration::ZERO,
+        after,
+    );
+    let b = e.consumer_with(
+        "host-b",
+        rb.clone(),
+        Duration::from_secs(600),
+        Duration::ZERO,
+        after,
+    );
+    let (run_a, run_b) = (run(&a), run(&b));
+    wait_until(Duration::from_secs(30), "both results", || {
+        e.result("station_1", "2").is_some() && e.result("station_1", "384").is_some()
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    run_a.stop().await;
+    run_b.stop().await;
+    assert_eq!(
+        a.recovered_count() + b.recovered_count(),
+        1,
+        "one replica wrote it"
+    );
+    assert_eq!(e.puts_of("station_1/2/__EOS__").len(), 1);
+    let marker = e.server.read_object(BUCKET, "station_1/2/__EOS__").unwrap();
+    let m = Manifest::from_json(&marker).unwrap();
+    assert_eq!(m.reason, CompletionReason::Recovered);
+    assert_eq!(m.frames, frames, "every stored frame, in capture order");
+    assert_eq!(
+        e.result("station_1", "2").unwrap().status,
+        OrderStatus::Validated
+    );
+    assert_eq!(
+        e.puts_of("station_1/384/__EOS__").len(),
+        1,
+        "a real marker is never replaced"
+    );
 }

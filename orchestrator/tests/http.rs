@@ -178,6 +178,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             owner: "http-test".into(),
             recognition_retry: Duration::ZERO,
             retry_delay: Duration::from_millis(100),
+            orphan_after: None,
         },
         recognizer: Arc::new(RecognizerDouble),
         orders: Arc::new(Orders::from_json(r#"{"384":[{"name":"apple","quantity":2}]}"#).unwrap()),

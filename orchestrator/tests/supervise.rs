@@ -371,7 +371,10 @@ fn sigterm_interrupts_every_pipeline_and_leaves_no_process() {
             .split(|b| *b == 0)
             .map(|v| String::from_utf8_lossy(v).into_owned())
             .collect();
-        assert!(vars.iter().any(|v| v == "AWS_SECRET_ACCESS_KEY=test-secret"));
+        assert!(
+            vars.iter()
+                .any(|v| v == "AWS_SECRET_ACCESS_KEY=test-secret")
+        );
         assert!(vars.iter().any(|v| v == "LC_ALL=C"), "{vars:?}");
         assert!(
             !vars.iter().any(|v| v.starts_with("VLM_API_KEY=")),

@@ -105,6 +105,10 @@ pub struct ProcessingConfig {
     /// Seconds for which recognition failures that may pass (connection refused, timeout,
     /// 429/5xx, breaker open) are retried before a final `recognition-failed`.
     pub recognition_retry_s: u64,
+    /// Seconds beyond a station's idle timeout after which an order with frames and no
+    /// marker (its pipeline died mid-order) is finalised by the orchestrator as
+    /// `recovered`; 0 never.
+    pub orphan_grace_s: u64,
 }
 
 impl Default for ProcessingConfig {
@@ -116,6 +120,7 @@ impl Default for ProcessingConfig {
             claim: true,
             claim_ttl_s: 600,
             recognition_retry_s: 900,
+            orphan_grace_s: 60,
         }
     }
 }

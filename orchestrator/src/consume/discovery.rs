@@ -69,7 +69,15 @@ impl Consumer {
             .lock()
             .unwrap()
             .insert(station.to_owned(), next.clone());
-        for m in markers_of(&self.settings.layout.prefix, station, &keys) {
+        let markers = markers_of(&self.settings.layout.prefix, station, &keys);
+        {
+            let mut orphans = self.orphans.lock().unwrap();
+            orphans.note_frames(&self.settings.layout.prefix, station, &keys);
+            for m in &markers {
+                orphans.forget(&(station.to_owned(), m.order.clone()));
+            }
+        }
+        for m in markers {
             self.found(station, &m.order, &m.key, m.last_modified_ms, false);
         }
         Ok(next.is_some())
@@ -84,6 +92,7 @@ mod tests {
         Listed {
             key: k.into(),
             last_modified_ms: Some(ms),
+            size: 1,
         }
     }
 

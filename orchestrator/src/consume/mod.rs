@@ -42,6 +42,7 @@
 pub mod claim;
 pub mod discovery;
 pub mod evaluate;
+pub mod recovery;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -81,6 +82,9 @@ pub struct Settings {
     /// How long recognition failures that may pass are retried before an order gets a
     /// final `recognition-failed`.
     pub recognition_retry: Duration,
+    /// An order whose newest frame is older than this and that has no marker is
+    /// finalised by the orchestrator (reason `recovered`); `None` never.
+    pub orphan_after: Option<Duration>,
     /// First delay before an order is tried again (after a failure that may pass or a
     /// storage error); it doubles up to [`MAX_RETRY_DELAY`].
     pub retry_delay: Duration,
@@ -158,6 +162,9 @@ pub struct Consumer {
     /// Orders to try again, not before their time: discovery finds them again at every
     /// poll, and a store or VLM that is down must not be asked at that rate.
     retries: Mutex<HashMap<OrderKey, Retry>>,
+    /// Orders seen with frames and no marker.
+    orphans: Mutex<recovery::Orphans>,
+    recovered: std::sync::atomic::AtomicU64,
     /// The order tasks; finished ones are reaped at every poll, the rest drained on stop.
     tasks: Mutex<JoinSet<()>>,
     cursors: Mutex<HashMap<String, Option<String>>>,
@@ -200,6 +207,8 @@ impl Consumer {
             handled: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             retries: Mutex::new(HashMap::new()),
+            orphans: Mutex::new(recovery::Orphans::default()),
+            recovered: std::sync::atomic::AtomicU64::new(0),
             tasks: Mutex::new(JoinSet::new()),
             cursors: Mutex::new(HashMap::new()),
             hints: Mutex::new(None),
@@ -252,6 +261,11 @@ impl Consumer {
         self.processed.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// Markers this process wrote for orders left without one (reason `recovered`).
+    pub fn recovered_count(&self) -> u64 {
+        self.recovered.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Orders discovered and not yet finished.
     pub fn in_flight(&self) -> usize {
         self.in_flight.lock().unwrap().len()
@@ -286,6 +300,7 @@ impl Consumer {
                             tracing::warn!(station, "marker discovery: {e}");
                         }
                     }
+                    self.recover_orphans().await;
                 }
                 Some((station, order)) = rx.recv() => {
                     if let Ok(key) = oa_contract::marker_key(&self.settings.layout.prefix, &station, &order) {

@@ -1,0 +1,200 @@
+//! Orders no pipeline will finish: a pipeline that dies mid-order (SIGKILL, power loss,
+//! OOM, an element error) leaves frames in the store and no `__EOS__`. Discovery lists
+//! frame keys anyway; an order whose newest frame is older than `orphan_after` with no
+//! marker gets one written by the orchestrator (reason `recovered`, the frames found by
+//! listing the order, in capture order) with `If-None-Match: *`, so exactly one replica
+//! writes it and a marker the sink wrote in the meantime is never replaced. It is then
+//! processed as any other order.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use oa_contract::{CompletionReason, FrameEntry, Manifest, ParsedKey, parse_key};
+
+use super::{Consumer, OrderKey, now_ms};
+use crate::store::{Listed, StoreError};
+
+/// The newest frame seen per order that had no marker when it was listed.
+#[derive(Debug, Default)]
+pub struct Orphans {
+    newest: HashMap<OrderKey, u64>,
+}
+
+/// Orders without a marker tracked at most; beyond, the oldest half is forgotten (the
+/// next listing cycle finds them again).
+const MAX_TRACKED: usize = 4096;
+
+impl Orphans {
+    /// Notes the frames of `station` in a listing page.
+    pub fn note_frames(&mut self, prefix: &str, station: &str, keys: &[Listed]) {
+        for k in keys {
+            if let Ok(ParsedKey::Frame {
+                station: s,
+                order,
+                unix_ms,
+                ..
+            }) = parse_key(prefix, &k.key)
+                && s == station
+            {
+                let newest = self.newest.entry((s, order)).or_insert(0);
+                *newest = (*newest).max(unix_ms);
+            }
+        }
+        if self.newest.len() > MAX_TRACKED {
+            let mut ages: Vec<u64> = self.newest.values().copied().collect();
+            ages.sort_unstable();
+            let cut = ages[ages.len() / 2];
+            self.newest.retain(|_, t| *t > cut);
+        }
+    }
+
+    /// An order that has a marker (or a result) is no orphan.
+    pub fn forget(&mut self, id: &OrderKey) {
+        self.newest.remove(id);
+    }
+
+    /// Orders whose newest frame is older than `now_ms - after_ms`; they leave the set.
+    pub fn take_stale(&mut self, now_ms: u64, after_ms: u64) -> Vec<OrderKey> {
+        let stale: Vec<OrderKey> = self
+            .newest
+            .iter()
+            .filter(|(_, t)| now_ms.saturating_sub(**t) > after_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &stale {
+            self.newest.remove(k);
+        }
+        stale
+    }
+}
+
+impl Consumer {
+    /// Writes the marker of every stale order without one; returns how many it wrote.
+    pub(super) async fn recover_orphans(self: &Arc<Self>) -> usize {
+        let Some(after) = self.settings.orphan_after else {
+            return 0;
+        };
+        let stale = {
+            let mut orphans = self.orphans.lock().unwrap();
+            let known: Vec<OrderKey> = orphans
+                .newest
+                .keys()
+                .filter(|k| {
+                    self.handled.lock().unwrap().contains_key(*k)
+                        || self.in_flight.lock().unwrap().contains(*k)
+                })
+                .cloned()
+                .collect();
+            for k in &known {
+                orphans.forget(k);
+            }
+            orphans.take_stale(now_ms().max(0) as u64, after.as_millis() as u64)
+        };
+        let mut written = 0;
+        for (station, order) in stale {
+            match self.recover(&station, &order).await {
+                Ok(true) => written += 1,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(station, order, "recovering the order: {e}"),
+            }
+        }
+        written
+    }
+
+    /// `true` when this replica wrote the order's `recovered` marker.
+    async fn recover(self: &Arc<Self>, station: &str, order: &str) -> Result<bool, StoreError> {
+        let layout = &self.settings.layout;
+        let marker = oa_contract::marker_key(&layout.prefix, station, order)
+            .map_err(|e| StoreError(e.to_string()))?;
+        if self.store.exists(&layout.bucket, &marker).await? {
+            return Ok(false);
+        }
+        let prefix = oa_contract::order_prefix(&layout.prefix, station, order)
+            .map_err(|e| StoreError(e.to_string()))?;
+        let mut frames = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let (keys, more) = self
+                .store
+                .list_page(&layout.bucket, &prefix, after.as_deref(), 1000)
+                .await?;
+            after = keys.last().map(|k| k.key.clone());
+            for k in &keys {
+                if let Ok(ParsedKey::Frame { unix_ms, seq, .. }) = parse_key(&layout.prefix, &k.key)
+                {
+                    frames.push(FrameEntry {
+                        key: k.key.clone(),
+                        seq,
+                        unix_ms,
+                        bytes: k.size,
+                    });
+                }
+            }
+            if !more || after.is_none() {
+                break;
+            }
+        }
+        if frames.is_empty() {
+            return Ok(false);
+        }
+        let manifest = Manifest::new(
+            station,
+            order,
+            CompletionReason::Recovered,
+            frames,
+            &format!("recovered-by-{}", self.settings.owner),
+        );
+        let won = self
+            .store
+            .put_if_absent(&layout.bucket, &marker, manifest.to_json())
+            .await?;
+        if won {
+            self.recovered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tracing::warn!(
+                station,
+                order,
+                frames = manifest.frame_count,
+                "order left without a marker (its pipeline died mid-order): marker written \
+                 with reason recovered"
+            );
+            self.found(station, order, &marker, None, true);
+        }
+        Ok(won)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(order: &str, ms: u64, seq: u32) -> Listed {
+        Listed {
+            key: oa_contract::frame_key("", "s1", order, ms, seq).unwrap(),
+            last_modified_ms: None,
+            size: 1,
+        }
+    }
+
+    #[test]
+    fn orders_whose_newest_frame_is_old_are_stale_once() {
+        let mut o = Orphans::default();
+        o.note_frames("", "s1", &[frame("1", 1_000, 0), frame("1", 9_000, 1)]);
+        o.note_frames("", "s1", &[frame("2", 2_000, 0)]);
+        o.note_frames("", "s2", &[frame("3", 0, 0)]);
+        assert!(
+            o.take_stale(10_000, 5_000)
+                .contains(&("s1".into(), "2".into()))
+        );
+        assert!(o.take_stale(10_000, 5_000).is_empty(), "taken once");
+        assert_eq!(o.take_stale(20_000, 5_000), [("s1".into(), "1".into())]);
+    }
+
+    #[test]
+    fn a_forgotten_order_is_not_stale() {
+        let mut o = Orphans::default();
+        o.note_frames("", "s1", &[frame("1", 1_000, 0)]);
+        o.forget(&("s1".into(), "1".into()));
+        assert!(o.take_stale(u64::MAX, 0).is_empty());
+    }
+}
