@@ -1,15 +1,15 @@
 //! `oa-s3-server`: the S3 endpoint of `oa_s3server` as a process, for demos, benchmarks and
 //! shell tests.
 
-use std::io::{IsTerminal, Write};
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use oa_cli::{LogFormat, init_logging};
 use oa_s3server::{Options, S3Server};
 use tokio::signal::unix::{SignalKind, signal};
-use tracing_subscriber::EnvFilter;
 
 /// Serves DIR over the S3 protocol (each bucket is a directory), requiring SigV4 requests
 /// signed with one key pair.
@@ -46,24 +46,6 @@ const CREDENTIALS: &str = "\
 The secret key comes from the environment only: OA_S3_SECRET_KEY, else
 AWS_SECRET_ACCESS_KEY. With the AWS variables set, AWS clients on this machine sign with
 the same key pair the server checks.";
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
-}
 
 /// The first of `names` set to a non-empty value.
 fn from_env(names: &[&str]) -> Option<String> {
@@ -112,7 +94,7 @@ async fn run(args: Args, (access_key, secret_key): (String, String)) -> Result<(
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log_format);
+    init_logging(args.log_format, "info");
     let keys = match key_pair(&args) {
         Ok(k) => k,
         Err(e) => {

@@ -46,6 +46,14 @@ async fn server(dir: &Scratch) -> S3Server {
     .unwrap()
 }
 
+/// A server in a folder of its own, and a client signing with its key pair.
+async fn started() -> (Scratch, S3Server, Client) {
+    let dir = Scratch::new();
+    let s = server(&dir).await;
+    let c = client(&s.endpoint(), SECRET);
+    (dir, s, c)
+}
+
 /// No retries: an outage must show as the first request's error.
 fn client(endpoint: &str, secret: &str) -> Client {
     let config = aws_sdk_s3::Config::builder()
@@ -77,9 +85,7 @@ async fn get(c: &Client, key: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serves_signed_requests_and_refuses_a_wrong_secret() {
-    let dir = Scratch::new();
-    let s = server(&dir).await;
-    let c = client(&s.endpoint(), SECRET);
+    let (_dir, s, c) = started().await;
     put(&c, "a/b.jpg", b"jpeg".to_vec()).await.unwrap();
     assert_eq!(get(&c, "a/b.jpg").await, b"jpeg");
     assert_eq!(s.read_object(BUCKET, "a/b.jpg").unwrap(), b"jpeg");
@@ -98,9 +104,7 @@ async fn serves_signed_requests_and_refuses_a_wrong_secret() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_one_of_concurrent_conditional_puts_creates_the_key() {
-    let dir = Scratch::new();
-    let s = server(&dir).await;
-    let c = client(&s.endpoint(), SECRET);
+    let (_dir, s, c) = started().await;
     let mut claims = JoinSet::new();
     for i in 0..8u8 {
         let c = c.clone();
@@ -128,9 +132,7 @@ async fn exactly_one_of_concurrent_conditional_puts_creates_the_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn put_log_is_in_completion_order() {
-    let dir = Scratch::new();
-    let s = server(&dir).await;
-    let c = client(&s.endpoint(), SECRET);
+    let (_dir, s, c) = started().await;
     for key in ["s/1/frame_2", "s/1/frame_1", "s/1/__EOS__"] {
         put(&c, key, key.as_bytes().to_vec()).await.unwrap();
     }
@@ -142,9 +144,7 @@ async fn put_log_is_in_completion_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_refuses_connections_and_restart_serves_the_same_data() {
-    let dir = Scratch::new();
-    let s = server(&dir).await;
-    let c = client(&s.endpoint(), SECRET);
+    let (_dir, s, c) = started().await;
     put(&c, "k", b"before".to_vec()).await.unwrap();
     s.stop().await;
     assert!(!s.is_running());
@@ -221,9 +221,7 @@ async fn shutdown_gives_up_on_a_stuck_client_after_the_drain_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_cuts_a_download_in_flight() {
-    let dir = Scratch::new();
-    let s = server(&dir).await;
-    let c = client(&s.endpoint(), SECRET);
+    let (_dir, s, c) = started().await;
     put(&c, "large", vec![7; LARGE]).await.unwrap();
     let (body, _) = start_download(&c).await;
     tokio::time::timeout(Duration::from_secs(5), s.stop())

@@ -1,5 +1,5 @@
-//! Pixel effects on the luma plane of an I420 frame: the slip turned on the table, and
-//! motion blur.
+//! Pixel effects on the luma plane of an I420 frame: the slip turned on the table, a hand
+//! over the slip, and motion blur.
 //!
 //! The scene is black text on a uniform grey table, so its chroma is neutral everywhere;
 //! transforming luma alone is therefore exact and keeps the effects cheap.
@@ -122,6 +122,71 @@ pub fn rotate_region(
     }
 }
 
+/// Luma of the hand: well above [`INK`], so that nothing under it reads as ink, and darker
+/// than the table, so that it shows.
+pub const SKIN: u8 = 170;
+
+/// Whether `(x, y)` lies in the rectangle `[x0, x1) x [y0, y1)` with corners rounded by `r`.
+fn in_round_rect(x: f64, y: f64, (x0, y0, x1, y1): (f64, f64, f64, f64), r: f64) -> bool {
+    if x < x0 || x >= x1 || y < y0 || y >= y1 {
+        return false;
+    }
+    let r = r.min((x1 - x0) / 2.0).min((y1 - y0) / 2.0).max(0.0);
+    let cx = x.clamp(x0 + r, x1 - r);
+    let cy = y.clamp(y0 + r, y1 - r);
+    (x - cx).powi(2) + (y - cy).powi(2) <= r * r
+}
+
+/// Paints an opaque hand over `cover` (the slip's ink), as a packer's hand reaching in from
+/// the left over the slip: an arm from the left edge of the frame, a palm that covers
+/// `cover` with a margin, and four fingers to its right, slightly apart. It
+/// stays within the rows of `cover` plus the margin, so that item labels below the slip are
+/// left alone.
+pub fn draw_hand(luma: &mut [u8], width: usize, height: usize, cover: Rect) {
+    if cover.x1 <= cover.x0 || cover.y1 <= cover.y0 || width == 0 || height == 0 {
+        return;
+    }
+    let margin = 10.0;
+    let (x0, y0) = (cover.x0 as f64 - margin, cover.y0 as f64 - margin);
+    let (x1, y1) = (cover.x1 as f64 + margin, cover.y1 as f64 + margin);
+    let palm_h = y1 - y0;
+    // A circle of radius `margin` at the palm's corners still covers the corners of `cover`.
+    let palm = (x0, y0, x1, y1);
+    let arm_h = palm_h * 0.6;
+    let arm = (
+        0.0,
+        y0 + (palm_h - arm_h) / 2.0,
+        x0 + margin * 2.0,
+        y0 + (palm_h + arm_h) / 2.0,
+    );
+    let finger_len = palm_h.max(24.0);
+    let finger_h = palm_h / 4.0;
+    let fingers: Vec<(f64, f64, f64, f64)> = (0..4)
+        .map(|i| {
+            let fy = y0 + i as f64 * finger_h;
+            // Middle fingers are the longest.
+            let len = finger_len * [0.75, 1.0, 0.95, 0.7][i];
+            (x1 - margin * 2.0, fy + 1.0, x1 + len, fy + finger_h - 1.0)
+        })
+        .collect();
+    let bx1 = (fingers.iter().map(|f| f.2).fold(x1, f64::max).ceil() as usize).min(width);
+    let by0 = (y0.floor().max(0.0) as usize).min(height);
+    let by1 = (y1.ceil().max(0.0) as usize).min(height);
+    for y in by0..by1 {
+        for x in 0..bx1 {
+            let (px, py) = (x as f64 + 0.5, y as f64 + 0.5);
+            let in_palm = in_round_rect(px, py, palm, margin);
+            let finger = fingers
+                .iter()
+                .any(|f| in_round_rect(px, py, *f, finger_h / 2.0 - 1.0));
+            let in_arm = in_round_rect(px, py, arm, arm_h / 4.0);
+            if in_palm || in_arm || finger {
+                luma[y * width + x] = SKIN;
+            }
+        }
+    }
+}
+
 /// Horizontal motion blur: every pixel becomes the mean of the `length` pixels centred on
 /// it (a box filter along the row, as a camera panning during the exposure).
 pub fn motion_blur(luma: &mut [u8], width: usize, height: usize, length: usize) {
@@ -219,6 +284,41 @@ mod tests {
         let bbox = ink_bbox(&p, W, H, all()).unwrap();
         rotate_region(&mut p, W, H, bbox, 0.0, GREY);
         assert_eq!(p, orig);
+    }
+
+    #[test]
+    fn the_hand_hides_the_slip_and_spares_the_rest() {
+        let mut p = plane_with_bar();
+        // An item label below the slip.
+        for x in 20..40 {
+            p[100 * W + x] = 0;
+        }
+        let bar = ink_bbox(&p, W, H, Rect { y1: 70, ..all() }).unwrap();
+        draw_hand(&mut p, W, H, bar);
+        assert_eq!(ink_bbox(&p, W, H, Rect { y1: 70, ..all() }), None);
+        for y in bar.y0..bar.y1 {
+            for x in bar.x0..bar.x1 {
+                assert_eq!(p[y * W + x], SKIN, "({x}, {y})");
+            }
+        }
+        // The arm reaches the left edge; the rows below the margin are untouched.
+        assert_eq!(p[55 * W], SKIN);
+        assert!((70..H).all(|y| (0..W).all(|x| p[y * W + x] == GREY || y == 100)));
+        assert_eq!(p[100 * W + 25], 0, "the label survives");
+        // Near the edges of the frame it clips instead of panicking.
+        let mut q = vec![GREY; W * H];
+        draw_hand(
+            &mut q,
+            W,
+            H,
+            Rect {
+                x0: 150,
+                y0: 0,
+                x1: W,
+                y1: 8,
+            },
+        );
+        assert_eq!(q[4 * W + 199], SKIN);
     }
 
     #[test]

@@ -4,8 +4,8 @@
 //! station a sequence of orders: the order ID printed on the slip, the items ordered (what
 //! goes into `orders.json`), the items actually packed (which may differ), how long the slip
 //! is in view, the pause after it, and the look of the slip (position, font, size, rotation
-//! of the slip, camera rotation, lighting, noise, motion blur). A seed makes the rendering
-//! reproducible.
+//! of the slip, camera rotation, lighting, noise, motion blur), and when a hand covers the
+//! slip. A seed makes the rendering reproducible.
 //!
 //! [`Plan`] turns a scenario into a timeline and the ground truth (expected status,
 //! missing / extra / quantity mismatches, and which seconds belong to which order).
@@ -13,7 +13,9 @@
 //! gst-rtsp-server: a light-grey table (`videotestsrc`), one `textoverlay` for the slip and
 //! eight for item labels (one label per packed unit, black bold text), the slip turned on
 //! the table in a pad probe ([`effects`]), an optional `rotate` for a tilted camera, and
-//! motion blur, seeded luma noise and lighting applied in a second pad probe.
+//! motion blur, seeded luma noise and lighting applied in a second pad probe. A hand over
+//! the slip ([`effects::draw_hand`]) is painted in the first probe, after the slip is
+//! turned. [`Attribution`] scores the frames stored per order against the seconds shown.
 //! The scene of each frame is chosen from the buffer timestamp, so a station's scenario
 //! starts when its first client connects.
 
@@ -154,6 +156,17 @@ pub struct Order {
     pub pause_s: f64,
     #[serde(default)]
     pub look: LookPatch,
+    /// Times a hand covers the slip.
+    #[serde(default)]
+    pub occlusions: Vec<Occlusion>,
+}
+
+/// A hand over the slip: from `at_s` seconds after the slip appears, for `for_s` seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Occlusion {
+    pub at_s: f64,
+    pub for_s: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,6 +263,18 @@ pub struct PlannedOrder {
     /// What each label slot shows.
     pub labels: Vec<String>,
     pub slip_text: String,
+    /// When a hand covers the slip, relative to `start_s`.
+    pub occlusions: Vec<Occlusion>,
+}
+
+impl PlannedOrder {
+    /// Whether a hand covers the slip at second `t` of the stream.
+    pub fn occluded_at(&self, t: f64) -> bool {
+        self.occlusions.iter().any(|o| {
+            let at = self.start_s + o.at_s;
+            at <= t && t < at + o.for_s
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -291,6 +316,110 @@ pub struct GroundTruth {
     /// Per station, the duration of its scenario in seconds.
     pub durations_s: BTreeMap<String, f64>,
     pub orders: Vec<ExpectedOrder>,
+}
+
+/// Frames stored for one expected order against the seconds its slip is in view.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OrderAttribution {
+    pub station_id: String,
+    pub order_id: String,
+    /// Seconds the slip is in view (covered or not): the frames the order should get at the
+    /// pipelines' 1 frame/s.
+    pub shown_s: f64,
+    /// Frames its manifest lists.
+    pub stored: usize,
+    /// Of those, frames captured well inside another order's seconds (more than a second
+    /// from either end of them): frames stored under the wrong order.
+    pub foreign: usize,
+}
+
+impl OrderAttribution {
+    /// Stored frames that are the order's own, at most one per second shown.
+    pub fn attributed(&self) -> f64 {
+        ((self.stored - self.foreign) as f64).min(self.shown_s)
+    }
+}
+
+/// Frame attribution of a run: per expected order, the frames stored against the seconds
+/// shown. A pre-rolled frame of the empty table just before a slip counts for its order,
+/// since no order can claim it, but never beyond the seconds shown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attribution {
+    pub orders: Vec<OrderAttribution>,
+}
+
+impl Attribution {
+    /// `frames`: the capture times (Unix ms) each manifest lists, by (station, order);
+    /// `stream_starts`: the Unix ms of second 0 of each station's stream.
+    pub fn new(
+        truth: &GroundTruth,
+        frames: &BTreeMap<(String, String), Vec<u64>>,
+        stream_starts: &BTreeMap<String, u64>,
+    ) -> Attribution {
+        let orders = truth
+            .orders
+            .iter()
+            .map(|e| {
+                let key = (e.station_id.clone(), e.order_id.clone());
+                let times = frames.get(&key).map_or(&[][..], Vec::as_slice);
+                let start = stream_starts.get(&e.station_id);
+                let foreign = times
+                    .iter()
+                    .filter(|&&ms| {
+                        let Some(&start) = start else { return false };
+                        let t = (ms as f64 - start as f64) / 1000.0;
+                        truth.orders.iter().any(|o| {
+                            o.station_id == e.station_id
+                                && o.order_id != e.order_id
+                                && o.start_s + 1.0 < t
+                                && t < o.end_s - 1.0
+                        })
+                    })
+                    .count();
+                OrderAttribution {
+                    station_id: e.station_id.clone(),
+                    order_id: e.order_id.clone(),
+                    shown_s: e.end_s - e.start_s,
+                    stored: times.len(),
+                    foreign,
+                }
+            })
+            .collect();
+        Attribution { orders }
+    }
+
+    /// Attributed frames of every order against all seconds shown, in percent.
+    pub fn percent(&self) -> f64 {
+        let shown: f64 = self.orders.iter().map(|o| o.shown_s).sum();
+        let got: f64 = self.orders.iter().map(OrderAttribution::attributed).sum();
+        if shown == 0.0 {
+            0.0
+        } else {
+            100.0 * got / shown
+        }
+    }
+}
+
+impl std::fmt::Display for Attribution {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "| order | seconds shown | frames stored | in another order |"
+        )?;
+        writeln!(f, "| --- | ---: | ---: | ---: |")?;
+        for o in &self.orders {
+            writeln!(
+                f,
+                "| {}/{} | {} | {} | {} |",
+                o.station_id, o.order_id, o.shown_s, o.stored, o.foreign
+            )?;
+        }
+        write!(
+            f,
+            "frame attribution (frames stored per order against seconds shown): {:.1} %",
+            self.percent()
+        )
+    }
 }
 
 /// A scenario checked and laid out on time lines.
@@ -425,6 +554,14 @@ impl Plan {
                 if !(o.slip_s >= 1.0 && o.pause_s >= 0.0) {
                     return Err(format!("{at}: slip_s must be >= 1 and pause_s >= 0"));
                 }
+                for (ci, c) in o.occlusions.iter().enumerate() {
+                    if !(c.at_s >= 0.0 && c.for_s > 0.0 && c.at_s + c.for_s <= o.slip_s) {
+                        return Err(format!(
+                            "{at}.occlusions[{ci}]: at_s >= 0, for_s > 0 and at_s + for_s <= \
+                             slip_s"
+                        ));
+                    }
+                }
                 let packed = o.packed.clone().unwrap_or_else(|| o.ordered.clone());
                 let mut labels = Vec::new();
                 for it in &packed {
@@ -497,6 +634,7 @@ impl Plan {
                     slip_text: look.slip_text.replace("{id}", &o.id),
                     look,
                     labels,
+                    occlusions: o.occlusions.clone(),
                 });
                 t += o.slip_s + o.pause_s;
             }
@@ -742,6 +880,8 @@ struct SlipFx {
     max_w: usize,
     max_h: usize,
     rotation_deg: f64,
+    /// Index of the order shown, for its occlusions.
+    order: Option<usize>,
 }
 
 /// Configures the elements of a freshly built media: the scene follows the timestamps.
@@ -767,6 +907,7 @@ fn configure_media(
     let fx_set = fx.clone();
     let slip_fx = Arc::new(Mutex::new(SlipFx::default()));
     let slip_fx_set = slip_fx.clone();
+    let plan_fx = plan.clone();
     src.static_pad("src")
         .unwrap()
         .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
@@ -826,6 +967,7 @@ fn configure_media(
                                 .saturating_sub(((l.y as f64) * sy) as usize + 4),
                         ),
                         rotation_deg: l.rotation_deg,
+                        order: Some(now),
                     };
                 }
                 None => {
@@ -847,7 +989,18 @@ fn configure_media(
         .unwrap()
         .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let f = *slip_fx.lock().unwrap();
-            if f.rotation_deg == 0.0 {
+            let occluded = f
+                .order
+                .and_then(|i| plan_fx.orders.get(i))
+                .is_some_and(|o| {
+                    let pts = info.buffer().and_then(|b| b.pts());
+                    let mut t = pts.map_or(-1.0, |p| p.nseconds() as f64 / 1e9);
+                    if at_end == AtEnd::Loop {
+                        t %= plan_fx.duration_s;
+                    }
+                    o.occluded_at(t)
+                });
+            if f.rotation_deg == 0.0 && !occluded {
                 return gst::PadProbeReturn::Ok;
             }
             let Some(buf) = info.buffer_mut() else {
@@ -861,7 +1014,9 @@ fn configure_media(
                     x1: f.x + f.max_w,
                     y1: f.y + f.max_h,
                 };
-                if let Some(ink) = effects::ink_bbox(data, wu, hu, window) {
+                if f.rotation_deg != 0.0
+                    && let Some(ink) = effects::ink_bbox(data, wu, hu, window)
+                {
                     let pad = 4;
                     let bbox = effects::Rect {
                         x0: ink.x0.saturating_sub(pad),
@@ -871,6 +1026,18 @@ fn configure_media(
                     };
                     let background = data[bbox.y0 * wu + bbox.x0];
                     effects::rotate_region(data, wu, hu, bbox, f.rotation_deg, background);
+                }
+                if occluded {
+                    // After the turn, so that the hand covers the slip as it lies; a turned
+                    // slip may reach a little beyond the window at its ends.
+                    let wide = effects::Rect {
+                        x0: window.x0.saturating_sub(24),
+                        y0: window.y0.saturating_sub(64),
+                        x1: window.x1 + 24,
+                        y1: window.y1,
+                    };
+                    let cover = effects::ink_bbox(data, wu, hu, wide).unwrap_or(window);
+                    effects::draw_hand(data, wu, hu, cover);
                 }
             }
             gst::PadProbeReturn::Ok
@@ -1163,11 +1330,62 @@ packed = [{ name = "banana" }]
     #[test]
     fn shipped_scenarios_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
-        for f in ["demo.toml", "varied-slips.toml"] {
+        for f in ["demo.toml", "varied-slips.toml", "occlusions.toml"] {
             let plan = Plan::new(Scenario::load(&dir.join(f)).unwrap()).unwrap();
             assert_eq!(plan.stations.len(), 2, "{f}");
             assert!(plan.stations.iter().all(|s| s.orders.len() >= 5), "{f}");
         }
+    }
+
+    #[test]
+    fn occlusions_are_planned_and_checked() {
+        let with = SMALL.replace(
+            "id = \"102\"",
+            "id = \"102\"\nocclusions = [{ at_s = 0, for_s = 2 }, { at_s = 4, for_s = 1 }]",
+        );
+        let plan = Plan::new(Scenario::from_toml(&with).unwrap()).unwrap();
+        let o = &plan.stations[0].orders[1];
+        assert_eq!(o.start_s, 11.0);
+        assert!(o.occluded_at(11.0) && o.occluded_at(12.9) && o.occluded_at(15.5));
+        assert!(!o.occluded_at(13.0) && !o.occluded_at(16.0) && !o.occluded_at(10.9));
+        assert!(!plan.stations[0].orders[0].occluded_at(3.0));
+        for bad in [
+            "{ at_s = 5, for_s = 2 }",
+            "{ at_s = -1, for_s = 1 }",
+            "{ at_s = 1, for_s = 0 }",
+        ] {
+            let bad = SMALL.replace(
+                "id = \"102\"",
+                &format!("id = \"102\"\nocclusions = [{bad}]"),
+            );
+            let e = Plan::new(Scenario::from_toml(&bad).unwrap()).unwrap_err();
+            assert!(e.starts_with("stations[0].orders[1].occlusions[0]"), "{e}");
+        }
+        let bad = SMALL.replace("id = \"102\"", "id = \"102\"\nocclusions = [{ at = 1 }]");
+        assert!(Scenario::from_toml(&bad).is_err());
+    }
+
+    #[test]
+    fn attribution_counts_frames_against_seconds_shown() {
+        let plan = Plan::new(Scenario::from_toml(SMALL).unwrap()).unwrap();
+        let gt = plan.ground_truth();
+        // Orders at [2, 8), [11, 17), [20, 26) of a stream starting at Unix ms 1000.
+        let at = |secs: &[f64]| -> Vec<u64> {
+            secs.iter().map(|s| 1_000 + (s * 1000.0) as u64).collect()
+        };
+        let key = |o: &str| ("s1".to_string(), o.to_string());
+        let frames = BTreeMap::from([
+            // One pre-rolled frame of the table, 6 of its own: capped at 6.
+            (key("101"), at(&[1.3, 2.3, 3.3, 4.3, 5.3, 6.3, 7.3])),
+            // 4 of 6, and one frame from the middle of 999.
+            (key("102"), at(&[11.3, 12.3, 13.3, 14.3, 23.0])),
+        ]);
+        let starts = BTreeMap::from([("s1".to_string(), 1_000)]);
+        let a = Attribution::new(&gt, &frames, &starts);
+        let rows: Vec<(usize, usize)> = a.orders.iter().map(|o| (o.stored, o.foreign)).collect();
+        assert_eq!(rows, [(7, 0), (5, 1), (0, 0)]);
+        assert!((a.percent() - 100.0 * 10.0 / 18.0).abs() < 1e-9);
+        assert!(a.to_string().contains("| s1/102 | 6 | 5 | 1 |"), "{a}");
     }
 
     #[test]

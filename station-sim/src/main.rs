@@ -1,14 +1,13 @@
 //! `station-sim`: serves the stations of a scenario as RTSP cameras and writes the ground
 //! truth.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use oa_cli::{LogFormat, init_logging};
 use station_sim::{AtEnd, Plan, Scenario, Simulator};
-use tracing_subscriber::EnvFilter;
 
 /// Simulated packing stations: renders the orders of a scenario (TOML, see
 /// station-sim/scenarios/README.md) as H.264 RTSP cameras on 127.0.0.1, one mount per
@@ -73,24 +72,6 @@ struct Files {
     /// Folder for orders.json, inventory.json, ground_truth.json
     #[arg(long, value_name = "DIR")]
     out: PathBuf,
-}
-
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum LogFormat {
-    Text,
-    Json,
-}
-
-fn init_logging(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => logs.init(),
-        LogFormat::Json => logs.json().init(),
-    }
 }
 
 /// Why the program stops early: (exit code, message).
@@ -176,7 +157,7 @@ fn run(command: Cmd) -> Result<(), Failure> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.log_format, "info");
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err((code, e)) => {

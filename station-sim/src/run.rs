@@ -346,21 +346,26 @@ frames_per_order = 4
 
 /// `name x quantity` pairs, sorted, for comparing item lists.
 pub fn items(v: &serde_json::Value) -> Vec<(String, u64)> {
-    let mut out: Vec<(String, u64)> = v
+    sorted_rows(v, |i| (name(i), count(i, "quantity")))
+}
+
+/// One row per element of the JSON array `v` (none if it is not an array), sorted.
+fn sorted_rows<T: Ord>(v: &serde_json::Value, row: impl Fn(&serde_json::Value) -> T) -> Vec<T> {
+    let mut out: Vec<T> = v
         .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|i| {
-                    (
-                        i["name"].as_str().unwrap_or("").to_string(),
-                        i["quantity"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+        .map_or_else(Vec::new, |a| a.iter().map(row).collect());
     out.sort();
     out
+}
+
+/// An item's `name` in a result (empty if absent).
+fn name(item: &serde_json::Value) -> String {
+    item["name"].as_str().unwrap_or("").to_string()
+}
+
+/// An item's count `field` in a result (0 if absent).
+fn count(item: &serde_json::Value, field: &str) -> u64 {
+    item[field].as_u64().unwrap_or(0)
 }
 
 impl Outcome {
@@ -483,22 +488,7 @@ fn sorted_items(v: &[crate::ItemQty]) -> Vec<(String, u64)> {
 }
 
 fn sorted_mismatches(v: &serde_json::Value) -> Vec<(String, u64, u64)> {
-    let mut out: Vec<(String, u64, u64)> = v
-        .as_array()
-        .map(|a| {
-            a.iter()
-                .map(|q| {
-                    (
-                        q["name"].as_str().unwrap_or("").to_string(),
-                        q["expected"].as_u64().unwrap_or(0),
-                        q["detected"].as_u64().unwrap_or(0),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out
+    sorted_rows(v, |q| (name(q), count(q, "expected"), count(q, "detected")))
 }
 
 impl Outcome {

@@ -22,10 +22,7 @@ use gstorderaccuracy::events::OrderComplete;
 use gstorderaccuracy::meta::OrderTag;
 use oa_contract::CompletionReason;
 use oa_s3server::S3Server;
-
-const ACCESS_KEY: &str = "bench-access";
-const SECRET_KEY: &str = "bench-secret-key";
-const BUCKET: &str = "frames";
+use oa_test_support::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, TestS3};
 
 struct Options {
     frames: u32,
@@ -88,10 +85,7 @@ fn run_sink(server: &S3Server, o: &Options, body: &Bytes, round: u32) -> Duratio
         .property("max-in-flight", o.concurrency)
         .build()
         .unwrap();
-    let pipeline = gst::Pipeline::new();
-    pipeline.add_many([src.upcast_ref(), &sink]).unwrap();
-    src.link(&sink).unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let pipeline = oa_test_support::play(&src, &sink);
 
     let order = format!("sink{round}");
     let started = Instant::now();
@@ -198,14 +192,8 @@ async fn run_raw(client: &aws_sdk_s3::Client, o: &Options, body: &Bytes, round: 
 
 fn main() {
     let o = options();
-    // SAFETY: single-threaded at this point; the sink and the raw client read these.
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    }
-    gst::init().unwrap();
-    gstorderaccuracy::plugin_register_static().unwrap();
+    // The sink and the raw client read the credentials from the environment.
+    oa_test_support::s3::init_with_credentials(gstorderaccuracy::plugin_register_static);
 
     let root = std::env::temp_dir().join(format!("oa-bench-sink-{}", std::process::id()));
     // The server's own workers, as a remote store would have: the raw client's runtime
@@ -215,12 +203,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let server = server_rt
-        .block_on(S3Server::start(oa_s3server::Options {
-            buckets: vec![BUCKET.into()],
-            ..oa_s3server::Options::new(&root, ACCESS_KEY, SECRET_KEY)
-        }))
-        .unwrap();
+    let server = TestS3::start_on(server_rt, &root, ACCESS_KEY, SECRET_KEY, &[BUCKET]);
     let body = Bytes::from(jpeg_like(o.size));
     let body_file = root.with_extension("jpg");
     std::fs::write(&body_file, &body).unwrap();

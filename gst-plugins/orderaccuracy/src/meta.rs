@@ -12,6 +12,7 @@ pub const ORDER_META_NAME: &str = "OaOrderMeta";
 const FIELD_STATION: &str = "station-id";
 const FIELD_ORDER: &str = "order-id";
 const FIELD_UNIX_MS: &str = "unix-ms";
+const FIELD_HELD_FOR: &str = "held-for";
 
 /// Registers the meta; called once from `plugin_init`, harmless when repeated.
 pub fn register() {
@@ -54,6 +55,29 @@ impl OrderTag {
             unix_ms: s.get::<u64>(FIELD_UNIX_MS).unwrap_or(0),
         })
     }
+}
+
+/// Marks a tagged frame without an order as held for `order_id` (or clears that): it belongs
+/// to that order if the order's ID is read again before anything else happens (a hand over
+/// the slip, the first frames before an ID is confirmed), and is dropped otherwise. Kept
+/// apart from [`OrderTag`] so that taggers that know nothing of holding are unaffected.
+pub fn set_held_for(buffer: &mut gst::BufferRef, order_id: Option<&str>) {
+    register();
+    let mut meta = match CustomMeta::from_mut_buffer(buffer, ORDER_META_NAME) {
+        Ok(meta) => meta,
+        Err(_) => CustomMeta::add(buffer, ORDER_META_NAME).expect("meta is registered"),
+    };
+    let s = meta.mut_structure();
+    match order_id {
+        Some(id) => s.set(FIELD_HELD_FOR, id),
+        None => s.remove_field(FIELD_HELD_FOR),
+    }
+}
+
+/// The order a frame is held for ([`set_held_for`]).
+pub fn held_for(buffer: &gst::BufferRef) -> Option<String> {
+    let meta = CustomMeta::from_buffer(buffer, ORDER_META_NAME).ok()?;
+    meta.structure().get::<String>(FIELD_HELD_FOR).ok()
 }
 
 /// Wall-clock time at which the frame with `running_time` was captured, in milliseconds
@@ -101,6 +125,28 @@ mod tests {
         tag.order_id = Some("384".into());
         tag.attach(b);
         assert_eq!(OrderTag::from_buffer(b), Some(tag));
+        assert_eq!(b.iter_meta::<gst::Meta>().count(), 1);
+    }
+
+    #[test]
+    fn held_for_is_set_cleared_and_survives_a_new_tag() {
+        gst::init().unwrap();
+        let mut buffer = gst::Buffer::with_size(4).unwrap();
+        let b = buffer.get_mut().unwrap();
+        assert_eq!(held_for(b), None);
+        let tag = OrderTag {
+            station_id: "s1".into(),
+            order_id: None,
+            unix_ms: 5,
+        };
+        tag.attach(b);
+        set_held_for(b, Some("384"));
+        assert_eq!(held_for(b).as_deref(), Some("384"));
+        assert_eq!(OrderTag::from_buffer(b), Some(tag.clone()));
+        tag.attach(b);
+        assert_eq!(held_for(b).as_deref(), Some("384"));
+        set_held_for(b, None);
+        assert_eq!(held_for(b), None);
         assert_eq!(b.iter_meta::<gst::Meta>().count(), 1);
     }
 }

@@ -4,7 +4,6 @@
 //! server's log of completed PUTs, never against timing.
 
 use std::path::PathBuf;
-use std::sync::Once;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -12,27 +11,11 @@ use gst::prelude::*;
 use gstorderaccuracy::events::OrderComplete;
 use gstorderaccuracy::meta::OrderTag;
 use oa_contract::{CompletionReason, Manifest, frame_key, marker_key};
-use oa_s3server::{Options, S3Server};
-
-const ACCESS_KEY: &str = "oa-test-access";
-const SECRET_KEY: &str = "oa-test-secret-key";
-const BUCKET: &str = "frames";
+use oa_s3server::S3Server;
+use oa_test_support::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, TestS3};
 
 fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        // SAFETY: every test calls init() before anything else, and Once holds the other
-        // test threads until the variables are set; all tests use the same values.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-            std::env::remove_var("AWS_SESSION_TOKEN");
-            std::env::remove_var("AWS_PROFILE");
-        }
-        gst::init().unwrap();
-        gstorderaccuracy::plugin_register_static().unwrap();
-    });
+    oa_test_support::s3::init_with_credentials(gstorderaccuracy::plugin_register_static);
 }
 
 fn scratch_dir() -> PathBuf {
@@ -46,16 +29,16 @@ fn scratch_dir() -> PathBuf {
     dir
 }
 
-/// The server and the runtime it runs on (declared last, so it outlives the server).
-struct Scratch(S3Server, tokio::runtime::Runtime);
+/// The server, stopped and its folder removed on drop.
+struct Scratch(TestS3);
 
 impl Scratch {
     fn stop(&self) {
-        self.1.block_on(self.0.stop());
+        self.0.block_on(self.0.stop());
     }
 
     fn restart(&self) {
-        self.1.block_on(self.0.restart()).unwrap();
+        self.0.block_on(self.0.restart()).unwrap();
     }
 }
 
@@ -68,14 +51,7 @@ impl Drop for Scratch {
 
 fn server_with_secret(secret: &str) -> Scratch {
     init();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt
-        .block_on(S3Server::start(Options {
-            buckets: vec![BUCKET.into()],
-            ..Options::new(scratch_dir(), ACCESS_KEY, secret)
-        }))
-        .unwrap();
-    Scratch(server, rt)
+    Scratch(TestS3::start(scratch_dir(), ACCESS_KEY, secret, &[BUCKET]))
 }
 
 fn server() -> Scratch {

@@ -2,33 +2,15 @@
 //! reaching PLAYING and at most once per `progress-interval` while buffers are rendered,
 //! with the names and fields of `oa_contract::messages`.
 
-use std::sync::Once;
 use std::time::Duration;
 
 use gst::prelude::*;
 use gstorderaccuracy::meta::OrderTag;
 use oa_contract::messages::{self, field};
-use oa_s3server::{Options, S3Server};
-
-const ACCESS_KEY: &str = "oa-progress-access";
-const SECRET_KEY: &str = "oa-progress-secret-key";
-const BUCKET: &str = "frames";
+use oa_test_support::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, TestS3};
 
 fn init() {
-    static INIT: Once = Once::new();
-    INIT.call_once(|| {
-        // SAFETY: every test calls init() before anything else, and Once holds the other
-        // test threads until the variables are set; all tests use the same values.
-        unsafe {
-            std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS_KEY);
-            std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-            std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-            std::env::remove_var("AWS_SESSION_TOKEN");
-            std::env::remove_var("AWS_PROFILE");
-        }
-        gst::init().unwrap();
-        gstorderaccuracy::plugin_register_static().unwrap();
-    });
+    oa_test_support::s3::init_with_credentials(gstorderaccuracy::plugin_register_static);
 }
 
 /// An untagged (no order) frame of station `s1`.
@@ -55,13 +37,7 @@ fn run(progress_interval: u32) -> Vec<gst::Structure> {
         "oa-sink-progress-{}-{progress_interval}",
         std::process::id()
     ));
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt
-        .block_on(S3Server::start(Options {
-            buckets: vec![BUCKET.into()],
-            ..Options::new(&root, ACCESS_KEY, SECRET_KEY)
-        }))
-        .unwrap();
+    let server = TestS3::start(&root, ACCESS_KEY, SECRET_KEY, &[BUCKET]);
     let src = gst_app::AppSrc::builder()
         .caps(&gst::Caps::builder("image/jpeg").build())
         .format(gst::Format::Time)
@@ -72,10 +48,7 @@ fn run(progress_interval: u32) -> Vec<gst::Structure> {
         .property("progress-interval", progress_interval)
         .build()
         .unwrap();
-    let pipeline = gst::Pipeline::new();
-    pipeline.add_many([src.upcast_ref(), &sink]).unwrap();
-    src.link(&sink).unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
+    let pipeline = oa_test_support::play(&src, &sink);
     // A non-live pipeline reaches PLAYING once the first frame prerolled.
     src.push_buffer(frame(0)).unwrap();
     let (ok, state, _) = pipeline.state(gst::ClockTime::from_seconds(10));
@@ -109,7 +82,7 @@ fn run(progress_interval: u32) -> Vec<gst::Structure> {
         }
     }
     pipeline.set_state(gst::State::Null).unwrap();
-    rt.block_on(server.shutdown());
+    server.shutdown();
     let _ = std::fs::remove_dir_all(&root);
     progress
 }

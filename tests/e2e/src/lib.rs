@@ -104,7 +104,13 @@ pub fn write_srt(path: &Path, slips: &[Slip]) {
 pub struct RtspCamera {
     url: String,
     main_loop: glib::MainLoop,
-    thread: Option<std::thread::JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<Result<(), glib::BoolError>>>,
+    /// The server and its listening source, in the loop's own context.
+    listening: Option<(
+        glib::MainContext,
+        glib::SourceId,
+        gst_rtsp_server::RTSPServer,
+    )>,
 }
 
 impl RtspCamera {
@@ -136,20 +142,13 @@ impl RtspCamera {
         let source = server.attach(Some(&ctx)).expect("RTSP server attaches");
         let port = server.bound_port();
         assert!(port > 0, "RTSP server did not bind");
-        let loop2 = main_loop.clone();
-        let thread = std::thread::spawn(move || {
-            ctx.with_thread_default(|| loop2.run()).unwrap();
-            // Stop listening before the server goes away (the source lives in our own
-            // context, not the default one that SourceId::remove looks in).
-            if let Some(source) = ctx.find_source_by_id(&source) {
-                source.destroy();
-            }
-            drop(server);
-        });
+        let (loop_ctx, loop2) = (ctx.clone(), main_loop.clone());
+        let thread = std::thread::spawn(move || loop_ctx.with_thread_default(|| loop2.run()));
         RtspCamera {
             url: format!("rtsp://127.0.0.1:{port}/station"),
             main_loop,
             thread: Some(thread),
+            listening: Some((ctx, source, server)),
         }
     }
 
@@ -164,6 +163,13 @@ impl Drop for RtspCamera {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+        // Stop listening before the server goes away (the source lives in our own context,
+        // not the default one that SourceId::remove looks in).
+        if let Some((ctx, source, _server)) = self.listening.take()
+            && let Some(source) = ctx.find_source_by_id(&source)
+        {
+            source.destroy();
+        }
     }
 }
 
@@ -172,6 +178,30 @@ pub fn station_pipeline(file: &str, values: &[(&'static str, String)]) -> String
     let template = std::fs::read_to_string(repo_root().join("pipelines").join(file)).unwrap();
     let values: BTreeMap<&str, String> = values.iter().cloned().collect();
     oa_contract::render_pipeline(&template, &values).unwrap()
+}
+
+/// A file of `pipelines/` as station `station_1` reading `source`, the full frame as
+/// ROI, orders ending after 10 s without a slip, frames stored in [`BUCKET`] at `endpoint`
+/// (no prefix) by pipeline instance `instance`.
+pub fn station_1_pipeline(
+    file: &str,
+    source: String,
+    endpoint: String,
+    instance: String,
+) -> String {
+    station_pipeline(
+        file,
+        &[
+            ("source", source),
+            ("station_id", "station_1".into()),
+            ("roi", String::new()),
+            ("idle_timeout_ms", "10000".into()),
+            ("endpoint", endpoint),
+            ("bucket", BUCKET.into()),
+            ("prefix", String::new()),
+            ("pipeline_instance", instance),
+        ],
+    )
 }
 
 /// A `gst-launch-1.0 -e` child with its output in a log file.

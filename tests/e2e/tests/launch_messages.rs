@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use oa_contract::{CompletionReason, LaunchMessage};
 use oa_e2e::*;
-use oa_s3server::{Options, S3Server};
+use oa_test_support::s3::TestS3;
 
 /// `(station, frames_received, frames_stored)` of each progress message.
 fn progress(messages: &[LaunchMessage]) -> Vec<(Option<String>, u64, u64)> {
@@ -28,15 +28,7 @@ fn progress(messages: &[LaunchMessage]) -> Vec<(Option<String>, u64, u64)> {
 #[test]
 fn playing_progress_and_order_stored_reach_the_orchestrator() {
     let dir = TempDir::new("messages");
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt
-        .block_on(S3Server::start(Options::new(
-            dir.path().join("s3"),
-            ACCESS_KEY,
-            SECRET_KEY,
-        )))
-        .unwrap();
-    server.create_bucket(BUCKET).unwrap();
+    let server = TestS3::start(dir.path().join("s3"), ACCESS_KEY, SECRET_KEY, &[BUCKET]);
     let srt = dir.path().join("slips.srt");
     write_srt(
         &srt,
@@ -46,18 +38,11 @@ fn playing_progress_and_order_stored_reach_the_orchestrator() {
             text: "ORDER #384",
         }],
     );
-    let pipeline = station_pipeline(
+    let pipeline = station_1_pipeline(
         "test-source.pipeline",
-        &[
-            ("source", srt.display().to_string()),
-            ("station_id", "station_1".into()),
-            ("roi", String::new()),
-            ("idle_timeout_ms", "10000".into()),
-            ("endpoint", server.endpoint()),
-            ("bucket", BUCKET.into()),
-            ("prefix", String::new()),
-            ("pipeline_instance", "e2e-messages".into()),
-        ],
+        srt.display().to_string(),
+        server.endpoint(),
+        "e2e-messages".into(),
     );
     let mut launch = Launch::start_with_messages(
         &pipeline,
@@ -160,5 +145,5 @@ fn playing_progress_and_order_stored_reach_the_orchestrator() {
         )),
         "{stdout}"
     );
-    rt.block_on(server.shutdown());
+    server.shutdown();
 }

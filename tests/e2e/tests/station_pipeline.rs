@@ -8,15 +8,13 @@ use std::time::{Duration, Instant};
 
 use oa_contract::CompletionReason;
 use oa_e2e::*;
-use oa_s3server::{Options, S3Server};
+use oa_test_support::s3::TestS3;
 
 struct Station {
     _dir: TempDir,
-    server: S3Server,
+    server: TestS3,
     camera: RtspCamera,
     launch: Launch,
-    /// Runs the server; dropped last, after it.
-    _rt: tokio::runtime::Runtime,
 }
 
 fn start_station(tag: &str, slips: &[Slip]) -> Station {
@@ -27,28 +25,15 @@ fn start_station_with(pipeline_file: &str, tag: &str, slips: &[Slip]) -> Station
     let dir = TempDir::new(tag);
     let root = dir.path().join("s3");
     std::fs::create_dir_all(&root).unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let server = rt
-        .block_on(S3Server::start(Options {
-            buckets: vec![BUCKET.into()],
-            ..Options::new(&root, ACCESS_KEY, SECRET_KEY)
-        }))
-        .unwrap();
+    let server = TestS3::start(&root, ACCESS_KEY, SECRET_KEY, &[BUCKET]);
     let srt = dir.path().join("slips.srt");
     write_srt(&srt, slips);
     let camera = RtspCamera::serve(&srt, 5);
-    let pipeline = station_pipeline(
+    let pipeline = station_1_pipeline(
         pipeline_file,
-        &[
-            ("source", camera.url().to_owned()),
-            ("station_id", "station_1".into()),
-            ("roi", String::new()),
-            ("idle_timeout_ms", "10000".into()),
-            ("endpoint", server.endpoint()),
-            ("bucket", BUCKET.into()),
-            ("prefix", String::new()),
-            ("pipeline_instance", format!("e2e-{tag}")),
-        ],
+        camera.url().to_owned(),
+        server.endpoint(),
+        format!("e2e-{tag}"),
     );
     let launch = Launch::start(&pipeline, dir.path().join("gst-launch.log"));
     Station {
@@ -56,7 +41,6 @@ fn start_station_with(pipeline_file: &str, tag: &str, slips: &[Slip]) -> Station
         server,
         camera,
         launch,
-        _rt: rt,
     }
 }
 

@@ -1,7 +1,10 @@
 //! Frames for tests and benchmarks, rendered by real GStreamer elements (`videotestsrc`,
-//! `textoverlay`, `jpegenc`...) and taken from an `appsink`.
+//! `textoverlay`, `jpegenc`...) and taken from an `appsink`; an `appsrc` feeding an element
+//! under test; and ([`s3`]) a real S3 server with the credentials its clients read.
 
 use gst::prelude::*;
+
+pub mod s3;
 
 /// How long one frame may take to come out.
 const FRAME_TIMEOUT: gst::ClockTime = gst::ClockTime::from_seconds(10);
@@ -59,6 +62,15 @@ pub fn buffers(description: &str) -> Vec<Vec<u8>> {
                 .to_vec()
         })
         .collect()
+}
+
+/// Plays `src ! sink` in a new pipeline, e.g. frames pushed into an element under test.
+pub fn play(src: &gst_app::AppSrc, sink: &gst::Element) -> gst::Pipeline {
+    let pipeline = gst::Pipeline::new();
+    pipeline.add_many([src.upcast_ref(), sink]).unwrap();
+    src.link(sink).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    pipeline
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use oa_contract::messages::{self, field};
 
 use super::lifecycle::Lifecycle;
 use crate::events::{OrderChanged, OrderComplete};
-use crate::meta::OrderTag;
+use crate::meta::{OrderTag, held_for};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -90,7 +90,15 @@ impl EosMarker {
                 self.timer_wake.notify_all();
                 admitted.finished
             }
-            _ => None,
+            Some(OrderTag { order_id: None, .. }) => {
+                if let Some(held) = held_for(&buffer) {
+                    self.state()
+                        .lifecycle
+                        .held(&held, buffer.pts(), Instant::now());
+                }
+                None
+            }
+            None => None,
         };
         if let Some(finished) = finished {
             self.send_complete(finished);

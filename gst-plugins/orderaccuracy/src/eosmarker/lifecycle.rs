@@ -18,6 +18,8 @@ struct OpenOrder {
     last_pts: Option<gst::ClockTime>,
     first_unix_ms: Option<u64>,
     last_unix_ms: Option<u64>,
+    /// The latest timestamp of a frame of the order or held for it, for the idle timeout.
+    seen_pts: Option<gst::ClockTime>,
     last_frame_at: Instant,
 }
 
@@ -31,6 +33,7 @@ impl OpenOrder {
             last_pts: None,
             first_unix_ms: None,
             last_unix_ms: None,
+            seen_pts: None,
             last_frame_at: now,
         }
     }
@@ -39,6 +42,7 @@ impl OpenOrder {
         self.frame_count += 1;
         self.first_pts = self.first_pts.or(pts);
         self.last_pts = pts.or(self.last_pts);
+        self.seen_pts = pts.or(self.seen_pts);
         if unix_ms > 0 {
             self.first_unix_ms = self.first_unix_ms.or(Some(unix_ms));
             self.last_unix_ms = Some(unix_ms);
@@ -94,7 +98,7 @@ impl Lifecycle {
         let pts = pts?;
         self.open
             .take_if(|open| {
-                open.last_pts
+                open.seen_pts
                     .is_some_and(|last| pts.saturating_sub(last) >= timeout)
             })
             .map(|open| open.complete(CompletionReason::IdleTimeout))
@@ -124,6 +128,15 @@ impl Lifecycle {
     /// `ocrsegment` confirmed `next` (`None`: the slip is no longer read, which leaves the
     /// decision to the idle timeout). A different order ends the open one before its first
     /// frame arrives, so the completion travels ahead of any frame of the next order.
+    /// A frame held for `order_id` (it may still become one of its frames): the open order
+    /// of that ID is not idle, though the frame is not counted.
+    pub fn held(&mut self, order_id: &str, pts: Option<gst::ClockTime>, now: Instant) {
+        if let Some(open) = self.open.as_mut().filter(|o| o.order_id == order_id) {
+            open.seen_pts = pts.or(open.seen_pts);
+            open.last_frame_at = now;
+        }
+    }
+
     pub fn order_changed(&mut self, next: Option<&str>) -> Option<OrderComplete> {
         let next = next?;
         self.open
@@ -304,5 +317,27 @@ mod tests {
         frame(&mut l, "926", 2, t0);
         assert_eq!(l.abandon(), Some(("926".into(), 2)));
         assert_eq!(l.open_order(), None);
+    }
+
+    #[test]
+    fn frames_held_for_the_open_order_keep_it_open() {
+        let t0 = Instant::now();
+        let mut l = Lifecycle::default();
+        frame(&mut l, "384", 0, t0);
+        // Held for another order: no effect.
+        l.held("651", secs(9), t0 + TIMEOUT);
+        assert!(l.take_stale(secs(10), Some(TIMEOUT)).is_some());
+        frame(&mut l, "384", 0, t0);
+        l.held("384", secs(9), t0 + Duration::from_secs(9));
+        assert_eq!(l.take_stale(secs(10), Some(TIMEOUT)), None);
+        assert_eq!(l.take_idle(TIMEOUT, t0 + TIMEOUT), None);
+        assert_eq!(
+            l.idle_wait(Some(TIMEOUT), t0 + TIMEOUT),
+            Some(Duration::from_secs(9))
+        );
+        frame(&mut l, "384", 12, t0 + Duration::from_secs(12));
+        let done = l.end_of_stream().unwrap();
+        assert_eq!(done.frame_count, 2, "held frames are not counted");
+        assert_eq!((done.first_pts, done.last_pts), (secs(0), secs(12)));
     }
 }

@@ -5,6 +5,8 @@
 //! `OrderComplete` event downstream per order: when a different order starts
 //! (`next-order`), when no frame of the open order arrived for `idle-timeout` (a timer that
 //! fires with no buffers flowing, e.g. a stalled camera), or on EOS (`end-of-stream`).
+//! Frames held for the open order ([`crate::meta::held_for`]: a hand over the slip) keep
+//! it from idling, without being counted: they may still become its frames.
 
 use gst::glib;
 use gst::prelude::*;

@@ -1,4 +1,4 @@
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, LazyLock, Mutex};
 use std::time::{Duration, Instant};
@@ -19,9 +19,10 @@ use tokio::runtime::Runtime;
 use tokio::sync::{Semaphore, watch};
 
 use super::completed::CompletedOrders;
+use super::held::HeldFrames;
 use super::progress::ProgressClock;
 use crate::events::OrderComplete;
-use crate::meta::{OrderTag, unix_ms_now};
+use crate::meta::{OrderTag, held_for, unix_ms_now};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -349,10 +350,10 @@ struct Started {
     cancel: watch::Sender<bool>,
     prefix: String,
     pipeline_instance: String,
-    pre_roll: usize,
     max_buffered: usize,
     request_timeout: Duration,
-    ring: VecDeque<PreRolled>,
+    /// Frames without an order, until it is known where they belong.
+    held: HeldFrames<PreRolled>,
     /// The order being collected; cleared by its OrderComplete.
     current: Option<OrderId>,
     completed: CompletedOrders<OrderId>,
@@ -680,6 +681,9 @@ impl MinioFrameSink {
             return Ok(());
         };
         let id: OrderId = (done.station_id.clone(), done.order_id.clone());
+        for _ in st.held.drop_order(&id.1) {
+            self.count_dropped("held for an order that completed");
+        }
         let marker_key = match oa_contract::marker_key(&st.prefix, &id.0, &id.1) {
             Ok(key) => key,
             Err(e) => {
@@ -777,13 +781,18 @@ impl MinioFrameSink {
             ..
         }) = tag
         else {
-            st.ring.push_back(PreRolled {
+            let held = held_for(buffer);
+            let why = if held.is_some() {
+                "held too long: a frame held for no order followed"
+            } else {
+                "no order, beyond the pre-roll and the frames held for an order"
+            };
+            let frame = PreRolled {
                 buffer: buffer.clone(),
                 unix_ms,
-            });
-            while st.ring.len() > st.pre_roll {
-                st.ring.pop_front();
-                self.count_dropped("no order, beyond the pre-roll");
+            };
+            for _ in st.held.push(frame, held) {
+                self.count_dropped(why);
             }
             return Ok(gst::FlowSuccess::Ok);
         };
@@ -808,8 +817,12 @@ impl MinioFrameSink {
             self.begin_order(st, &id);
             st.current = Some(id.clone());
         }
-        // Untagged frames just before this one belong to this order and come first.
-        while let Some(pre) = st.ring.pop_front() {
+        // Untagged frames just before this one that belong to this order come first.
+        let (belong, dropped) = st.held.take_for(&id.1);
+        for _ in dropped {
+            self.count_dropped("held for another order than the next one tagged");
+        }
+        for pre in belong {
             self.upload_frame(st, &id, pre.buffer, pre.unix_ms, false)?;
         }
         self.upload_frame(st, &id, buffer.clone(), unix_ms, true)
@@ -857,8 +870,8 @@ impl MinioFrameSink {
         {
             let mut state = self.state.lock().unwrap();
             if let State::Started(st) = &mut *state {
-                for _ in st.ring.drain(..) {
-                    self.count_dropped("end of stream before any order started");
+                for _ in st.held.drain() {
+                    self.count_dropped("end of stream before their order was tagged");
                 }
             }
         }
@@ -982,9 +995,11 @@ impl ObjectImpl for MinioFrameSink {
                 glib::ParamSpecUInt::builder("pre-roll")
                     .nick("Pre-roll")
                     .blurb(
-                        "Most recent frames without an order kept and stored with the next \
-                         order that starts (its first frames are often captured before the \
-                         slip is read); older untagged frames are dropped and counted",
+                        "Most recent frames without an order (and held for none) kept and \
+                         stored with the next order tagged (its first frames are often \
+                         captured before the slip is read); older untagged frames are dropped \
+                         and counted. Frames held for an order (ocrsegment's hold-frames) are \
+                         kept apart from this",
                     )
                     .maximum(1_024)
                     .default_value(DEFAULT_PRE_ROLL)
@@ -1025,7 +1040,9 @@ impl ObjectImpl for MinioFrameSink {
                     .nick("Frames dropped untagged")
                     .blurb(
                         "Frames not stored because they belonged to no order (beyond the \
-                         pre-roll) or carried an invalid station or order ID",
+                         pre-roll; held for an order that did not come back: another order \
+                         was tagged first, it completed, or its hold window passed) or carried \
+                         an invalid station or order ID",
                     )
                     .read_only()
                     .build(),
@@ -1247,10 +1264,9 @@ impl BaseSinkImpl for MinioFrameSink {
             cancel,
             prefix: settings.prefix,
             pipeline_instance,
-            pre_roll: settings.pre_roll as usize,
             max_buffered: settings.max_buffered as usize,
             request_timeout: Duration::from_millis(settings.request_timeout_ms.into()),
-            ring: VecDeque::new(),
+            held: HeldFrames::new(settings.pre_roll as usize),
             current: None,
             completed: CompletedOrders::default(),
             progress: ProgressClock::new(Duration::from_secs(settings.progress_interval_s.into())),

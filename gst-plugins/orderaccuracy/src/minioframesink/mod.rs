@@ -7,7 +7,13 @@
 //!
 //! Untagged frames are not uploaded, except the last `pre-roll` of them, which belong to
 //! the next order that starts (the first frames of an order are often read before the slip
-//! is). An `OrderComplete` for an order that has no stored frame still writes a marker,
+//! is), and frames *held* for an order ([`crate::meta::held_for`], set by `ocrsegment` on
+//! a frame that reads an ID not yet confirmed or nothing while a hand covers the slip):
+//! they are kept and stored with their order, in capture order before the frame, when the
+//! next tagged frame is of that order, and dropped (`frames-dropped-untagged`) when it is of
+//! another order, when that order's `OrderComplete` arrives, or when a frame held for no
+//! order arrives (the hold window upstream has passed). So no frame is stored twice or
+//! under an order it was not held for, and the manifest stays in capture order. An `OrderComplete` for an order that has no stored frame still writes a marker,
 //! with an empty frame list, so that the consumer can report the order as having no frames
 //! instead of never hearing of it.
 //!
@@ -31,6 +37,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod completed;
+mod held;
 mod imp;
 mod progress;
 

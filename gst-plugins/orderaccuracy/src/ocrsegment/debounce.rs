@@ -1,6 +1,12 @@
 //! Which order is current, from the reads of the OCR'd frames: a read ID becomes current
 //! after `confirm_frames` consecutive reads, and the current order is released after
 //! `release_frames` consecutive OCR'd frames that did not read it.
+//!
+//! Apart from that, every frame is tagged ([`Debouncer::frame_tag`]): a frame that reads the
+//! current order belongs to it; a frame that reads another ID is held for that ID (it
+//! belongs to it once it is confirmed); a frame that reads nothing is held for the order
+//! last read, up to `hold_frames` frames after that order's last read, so that a hand over
+//! the slip does not cost the order those frames.
 
 use oa_contract::messages;
 
@@ -32,6 +38,16 @@ impl Change {
     }
 }
 
+/// What one frame is tagged with.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FrameTag {
+    /// The order the frame belongs to.
+    pub order_id: Option<String>,
+    /// Without `order_id`: the order the frame belongs to if that order's ID is read (and
+    /// confirmed) again before anything else happens.
+    pub held_for: Option<String>,
+}
+
 /// An ID read on consecutive OCR'd frames but not (yet) current.
 #[derive(Debug)]
 struct Candidate {
@@ -50,10 +66,21 @@ pub struct Debouncer {
     current: Option<String>,
     /// Consecutive OCR'd frames that did not read the current order.
     misses: u32,
+    hold_frames: u32,
+    /// The order last read on a tagged frame, and the frames since that did not read it.
+    hold: Option<(String, u32)>,
 }
 
 impl Debouncer {
+    /// Holds nothing after the last tagged frame, as the tests of the other rules want.
+    #[cfg(test)]
     pub fn new(confirm_frames: u32, release_frames: u32) -> Self {
+        Self::with_hold(confirm_frames, release_frames, 0)
+    }
+
+    /// `hold_frames`: how many frames in a row without the last tagged order's ID are held
+    /// for it.
+    pub fn with_hold(confirm_frames: u32, release_frames: u32, hold_frames: u32) -> Self {
         Debouncer {
             confirm_frames,
             release_frames,
@@ -61,6 +88,8 @@ impl Debouncer {
             candidate: None,
             current: None,
             misses: 0,
+            hold_frames,
+            hold: None,
         }
     }
 
@@ -127,6 +156,41 @@ impl Debouncer {
         match (&self.last_read, &self.current) {
             (Some(r), Some(c)) if &r.id == c => Some(c.clone()),
             _ => None,
+        }
+    }
+
+    /// Tags the latest frame (OCR'd or not, after [`Self::update`] for an OCR'd one) and
+    /// counts it against the hold window; call once per frame.
+    pub fn frame_tag(&mut self) -> FrameTag {
+        let read = self.last_read.as_ref().map(|r| r.id.clone());
+        if let Some(order) = self.tag_order() {
+            self.hold = Some((order.clone(), 0));
+            return FrameTag {
+                order_id: Some(order),
+                held_for: None,
+            };
+        }
+        // Reading the held order again (not yet re-confirmed) restarts its window; another
+        // ID's frames count against it, without being held for it.
+        match (&mut self.hold, &read) {
+            (Some((id, n)), Some(r)) if id == r => *n = 0,
+            (Some((_, n)), _) => *n = n.saturating_add(1),
+            (None, _) => {}
+        }
+        if self
+            .hold
+            .as_ref()
+            .is_some_and(|(_, n)| *n > self.hold_frames)
+        {
+            self.hold = None;
+        }
+        let held_for = match read {
+            Some(id) => Some(id),
+            None => self.hold.as_ref().map(|(id, _)| id.clone()),
+        };
+        FrameTag {
+            order_id: None,
+            held_for,
         }
     }
 }
@@ -256,5 +320,76 @@ mod tests {
         assert_eq!((c.order_id, c.previous), (None, some("1")));
         let c = d.update(read("2", 0.9)).expect("started");
         assert_eq!((c.order_id, c.previous), (some("2"), None));
+    }
+
+    fn tag(order: Option<&str>, held_for: Option<&str>) -> FrameTag {
+        FrameTag {
+            order_id: order.map(Into::into),
+            held_for: held_for.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn an_occlusion_is_held_for_the_order_read_before() {
+        let mut d = Debouncer::with_hold(2, 3, 5);
+        d.update(read("384", 0.9));
+        assert_eq!(d.frame_tag(), tag(None, Some("384")), "not yet confirmed");
+        d.update(read("384", 0.9)).unwrap();
+        assert_eq!(d.frame_tag(), tag(Some("384"), None));
+        // A hand over the slip for 3 frames releases the order...
+        for _ in 0..2 {
+            assert_eq!(d.update(None), None);
+            assert_eq!(d.frame_tag(), tag(None, Some("384")));
+        }
+        assert!(d.update(None).is_some(), "released");
+        assert_eq!(d.frame_tag(), tag(None, Some("384")));
+        // ...and its ID read again must be confirmed again; those frames are held too.
+        assert_eq!(d.update(read("384", 0.9)), None);
+        assert_eq!(d.frame_tag(), tag(None, Some("384")));
+        assert!(d.update(read("384", 0.9)).is_some(), "started again");
+        assert_eq!(d.frame_tag(), tag(Some("384"), None));
+    }
+
+    #[test]
+    fn the_hold_ends_after_hold_frames() {
+        let mut d = Debouncer::with_hold(1, 2, 3);
+        d.update(read("7", 0.9)).unwrap();
+        assert_eq!(d.frame_tag(), tag(Some("7"), None));
+        for _ in 0..3 {
+            d.update(None);
+            assert_eq!(d.frame_tag(), tag(None, Some("7")));
+        }
+        d.update(None);
+        assert_eq!(d.frame_tag(), FrameTag::default(), "the window has passed");
+        // Frames that are not OCR'd count too, and nothing is held any more.
+        assert_eq!(d.frame_tag(), FrameTag::default());
+        d.update(read("7", 0.9)).unwrap();
+        assert_eq!(d.frame_tag(), tag(Some("7"), None));
+    }
+
+    #[test]
+    fn another_id_is_held_for_itself_and_counts_against_the_hold() {
+        let mut d = Debouncer::with_hold(3, 5, 2);
+        d.update(read("1", 0.9));
+        d.update(read("1", 0.9));
+        d.update(read("1", 0.9)).unwrap();
+        assert_eq!(d.frame_tag(), tag(Some("1"), None));
+        d.update(read("2", 0.9));
+        assert_eq!(d.frame_tag(), tag(None, Some("2")));
+        d.update(None);
+        assert_eq!(d.frame_tag(), tag(None, Some("1")));
+        d.update(None);
+        assert_eq!(d.frame_tag(), FrameTag::default(), "3 frames without 1");
+    }
+
+    #[test]
+    fn hold_zero_holds_only_candidates() {
+        let mut d = Debouncer::with_hold(2, 3, 0);
+        d.update(read("5", 0.9));
+        assert_eq!(d.frame_tag(), tag(None, Some("5")));
+        d.update(read("5", 0.9)).unwrap();
+        assert_eq!(d.frame_tag(), tag(Some("5"), None));
+        d.update(None);
+        assert_eq!(d.frame_tag(), FrameTag::default());
     }
 }

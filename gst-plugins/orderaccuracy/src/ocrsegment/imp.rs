@@ -1,8 +1,8 @@
-use super::debounce::{Change, Debouncer};
+use super::debounce::{Change, Debouncer, FrameTag};
 use super::frame::{self, SUPPORTED_FORMATS};
 use super::slip::{DEFAULT_ORDER_PATTERN, Outcome, compile_pattern, find_read};
 use crate::events::OrderChanged;
-use crate::meta::{OrderTag, capture_unix_ms};
+use crate::meta::{OrderTag, capture_unix_ms, set_held_for};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -30,6 +30,12 @@ const DEFAULT_ROI: &str = "";
 const DEFAULT_MIN_CONFIDENCE: f64 = 0.5;
 const DEFAULT_CONFIRM_FRAMES: u32 = 2;
 const DEFAULT_RELEASE_FRAMES: u32 = 3;
+/// `hold-frames` of -1: `release-frames` plus this. Two frames are a fifth of eosmarker's
+/// default idle timeout (10 s) at the 1 frame/s the shipped pipelines sample: the order's
+/// completion after its slip leaves is delayed by at most the hold, which stays well inside
+/// the idle timeout, while a hand over the slip for up to about 5 s costs the order nothing.
+const AUTO_HOLD_EXTRA_FRAMES: u32 = 2;
+const DEFAULT_HOLD_FRAMES: i32 = -1;
 const DEFAULT_OCR_INTERVAL: u32 = 1;
 const DEFAULT_SKIP_UNCHANGED: bool = true;
 const DEFAULT_THREADS: u32 = 1;
@@ -51,10 +57,18 @@ struct Settings {
     min_confidence: f64,
     confirm_frames: u32,
     release_frames: u32,
+    hold_frames: i32,
     ocr_interval: u32,
     skip_unchanged: bool,
     threads: u32,
     det_max_side: u32,
+}
+
+impl Settings {
+    fn hold_frames(&self) -> u32 {
+        u32::try_from(self.hold_frames)
+            .unwrap_or_else(|_| self.release_frames.saturating_add(AUTO_HOLD_EXTRA_FRAMES))
+    }
 }
 
 impl Default for Settings {
@@ -67,6 +81,7 @@ impl Default for Settings {
             min_confidence: DEFAULT_MIN_CONFIDENCE,
             confirm_frames: DEFAULT_CONFIRM_FRAMES,
             release_frames: DEFAULT_RELEASE_FRAMES,
+            hold_frames: DEFAULT_HOLD_FRAMES,
             ocr_interval: DEFAULT_OCR_INTERVAL,
             skip_unchanged: DEFAULT_SKIP_UNCHANGED,
             threads: DEFAULT_THREADS,
@@ -224,6 +239,14 @@ impl ObjectImpl for OcrSegment {
                     .default_value(DEFAULT_RELEASE_FRAMES)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecInt::builder("hold-frames")
+                    .nick("Hold frames")
+                    .blurb("Frames in a row without the ID of the order last read (a hand over the slip) that are held for that order: they belong to it if its ID is read again within this many frames, and are dropped by the sink if another order starts first or the window passes. Frames that read an ID not yet confirmed are always held for it. -1: release-frames + 2")
+                    .minimum(-1)
+                    .maximum(1000)
+                    .default_value(DEFAULT_HOLD_FRAMES)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("ocr-interval")
                     .nick("OCR interval")
                     .blurb("Run OCR on every k-th frame only; the frames in between inherit the last read")
@@ -319,6 +342,9 @@ impl ObjectImpl for OcrSegment {
             "release-frames" => {
                 settings.release_frames = value.get().expect("type checked upstream");
             }
+            "hold-frames" => {
+                settings.hold_frames = value.get().expect("type checked upstream");
+            }
             "ocr-interval" => {
                 settings.ocr_interval = value.get().expect("type checked upstream");
             }
@@ -346,6 +372,7 @@ impl ObjectImpl for OcrSegment {
             "min-confidence" => settings.min_confidence.to_value(),
             "confirm-frames" => settings.confirm_frames.to_value(),
             "release-frames" => settings.release_frames.to_value(),
+            "hold-frames" => settings.hold_frames.to_value(),
             "ocr-interval" => settings.ocr_interval.to_value(),
             "skip-unchanged" => settings.skip_unchanged.to_value(),
             "threads" => settings.threads.to_value(),
@@ -439,7 +466,11 @@ impl BaseTransformImpl for OcrSegment {
             engine.model_dir().display()
         );
         *self.stats.lock().unwrap() = Stats::default();
-        let debounce = Debouncer::new(settings.confirm_frames, settings.release_frames);
+        let debounce = Debouncer::with_hold(
+            settings.confirm_frames,
+            settings.release_frames,
+            settings.hold_frames(),
+        );
         *self.state.lock().unwrap() = Some(State {
             engine,
             pattern,
@@ -547,9 +578,10 @@ impl BaseTransformImpl for OcrSegment {
         if let Some((_, outcome, _)) = &ran {
             change = state.debounce.update(outcome.read.clone());
         }
+        let FrameTag { order_id, held_for } = state.debounce.frame_tag();
         let tag = OrderTag {
             station_id: station.clone(),
-            order_id: state.debounce.tag_order(),
+            order_id,
             unix_ms: capture_unix_ms(self.obj().upcast_ref(), running_time),
         };
         drop(guard);
@@ -580,6 +612,7 @@ impl BaseTransformImpl for OcrSegment {
             self.announce(&station, change);
         }
         tag.attach(buf);
+        set_held_for(buf, held_for.as_deref());
         Ok(gst::FlowSuccess::Ok)
     }
 }

@@ -11,6 +11,19 @@
 //! [`OrderChanged`](crate::events::OrderChanged) events, sent before the buffer that caused
 //! them, and as `order-started`, `order-changed` and `order-released` element messages
 //! ([`oa_contract::messages`]).
+//!
+//! Frames without an order are not lost for it: a frame is *held* for an order (the
+//! `held-for` field of the same meta, [`crate::meta::set_held_for`]) when it reads an ID
+//! that is not confirmed yet (the first `confirm-frames` frames of an order, whatever that
+//! is set to), or when it reads nothing within `hold-frames` frames of the last frame that
+//! read the order last tagged (a hand over the slip; the order may even have been released
+//! meanwhile). Buffers are never delayed here: `minioframesink` keeps held frames and
+//! stores them, in capture order and before the frame, when the next tagged frame is of
+//! their order, and drops (and counts) them when it is of another order, when that order
+//! completes, or when a frame held for nothing arrives (the window passed). `eosmarker`
+//! keeps an order open while frames are held for it. Holding in the sink rather than here
+//! keeps this element a plain in-place filter whose output order is its input order, and
+//! puts the decision where the frames wait anyway.
 
 use gst::glib;
 use gst::prelude::*;
