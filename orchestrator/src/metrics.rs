@@ -98,6 +98,14 @@ fn latency() -> Latency {
     Family::new_with_constructor(|| Histogram::new(LATENCY_BUCKETS))
 }
 
+fn inc(family: &Family<StationLabel, Counter>, station: &str) {
+    family
+        .get_or_create(&StationLabel {
+            station: station.into(),
+        })
+        .inc();
+}
+
 /// Counters and histograms updated by the consumer; pipeline series come from the
 /// supervisor when rendered.
 #[derive(Debug)]
@@ -111,6 +119,8 @@ pub struct Metrics {
     orders_by_instance: Family<InstanceLabels, Counter>,
     markers_seen: Family<StationLabel, Counter>,
     list_requests: Family<StationLabel, Counter>,
+    orders_recovered: Family<StationLabel, Counter>,
+    recognition_retries: Family<StationLabel, Counter>,
     errors: Family<KindLabel, Counter>,
 }
 
@@ -145,11 +155,13 @@ impl Metrics {
             orders_by_instance: Family::default(),
             markers_seen: Family::default(),
             list_requests: Family::default(),
+            orders_recovered: Family::default(),
+            recognition_retries: Family::default(),
             errors: Family::default(),
         };
         // The registry adds the closing period to each help text, and `_total` to each
         // counter's name.
-        let families: [(&str, &str, Box<dyn Metric>); 9] = [
+        let families: [(&str, &str, Box<dyn Metric>); 11] = [
             (
                 "oa_orders",
                 "Orders processed, by station and result status",
@@ -189,6 +201,16 @@ impl Metrics {
                 "oa_list_requests",
                 "ListObjectsV2 requests made for marker discovery",
                 Box::new(m.list_requests.clone()),
+            ),
+            (
+                "oa_orders_recovered",
+                "Markers written by the orchestrator for orders whose pipeline died before writing one (reason recovered)",
+                Box::new(m.orders_recovered.clone()),
+            ),
+            (
+                "oa_recognition_retries",
+                "Recognition attempts that failed in a way that may pass and were tried again later",
+                Box::new(m.recognition_retries.clone()),
             ),
             (
                 "oa_errors",
@@ -233,19 +255,21 @@ impl Metrics {
     }
 
     pub fn marker_seen(&self, station: &str) {
-        self.markers_seen
-            .get_or_create(&StationLabel {
-                station: station.into(),
-            })
-            .inc();
+        inc(&self.markers_seen, station);
     }
 
     pub fn list_request(&self, station: &str) {
-        self.list_requests
-            .get_or_create(&StationLabel {
-                station: station.into(),
-            })
-            .inc();
+        inc(&self.list_requests, station);
+    }
+
+    /// The orchestrator wrote a `recovered` marker for an order of `station`.
+    pub fn order_recovered(&self, station: &str) {
+        inc(&self.orders_recovered, station);
+    }
+
+    /// An order of `station` will be recognised again after a failure that may pass.
+    pub fn recognition_retry(&self, station: &str) {
+        inc(&self.recognition_retries, station);
     }
 
     /// A storage or processing error, by kind.

@@ -392,6 +392,7 @@ impl Consumer {
                     );
                 }
                 Ok(Processed::RetryLater(why)) => {
+                    this.metrics.recognition_retry(station);
                     let r = this.schedule_retry(&id);
                     tracing::warn!(
                         station,

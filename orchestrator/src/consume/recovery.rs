@@ -151,6 +151,7 @@ impl Consumer {
         if won {
             self.recovered
                 .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.metrics.order_recovered(station);
             tracing::warn!(
                 station,
                 order,
