@@ -154,15 +154,7 @@ async fn put_marker(store: &Store, order: &str, entries: Vec<FrameEntry>) {
         entries,
         "bench-1",
     );
-    store
-        .put(
-            BUCKET,
-            &marker_key("", STATION, order).unwrap(),
-            m.to_json(),
-            "application/json",
-        )
-        .await
-        .unwrap();
+    store.put_marker(BUCKET, "", &m).await.unwrap();
 }
 
 struct Run {

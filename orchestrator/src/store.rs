@@ -198,6 +198,19 @@ impl Store {
             .map_err(|e| describe("PUT", key, &e))
     }
 
+    /// Writes `manifest` as its order's `__EOS__` marker under `prefix`.
+    pub async fn put_marker(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        manifest: &oa_contract::Manifest,
+    ) -> Result<(), StoreError> {
+        let key = oa_contract::marker_key(prefix, &manifest.station_id, &manifest.order_id)
+            .map_err(|e| StoreError(e.to_string()))?;
+        self.put(bucket, &key, manifest.to_json(), "application/json")
+            .await
+    }
+
     /// Removes `key` (absent is fine).
     pub async fn delete(&self, bucket: &str, key: &str) -> Result<(), StoreError> {
         self.client

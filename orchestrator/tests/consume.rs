@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
-use oa_contract::{CompletionReason, FrameEntry, Manifest, frame_key, marker_key};
+use oa_contract::{CompletionReason, FrameEntry, Manifest, frame_key};
 use oa_s3server::{Options, S3Server};
 use orchestrator::consume::{Consumer, ConsumerDeps, Settings};
 use orchestrator::metrics::Metrics;
@@ -164,15 +164,7 @@ impl Env {
             entries,
             "test-1",
         );
-        self.store
-            .put(
-                BUCKET,
-                &marker_key("", station, order).unwrap(),
-                m.to_json(),
-                "application/json",
-            )
-            .await
-            .unwrap();
+        self.store.put_marker(BUCKET, "", &m).await.unwrap();
     }
 
     fn puts_of(&self, prefix: &str) -> Vec<String> {
@@ -276,27 +268,8 @@ impl Recognizer for FlakyRecognizer {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_status() {
-    let e = env("retry").await;
-    e.put_order("station_1", "384", &e.jpegs).await;
-    e.put_order("station_2", "1", &e.jpegs).await;
-    // Down for 3 calls, then back: the order waits, no result is written meanwhile.
-    let flaky = Arc::new(FlakyRecognizer {
-        failures: 3,
-        calls: AtomicUsize::new(0),
-    });
-    let c = e.consumer_with(
-        "host-a",
-        flaky.clone(),
-        Duration::from_secs(600),
-        Duration::from_secs(60),
-        None,
-    );
-    let r = run(&c);
-    wait_until(Duration::from_secs(30), "both results", || {
-        c.processed_count() == 2
-    })
-    .await;
-    r.stop().await;
+    // Down for 3 calls, then back: the orders wait, no result is written meanwhile.
+    let (e, flaky) = recognise_with_a_flaky_vlm("retry", 3, Duration::from_secs(60), 2).await;
     let results = [
         e.result("station_1", "384").unwrap(),
         e.result("station_2", "1").unwrap(),
@@ -314,32 +287,11 @@ async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_stat
         3 + 2,
         "3 failed calls and 2 good ones, recorded per order"
     );
-    assert_eq!(
-        flaky.calls.load(Ordering::SeqCst),
-        5,
-        "polls at 50 ms did not hammer it"
-    );
+    assert_eq!(flaky.calls.load(Ordering::SeqCst), 5);
 
     // Down for good: after the retry window, a final recognition-failed with its attempts.
-    let e = env("retry-final").await;
-    e.put_order("station_1", "384", &e.jpegs).await;
-    let down = Arc::new(FlakyRecognizer {
-        failures: usize::MAX,
-        calls: AtomicUsize::new(0),
-    });
-    let c = e.consumer_with(
-        "host-a",
-        down.clone(),
-        Duration::from_secs(600),
-        Duration::from_millis(500),
-        None,
-    );
-    let r = run(&c);
-    wait_until(Duration::from_secs(30), "the final result", || {
-        c.processed_count() == 1
-    })
-    .await;
-    r.stop().await;
+    let (e, down) =
+        recognise_with_a_flaky_vlm("retry-final", usize::MAX, Duration::from_millis(500), 1).await;
     let res = e.result("station_1", "384").unwrap();
     assert_eq!(res.status, OrderStatus::RecognitionFailed);
     assert!(res.recognition_attempts >= 2, "{res:?}");
@@ -348,6 +300,42 @@ async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_stat
         down.calls.load(Ordering::SeqCst)
     );
     assert!(res.error.unwrap().contains("connection refused"));
+}
+
+/// `orders` orders (384 at station_1, then 1 at station_2) recognised by a VLM double
+/// that fails its first `failures` calls, retried for `window`; returns once every
+/// order has a result.
+async fn recognise_with_a_flaky_vlm(
+    tag: &str,
+    failures: usize,
+    window: Duration,
+    orders: u64,
+) -> (Env, Arc<FlakyRecognizer>) {
+    let e = env(tag).await;
+    for (station, order) in [("station_1", "384"), ("station_2", "1")]
+        .iter()
+        .take(orders as usize)
+    {
+        e.put_order(station, order, &e.jpegs).await;
+    }
+    let flaky = Arc::new(FlakyRecognizer {
+        failures,
+        calls: AtomicUsize::new(0),
+    });
+    let c = e.consumer_with(
+        "host-a",
+        flaky.clone(),
+        Duration::from_secs(600),
+        window,
+        None,
+    );
+    let r = run(&c);
+    wait_until(Duration::from_secs(30), "every result", || {
+        c.processed_count() == orders
+    })
+    .await;
+    r.stop().await;
+    (e, flaky)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -340,6 +340,7 @@ impl Uploader {
     }
 }
 
+/// A frame without an order, pre-rolled or held for one.
 struct PreRolled {
     buffer: gst::Buffer,
     unix_ms: u64,
@@ -781,18 +782,12 @@ impl MinioFrameSink {
             ..
         }) = tag
         else {
-            let held = held_for(buffer);
-            let why = if held.is_some() {
-                "held too long: a frame held for no order followed"
-            } else {
-                "no order, beyond the pre-roll and the frames held for an order"
-            };
             let frame = PreRolled {
                 buffer: buffer.clone(),
                 unix_ms,
             };
-            for _ in st.held.push(frame, held) {
-                self.count_dropped(why);
+            for _ in st.held.push(frame, held_for(buffer)) {
+                self.count_dropped("no order: beyond the pre-roll, or its hold window passed");
             }
             return Ok(gst::FlowSuccess::Ok);
         };

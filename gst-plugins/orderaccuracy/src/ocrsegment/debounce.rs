@@ -6,7 +6,8 @@
 //! current order belongs to it; a frame that reads another ID is held for that ID (it
 //! belongs to it once it is confirmed); a frame that reads nothing is held for the order
 //! last read, up to `hold_frames` frames after that order's last read, so that a hand over
-//! the slip does not cost the order those frames.
+//! the slip does not cost the order those frames. An order released meanwhile and read
+//! again within that window is current again at once, without `confirm_frames` reads.
 
 use oa_contract::messages;
 
@@ -102,6 +103,11 @@ impl Debouncer {
                 self.misses = 0;
             }
             Some(r) => {
+                // The order just released, read again within its hold window: the hand has
+                // left its slip. It resumes at once, so that its held frames join it even
+                // when the slip is in view for only one more frame.
+                let resumes =
+                    self.current.is_none() && self.hold.as_ref().is_some_and(|(id, _)| id == &r.id);
                 let c = match self.candidate.take() {
                     Some(mut c) if c.id == r.id => {
                         c.count += 1;
@@ -114,7 +120,7 @@ impl Debouncer {
                         confidence_sum: r.confidence,
                     },
                 };
-                if c.count >= self.confirm_frames {
+                if c.count >= self.confirm_frames || resumes {
                     let previous = self.current.replace(c.id.clone());
                     self.misses = 0;
                     change = Some(Change {
@@ -343,10 +349,10 @@ mod tests {
         }
         assert!(d.update(None).is_some(), "released");
         assert_eq!(d.frame_tag(), tag(None, Some("384")));
-        // ...and its ID read again must be confirmed again; those frames are held too.
-        assert_eq!(d.update(read("384", 0.9)), None);
-        assert_eq!(d.frame_tag(), tag(None, Some("384")));
-        assert!(d.update(read("384", 0.9)).is_some(), "started again");
+        // ...and its ID read again within the window resumes it without confirmation.
+        let c = d.update(read("384", 0.7)).expect("started again");
+        assert_eq!((c.order_id, c.previous), (some("384"), None));
+        assert!((c.confidence - 0.7).abs() < 1e-6);
         assert_eq!(d.frame_tag(), tag(Some("384"), None));
     }
 
@@ -365,6 +371,17 @@ mod tests {
         assert_eq!(d.frame_tag(), FrameTag::default());
         d.update(read("7", 0.9)).unwrap();
         assert_eq!(d.frame_tag(), tag(Some("7"), None));
+        // Past the window, a released order needs its confirmation again.
+        let mut d = Debouncer::with_hold(2, 1, 1);
+        d.update(read("7", 0.9));
+        d.update(read("7", 0.9)).unwrap();
+        d.frame_tag();
+        d.update(None).expect("released");
+        assert_eq!(d.frame_tag(), tag(None, Some("7")));
+        d.update(None);
+        assert_eq!(d.frame_tag(), FrameTag::default());
+        assert_eq!(d.update(read("7", 0.9)), None, "a candidate again");
+        assert_eq!(d.frame_tag(), tag(None, Some("7")));
     }
 
     #[test]
@@ -380,6 +397,20 @@ mod tests {
         assert_eq!(d.frame_tag(), tag(None, Some("1")));
         d.update(None);
         assert_eq!(d.frame_tag(), FrameTag::default(), "3 frames without 1");
+    }
+
+    #[test]
+    fn another_order_read_after_a_release_still_needs_confirmation() {
+        let mut d = Debouncer::with_hold(2, 1, 5);
+        d.update(read("1", 0.9));
+        d.update(read("1", 0.9)).unwrap();
+        d.frame_tag();
+        d.update(None).expect("released");
+        d.frame_tag();
+        assert_eq!(d.update(read("2", 0.9)), None);
+        assert_eq!(d.frame_tag(), tag(None, Some("2")));
+        let c = d.update(read("2", 0.9)).expect("started");
+        assert_eq!((c.order_id, c.previous), (some("2"), None));
     }
 
     #[test]

@@ -17,7 +17,8 @@
 //! that is not confirmed yet (the first `confirm-frames` frames of an order, whatever that
 //! is set to), or when it reads nothing within `hold-frames` frames of the last frame that
 //! read the order last tagged (a hand over the slip; the order may even have been released
-//! meanwhile). Buffers are never delayed here: `minioframesink` keeps held frames and
+//! meanwhile, and is then current again at once when its ID is read within the window,
+//! without `confirm-frames` reads, so that one more second of its slip is enough). Buffers are never delayed here: `minioframesink` keeps held frames and
 //! stores them, in capture order and before the frame, when the next tagged frame is of
 //! their order, and drops (and counts) them when it is of another order, when that order
 //! completes, or when a frame held for nothing arrives (the window passed). `eosmarker`
