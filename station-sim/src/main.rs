@@ -95,6 +95,10 @@ fn evaluate(scenario: &Path) -> Result<(), Failure> {
     }
     let out = station_sim::run::run(scenario, "evaluate");
     println!("{}", out.table());
+    println!(
+        "{}",
+        station_sim::Attribution::new(&out.truth, &out.frames, &out.stream_starts)
+    );
     println!("{}", out.evaluate());
     println!("ran in {:.0} s", out.seconds);
     Ok(())

@@ -18,10 +18,19 @@ struct OpenOrder {
     last_pts: Option<gst::ClockTime>,
     first_unix_ms: Option<u64>,
     last_unix_ms: Option<u64>,
-    /// The latest timestamp of a frame of the order or held for it, for the idle timeout.
+    /// The latest timestamp of a frame of the order, for the idle timeout.
     seen_pts: Option<gst::ClockTime>,
     last_frame_at: Instant,
+    /// The latest frame held for the order (a hand over its slip).
+    held_pts: Option<gst::ClockTime>,
+    held_at: Option<Instant>,
 }
+
+/// While frames are held for the open order, its ID may come back: the idle timeout
+/// waits until none was held for this long. The idle timeout itself still counts from the
+/// order's last frame, so a slip that leaves completes its order as before, not later by
+/// the hold window.
+pub const HOLD_SETTLE: Duration = Duration::from_secs(2);
 
 impl OpenOrder {
     fn new(station_id: String, order_id: String, now: Instant) -> Self {
@@ -35,6 +44,24 @@ impl OpenOrder {
             last_unix_ms: None,
             seen_pts: None,
             last_frame_at: now,
+            held_pts: None,
+            held_at: None,
+        }
+    }
+
+    /// Whether a frame was held for the order within [`HOLD_SETTLE`] of `pts`.
+    fn held_recently_pts(&self, pts: gst::ClockTime) -> bool {
+        let settle = gst::ClockTime::try_from(HOLD_SETTLE).unwrap_or(gst::ClockTime::ZERO);
+        self.held_pts
+            .is_some_and(|h| pts.saturating_sub(h) < settle)
+    }
+
+    /// When the idle timeout may complete the order, on the wall clock.
+    fn idle_at(&self, timeout: Duration) -> Instant {
+        let idle = self.last_frame_at + timeout;
+        match self.held_at {
+            Some(h) => idle.max(h + HOLD_SETTLE),
+            None => idle,
         }
     }
 
@@ -100,6 +127,7 @@ impl Lifecycle {
             .take_if(|open| {
                 open.seen_pts
                     .is_some_and(|last| pts.saturating_sub(last) >= timeout)
+                    && !open.held_recently_pts(pts)
             })
             .map(|open| open.complete(CompletionReason::IdleTimeout))
     }
@@ -132,8 +160,8 @@ impl Lifecycle {
     /// of that ID is not idle, though the frame is not counted.
     pub fn held(&mut self, order_id: &str, pts: Option<gst::ClockTime>, now: Instant) {
         if let Some(open) = self.open.as_mut().filter(|o| o.order_id == order_id) {
-            open.seen_pts = pts.or(open.seen_pts);
-            open.last_frame_at = now;
+            open.held_pts = pts.or(open.held_pts);
+            open.held_at = Some(now);
         }
     }
 
@@ -153,13 +181,13 @@ impl Lifecycle {
     /// How long the idle timer may sleep; `None` when there is nothing to time.
     pub fn idle_wait(&self, timeout: Option<Duration>, now: Instant) -> Option<Duration> {
         let (open, timeout) = (self.open.as_ref()?, timeout?);
-        Some((open.last_frame_at + timeout).saturating_duration_since(now))
+        Some(open.idle_at(timeout).saturating_duration_since(now))
     }
 
     /// Completes the open order if no frame of it arrived for `timeout` by `now`.
     pub fn take_idle(&mut self, timeout: Duration, now: Instant) -> Option<OrderComplete> {
         self.open
-            .take_if(|open| now.saturating_duration_since(open.last_frame_at) >= timeout)
+            .take_if(|open| now >= open.idle_at(timeout))
             .map(|open| open.complete(CompletionReason::IdleTimeout))
     }
 
@@ -333,11 +361,33 @@ mod tests {
         assert_eq!(l.take_idle(TIMEOUT, t0 + TIMEOUT), None);
         assert_eq!(
             l.idle_wait(Some(TIMEOUT), t0 + TIMEOUT),
-            Some(Duration::from_secs(9))
+            Some(Duration::from_secs(1)),
+            "until no frame was held for HOLD_SETTLE"
         );
         frame(&mut l, "384", 12, t0 + Duration::from_secs(12));
         let done = l.end_of_stream().unwrap();
         assert_eq!(done.frame_count, 2, "held frames are not counted");
         assert_eq!((done.first_pts, done.last_pts), (secs(0), secs(12)));
+    }
+
+    #[test]
+    fn a_slip_that_leaves_completes_its_order_a_timeout_after_its_last_frame() {
+        // Frames held for 5 s after the slip left, then an empty table: the idle timeout
+        // still counts from the order's last frame, not from the last held one.
+        let t0 = Instant::now();
+        let mut l = Lifecycle::default();
+        frame(&mut l, "651", 0, t0);
+        for s in 1..=5 {
+            l.held("651", secs(s), t0 + Duration::from_secs(s));
+        }
+        assert_eq!(l.take_stale(secs(9), Some(TIMEOUT)), None);
+        let done = l.take_stale(secs(10), Some(TIMEOUT)).unwrap();
+        assert_eq!(done.reason, CompletionReason::IdleTimeout);
+        frame(&mut l, "652", 20, t0 + Duration::from_secs(20));
+        for s in 21..=25 {
+            l.held("652", secs(s), t0 + Duration::from_secs(s));
+        }
+        assert_eq!(l.take_idle(TIMEOUT, t0 + Duration::from_secs(29)), None);
+        assert!(l.take_idle(TIMEOUT, t0 + Duration::from_secs(30)).is_some());
     }
 }
