@@ -21,8 +21,11 @@ const ACCESS: &str = "consume-access";
 const SECRET: &str = "consume-secret-0123456789";
 const BUCKET: &str = "frames";
 
-/// Test double: sees an apple in every order, counts its calls.
+/// Test double of a recogniser: sees an apple in every order and counts its calls; with
+/// `failures`, it is a VLM server that is down: its first `failures` calls fail as a
+/// connection error does (a failure that may pass).
 struct RecognizerDouble {
+    failures: usize,
     calls: AtomicUsize,
 }
 
@@ -32,8 +35,10 @@ impl Recognizer for RecognizerDouble {
         "test-double"
     }
     async fn recognize(&self, frames: &[Frame]) -> Result<Vec<Item>, RecognizeError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
         assert!(!frames.is_empty());
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(RecognizeError::transient("connection refused"));
+        }
         Ok(vec![Item {
             name: "apple".into(),
             quantity: 1,
@@ -243,29 +248,6 @@ impl Env {
     }
 }
 
-/// Test double of a VLM server that is down: fails as a connection error does (a
-/// failure that may pass) for its first `failures` calls, then sees an apple.
-struct FlakyRecognizer {
-    failures: usize,
-    calls: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl Recognizer for FlakyRecognizer {
-    fn name(&self) -> &str {
-        "flaky-double"
-    }
-    async fn recognize(&self, _frames: &[Frame]) -> Result<Vec<Item>, RecognizeError> {
-        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
-            return Err(RecognizeError::transient("connection refused"));
-        }
-        Ok(vec![Item {
-            name: "apple".into(),
-            quantity: 1,
-        }])
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_status() {
     // Down for 3 calls, then back: the orders wait, no result is written meanwhile.
@@ -310,7 +292,7 @@ async fn recognise_with_a_flaky_vlm(
     failures: usize,
     window: Duration,
     orders: u64,
-) -> (Env, Arc<FlakyRecognizer>) {
+) -> (Env, Arc<RecognizerDouble>) {
     let e = env(tag).await;
     for (station, order) in [("station_1", "384"), ("station_2", "1")]
         .iter()
@@ -318,7 +300,7 @@ async fn recognise_with_a_flaky_vlm(
     {
         e.put_order(station, order, &e.jpegs).await;
     }
-    let flaky = Arc::new(FlakyRecognizer {
+    let flaky = Arc::new(RecognizerDouble {
         failures,
         calls: AtomicUsize::new(0),
     });
@@ -368,6 +350,7 @@ async fn an_unreadable_result_does_not_count_as_done() {
 
 fn double() -> Arc<RecognizerDouble> {
     Arc::new(RecognizerDouble {
+        failures: 0,
         calls: AtomicUsize::new(0),
     })
 }
