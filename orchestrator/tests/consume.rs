@@ -376,6 +376,21 @@ fn run(c: &Arc<Consumer>) -> Running {
     }
 }
 
+/// Runs two replicas until `done`, then `linger` more, then stops both.
+async fn run_both(
+    a: &Arc<Consumer>,
+    b: &Arc<Consumer>,
+    what: &str,
+    linger: Duration,
+    done: impl FnMut() -> bool,
+) {
+    let (run_a, run_b) = (run(a), run(b));
+    wait_until(Duration::from_secs(30), what, done).await;
+    tokio::time::sleep(linger).await;
+    run_a.stop().await;
+    run_b.stop().await;
+}
+
 impl Running {
     async fn stop(self) {
         let _ = self.stop.send(true);
@@ -635,15 +650,15 @@ async fn a_stale_claim_of_a_dead_orchestrator_is_taken_over_once() {
     let (ra, rb) = (double(), double());
     let a = e.consumer_with_ttl("host-a", ra.clone(), Duration::from_secs(60));
     let b = e.consumer_with_ttl("host-b", rb.clone(), Duration::from_secs(60));
-    let (run_a, run_b) = (run(&a), run(&b));
-    wait_until(Duration::from_secs(30), "the stale orders' results", || {
-        e.result("station_1", "1").is_some() && e.result("station_1", "3").is_some()
-    })
-    .await;
     // Several passes over order 2 while its claim is fresh.
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    run_a.stop().await;
-    run_b.stop().await;
+    run_both(
+        &a,
+        &b,
+        "the stale orders' results",
+        Duration::from_millis(600),
+        || e.result("station_1", "1").is_some() && e.result("station_1", "3").is_some(),
+    )
+    .await;
     assert_eq!(e.puts_of("results/station_1/1.json").len(), 1);
     assert_eq!(
         e.puts_of("claims/station_1/1.takeover-").len(),
@@ -799,14 +814,10 @@ async fn an_order_left_without_a_marker_is_recovered_once_with_every_frame() {
         Duration::ZERO,
         after,
     );
-    let (run_a, run_b) = (run(&a), run(&b));
-    wait_until(Duration::from_secs(30), "both results", || {
+    run_both(&a, &b, "both results", Duration::from_millis(500), || {
         e.result("station_1", "2").is_some() && e.result("station_1", "384").is_some()
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    run_a.stop().await;
-    run_b.stop().await;
     assert_eq!(
         a.recovered_count() + b.recovered_count(),
         1,
