@@ -69,36 +69,25 @@ impl Orphans {
 }
 
 impl Consumer {
-    /// Writes the marker of every stale order without one; returns how many it wrote.
-    pub(super) async fn recover_orphans(self: &Arc<Self>) -> usize {
+    /// Writes the marker of every stale order without one.
+    pub(super) async fn recover_orphans(self: &Arc<Self>) {
         let Some(after) = self.settings.orphan_after else {
-            return 0;
+            return;
         };
         let stale = {
+            let handled = self.handled.lock().unwrap();
+            let in_flight = self.in_flight.lock().unwrap();
             let mut orphans = self.orphans.lock().unwrap();
-            let known: Vec<OrderKey> = orphans
+            orphans
                 .newest
-                .keys()
-                .filter(|k| {
-                    self.handled.lock().unwrap().contains_key(*k)
-                        || self.in_flight.lock().unwrap().contains(*k)
-                })
-                .cloned()
-                .collect();
-            for k in &known {
-                orphans.forget(k);
-            }
+                .retain(|k, _| !handled.contains_key(k) && !in_flight.contains(k));
             orphans.take_stale(now_ms().max(0) as u64, after.as_millis() as u64)
         };
-        let mut written = 0;
         for (station, order) in stale {
-            match self.recover(&station, &order).await {
-                Ok(true) => written += 1,
-                Ok(false) => {}
-                Err(e) => tracing::warn!(station, order, "recovering the order: {e}"),
+            if let Err(e) = self.recover(&station, &order).await {
+                tracing::warn!(station, order, "recovering the order: {e}");
             }
         }
-        written
     }
 
     /// `true` when this replica wrote the order's `recovered` marker.

@@ -102,7 +102,7 @@ type SpawnRequest = (
 pub struct Spawner(std::sync::mpsc::Sender<SpawnRequest>);
 
 impl Spawner {
-    pub fn new() -> Spawner {
+    pub(crate) fn new() -> Spawner {
         let (tx, rx) = std::sync::mpsc::channel::<SpawnRequest>();
         let handle = tokio::runtime::Handle::current();
         std::thread::Builder::new()
@@ -142,12 +142,6 @@ impl Spawner {
             .await
             .map_err(std::io::Error::other)?
             .map_err(|_| std::io::Error::other("spawner thread is gone"))?
-    }
-}
-
-impl Default for Spawner {
-    fn default() -> Self {
-        Spawner::new()
     }
 }
 
