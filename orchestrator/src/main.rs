@@ -252,7 +252,7 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         metrics: metrics.clone(),
         detector: l.detector,
     });
-    if c.processing.claim {
+    if c.processing.claim && c.processing.enabled {
         use orchestrator::consume::claim::ConditionalPut;
         match consumer.check_conditional_put().await {
             Ok(ConditionalPut::Honoured) => {}
@@ -271,37 +271,54 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
             Err(e) => tracing::warn!("cannot check the store's conditional PUT yet: {e}"),
         }
     }
-    let supervisor = Supervisor::start(supervise_settings(c), storage_target(c), station_specs(c))
-        .map_err(|e| (2, e))?;
-    {
+    let supervisor = if c.supervision.enabled {
+        Some(
+            Supervisor::start(supervise_settings(c), storage_target(c), station_specs(c))
+                .map_err(|e| (2, e))?,
+        )
+    } else {
+        None
+    };
+    let consumer = c.processing.enabled.then_some(consumer);
+    if let (Some(supervisor), Some(consumer)) = (&supervisor, &consumer) {
         let c = consumer.clone();
         supervisor.on_order_stored(Box::new(move |s, o| c.hint(s, o)));
         let sup = supervisor.clone();
         consumer.on_marker(Box::new(move |s| sup.note_progress(s)));
     }
     let shutdown = Shutdown::new();
-    let consumer_task = tokio::spawn(consumer.clone().run(shutdown.listener()));
+    let consumer_task = consumer
+        .clone()
+        .map(|c| tokio::spawn(c.run(shutdown.listener())));
     let state = Arc::new(AppState {
-        supervisor: Some(supervisor.clone()),
-        consumer: Some(consumer.clone()),
+        supervisor: supervisor.clone(),
+        consumer: consumer.clone(),
         metrics,
     });
     tracing::info!(
         stations = c.stations.len(),
+        pipelines = c.supervision.enabled,
+        processing = c.processing.enabled,
         http = %c.http.bind,
         version = env!("CARGO_PKG_VERSION"),
         "orchestrator started"
     );
     let http_task = tokio::spawn(http::serve(listener, state, shutdown.listener()));
     let sig = signals.recv().await;
-    tracing::info!("{sig} received: stopping the pipelines");
-    supervisor.shutdown().await;
+    tracing::info!("{sig} received: stopping");
+    if let Some(supervisor) = &supervisor {
+        supervisor.shutdown().await;
+    }
     // Markers flushed by the stopping pipelines are picked up before the consumer stops.
-    for id in c.stations.iter().map(|s| s.id.clone()) {
-        let _ = consumer.poll_station(&id).await;
+    if let Some(consumer) = &consumer {
+        for id in c.stations.iter().map(|s| s.id.clone()) {
+            let _ = consumer.poll_station(&id).await;
+        }
     }
     shutdown.trigger();
-    let _ = consumer_task.await;
+    if let Some(task) = consumer_task {
+        let _ = task.await;
+    }
     let _ = http_task.await;
     if let Some(s3) = embedded {
         s3.shutdown().await;

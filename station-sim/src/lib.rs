@@ -24,8 +24,10 @@ use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+pub mod chaos;
 pub mod effects;
 pub mod run;
+pub mod vlm;
 
 use gst::prelude::*;
 use gst_rtsp_server::prelude::*;
@@ -908,19 +910,22 @@ fn configure_media(
     let slip_fx = Arc::new(Mutex::new(SlipFx::default()));
     let slip_fx_set = slip_fx.clone();
     let plan_fx = plan.clone();
+    // A camera keeps its clock: a media built for a client that reconnects starts where the
+    // station's scene is now, not at second 0 (ms from this media's PTS to scenario time).
+    let offset_ms = Arc::new(std::sync::OnceLock::<u64>::new());
+    let offset_fx = offset_ms.clone();
     src.static_pad("src")
         .unwrap()
         .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             let Some(pts) = info.buffer().and_then(|b| b.pts()) else {
                 return gst::PadProbeReturn::Ok;
             };
-            {
-                let mut started = started.lock().unwrap();
-                if started.is_none() {
-                    *started = Some(unix_ms().saturating_sub(pts.mseconds()));
-                }
-            }
-            let mut t = pts.nseconds() as f64 / 1e9;
+            let offset = *offset_ms.get_or_init(|| {
+                let zero = unix_ms().saturating_sub(pts.mseconds());
+                let first = *started.lock().unwrap().get_or_insert(zero);
+                zero.saturating_sub(first)
+            });
+            let mut t = (pts.mseconds() + offset) as f64 / 1e3;
             if at_end == AtEnd::Loop {
                 t %= plan.duration_s;
             }
@@ -994,7 +999,8 @@ fn configure_media(
                 .and_then(|i| plan_fx.orders.get(i))
                 .is_some_and(|o| {
                     let pts = info.buffer().and_then(|b| b.pts());
-                    let mut t = pts.map_or(-1.0, |p| p.nseconds() as f64 / 1e9);
+                    let offset = offset_fx.get().copied().unwrap_or(0);
+                    let mut t = pts.map_or(-1.0, |p| (p.mseconds() + offset) as f64 / 1e3);
                     if at_end == AtEnd::Loop {
                         t %= plan_fx.duration_s;
                     }
@@ -1101,6 +1107,8 @@ fn flag_eos(bin: &gst::Bin, flag: Arc<AtomicBool>) {
 /// main loop thread. Each station's scenario starts when its first client connects.
 pub struct Simulator {
     urls: Vec<(String, String)>,
+    server: gst_rtsp_server::RTSPServer,
+    factories: Vec<(String, gst_rtsp_server::RTSPMediaFactory)>,
     started: Vec<Arc<Mutex<Option<u64>>>>,
     ended: Vec<Arc<AtomicBool>>,
     main_loop: glib::MainLoop,
@@ -1207,13 +1215,14 @@ impl Simulator {
             return Err(format!("RTSP server did not bind 127.0.0.1:{port}"));
         }
         let urls = factories
-            .into_iter()
+            .iter()
             .map(|(id, _)| {
                 let url = format!("rtsp://127.0.0.1:{bound}/{id}");
-                (id, url)
+                (id.clone(), url)
             })
             .collect();
         let loop2 = main_loop.clone();
+        let server_ref = server.clone();
         let thread = std::thread::spawn(move || {
             ctx.with_thread_default(|| loop2.run()).unwrap();
             if let Some(source) = ctx.find_source_by_id(&source) {
@@ -1223,6 +1232,8 @@ impl Simulator {
         });
         Ok(Simulator {
             urls,
+            server: server_ref,
+            factories,
             started,
             ended,
             main_loop,
@@ -1239,6 +1250,41 @@ impl Simulator {
     /// scenario, once its first client has connected.
     pub fn stream_starts(&self) -> Vec<Option<u64>> {
         self.started.iter().map(|s| *s.lock().unwrap()).collect()
+    }
+
+    /// Takes station `id`'s camera off the network (its mount refuses new clients and its
+    /// connected clients are dropped, as a camera losing power) or brings it back, showing
+    /// the scene where the station's clock has it. Returns false for an unknown station.
+    pub fn set_camera_online(&self, id: &str, online: bool) -> bool {
+        let Some((_, factory)) = self.factories.iter().find(|(s, _)| s == id) else {
+            return false;
+        };
+        let Some(mounts) = self.server.mount_points() else {
+            return false;
+        };
+        let path = format!("/{id}");
+        if online {
+            mounts.add_factory(&path, factory.clone());
+        } else {
+            mounts.remove_factory(&path);
+            // Only this station's clients: their sessions hold a media of this mount.
+            self.server.client_filter(Some(&mut |_, client| {
+                let mut ours = false;
+                client.session_filter(Some(&mut |_, session| {
+                    session.filter(Some(&mut |_, media| {
+                        ours |= media.matches(&path).is_some();
+                        gst_rtsp_server::RTSPFilterResult::Keep
+                    }));
+                    gst_rtsp_server::RTSPFilterResult::Keep
+                }));
+                if ours {
+                    gst_rtsp_server::RTSPFilterResult::Remove
+                } else {
+                    gst_rtsp_server::RTSPFilterResult::Keep
+                }
+            }));
+        }
+        true
     }
 
     /// Whether every station's stream has reached its end (only with [`AtEnd::Eos`]).

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 use crate::{AtEnd, GroundTruth, Plan, Scenario, Simulator};
 use oa_s3server::{Options, S3Server};
 
-const ACCESS_KEY: &str = "sim-access";
-const SECRET_KEY: &str = "sim-secret-key-0123456789";
-const BUCKET: &str = "frames";
+pub(crate) const ACCESS_KEY: &str = "sim-access";
+pub(crate) const SECRET_KEY: &str = "sim-secret-key-0123456789";
+pub(crate) const BUCKET: &str = "frames";
 
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -54,10 +54,10 @@ pub fn interrupt(child: &Child) {
 }
 
 /// A temporary folder removed on drop (kept when `OA_KEEP_TEST_DIRS` is set).
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(tag: &str) -> TempDir {
+    pub(crate) fn new(tag: &str) -> TempDir {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
@@ -76,16 +76,42 @@ impl Drop for TempDir {
     }
 }
 
-struct Orchestrator {
-    child: Child,
-    log: PathBuf,
+pub(crate) struct Orchestrator {
+    pub(crate) child: Child,
+    pub(crate) log: PathBuf,
 }
 
 impl Orchestrator {
-    fn log_text(&self) -> String {
+    /// Starts `orchestrator run --config cfg`, its output appended to `log`, with the S3
+    /// credentials and `env`.
+    pub(crate) fn spawn(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> Orchestrator {
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
+        let child = Command::new(release_dir().join("orchestrator"))
+            .args(["run", "--config"])
+            .arg(cfg)
+            .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+            .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap();
+        Orchestrator {
+            child,
+            log: log.to_path_buf(),
+        }
+    }
+
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-    fn log_tail(&self) -> String {
+    pub(crate) fn log_tail(&self) -> String {
         let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
@@ -116,7 +142,7 @@ pub struct Outcome {
     pub log_tail: String,
 }
 
-fn read_results(bucket_dir: &Path) -> BTreeMap<(String, String), serde_json::Value> {
+pub(crate) fn read_results(bucket_dir: &Path) -> BTreeMap<(String, String), serde_json::Value> {
     let mut out = BTreeMap::new();
     let Ok(stations) = std::fs::read_dir(bucket_dir.join("results")) else {
         return out;
@@ -141,7 +167,7 @@ fn read_results(bucket_dir: &Path) -> BTreeMap<(String, String), serde_json::Val
     out
 }
 
-fn result_times(bucket_dir: &Path) -> BTreeMap<(String, String), u64> {
+pub(crate) fn result_times(bucket_dir: &Path) -> BTreeMap<(String, String), u64> {
     let mut out = BTreeMap::new();
     for key in read_results(bucket_dir).into_keys() {
         let path = bucket_dir
@@ -157,7 +183,7 @@ fn result_times(bucket_dir: &Path) -> BTreeMap<(String, String), u64> {
     out
 }
 
-fn read_frames(
+pub(crate) fn read_frames(
     bucket_dir: &Path,
     markers: &[(String, String)],
 ) -> BTreeMap<(String, String), Vec<u64>> {
@@ -179,7 +205,8 @@ fn read_frames(
     out
 }
 
-fn read_markers(bucket_dir: &Path) -> Vec<(String, String)> {
+/// `(station, order, folder)` of every order folder in the bucket's folder, sorted.
+pub(crate) fn order_dirs(bucket_dir: &Path) -> Vec<(String, String, PathBuf)> {
     let mut out = Vec::new();
     for st in std::fs::read_dir(bucket_dir)
         .into_iter()
@@ -191,16 +218,79 @@ fn read_markers(bucket_dir: &Path) -> Vec<(String, String)> {
             continue;
         }
         for o in std::fs::read_dir(st.path()).into_iter().flatten().flatten() {
-            if o.path().join("__EOS__").exists() {
-                out.push((
-                    station.clone(),
-                    o.file_name().to_string_lossy().into_owned(),
-                ));
-            }
+            let order = o.file_name().to_string_lossy().into_owned();
+            out.push((station.clone(), order, o.path()));
         }
     }
     out.sort();
     out
+}
+
+pub(crate) fn read_markers(bucket_dir: &Path) -> Vec<(String, String)> {
+    order_dirs(bucket_dir)
+        .into_iter()
+        .filter(|(_, _, dir)| dir.join("__EOS__").exists())
+        .map(|(st, o, _)| (st, o))
+        .collect()
+}
+
+/// What a run changes in the orchestrator's configuration.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tweaks {
+    /// Lines of `[recognition]`; empty: the `labels` backend.
+    pub recognition: String,
+    /// Extra lines of `[supervision]` and `[processing]`.
+    pub supervision: String,
+    pub processing: String,
+}
+
+/// The orchestrator's configuration for the simulated stations at `urls`.
+pub(crate) fn config_toml(
+    endpoint: &str,
+    http_port: u16,
+    urls: &[(String, String)],
+    tweaks: &Tweaks,
+) -> String {
+    let recognition = if tweaks.recognition.is_empty() {
+        "backend = \"labels\"\n"
+    } else {
+        &tweaks.recognition
+    };
+    let mut toml = format!(
+        r#"orders_file = "orders.json"
+inventory_file = "inventory.json"
+
+[storage]
+endpoint = "{endpoint}"
+bucket = "{BUCKET}"
+force_path_style = true
+
+[recognition]
+{recognition}
+[http]
+bind = "127.0.0.1:{http_port}"
+
+[supervision]
+pipelines_dir = "{pipelines}"
+plugin_path = "{plugins}"
+backoff_s = [1, 2]
+shutdown_grace_s = 10
+{supervision}
+[processing]
+poll_interval_ms = 200
+frames_per_order = 4
+{processing}"#,
+        pipelines = repo_root().join("pipelines").display(),
+        plugins = release_dir().display(),
+        supervision = tweaks.supervision,
+        processing = tweaks.processing,
+    );
+    for (id, url) in urls {
+        toml.push_str(&format!(
+            "\n[[stations]]\nid = \"{id}\"\nsource = \"{url}\"\nidle_timeout_ms = 3000\n"
+        ));
+    }
+    toml
 }
 
 /// Runs the scenario file end to end; returns once every expected order has a result (or
@@ -241,56 +331,10 @@ pub fn run(scenario: &Path, tag: &str) -> Outcome {
         .local_addr()
         .unwrap()
         .port();
-    let mut toml = format!(
-        r#"orders_file = "orders.json"
-inventory_file = "inventory.json"
-
-[storage]
-endpoint = "{endpoint}"
-bucket = "{BUCKET}"
-force_path_style = true
-
-[recognition]
-backend = "labels"
-
-[http]
-bind = "127.0.0.1:{http_port}"
-
-[supervision]
-pipelines_dir = "{pipelines}"
-plugin_path = "{plugins}"
-backoff_s = [1, 2]
-shutdown_grace_s = 10
-
-[processing]
-poll_interval_ms = 200
-frames_per_order = 4
-"#,
-        endpoint = s3.endpoint(),
-        pipelines = repo_root().join("pipelines").display(),
-        plugins = release_dir().display(),
-    );
-    for (id, url) in sim.urls() {
-        toml.push_str(&format!(
-            "\n[[stations]]\nid = \"{id}\"\nsource = \"{url}\"\nidle_timeout_ms = 3000\n"
-        ));
-    }
+    let toml = config_toml(&s3.endpoint(), http_port, sim.urls(), &Tweaks::default());
     let cfg = dir.0.join("orchestrator.toml");
     std::fs::write(&cfg, toml).unwrap();
-    let log = dir.0.join("orchestrator.log");
-    let out = std::fs::File::create(&log).unwrap();
-    let child = Command::new(&orchestrator_bin)
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdin(Stdio::null())
-        .stdout(out.try_clone().unwrap())
-        .stderr(out)
-        .spawn()
-        .unwrap();
-    let mut orch = Orchestrator { child, log };
+    let mut orch = Orchestrator::spawn(&cfg, &dir.0.join("orchestrator.log"), &[]);
 
     let expected = truth.orders.len();
     let longest = truth.durations_s.values().cloned().fold(0.0, f64::max);

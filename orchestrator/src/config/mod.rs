@@ -148,6 +148,13 @@ impl Config {
         self.supervision.validate(&resolve)?;
         self.processing.validate()?;
         self.selection.validate(&resolve)?;
+        if !self.supervision.enabled && !self.processing.enabled {
+            return Err(ConfigError::new(
+                "processing.enabled",
+                "with supervision.enabled = false too, this orchestrator would do nothing: \
+                 enable one of them",
+            ));
+        }
         Ok(())
     }
 

@@ -35,6 +35,9 @@ fn socket_addr<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SupervisionConfig {
+    /// `false`: this orchestrator starts no pipelines (a replica that only processes the
+    /// orders other orchestrators' pipelines store, see `processing.claim`).
+    pub enabled: bool,
     /// A bare command name is looked up on PATH; anything with a `/` is a path.
     pub gst_launch: PathBuf,
     pub pipelines_dir: PathBuf,
@@ -54,6 +57,7 @@ pub struct SupervisionConfig {
 impl Default for SupervisionConfig {
     fn default() -> Self {
         SupervisionConfig {
+            enabled: true,
             gst_launch: PathBuf::from("gst-launch-1.0"),
             pipelines_dir: PathBuf::from(DEFAULT_PIPELINES_DIR),
             plugin_path: None,
@@ -94,6 +98,9 @@ impl SupervisionConfig {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ProcessingConfig {
+    /// `false`: this orchestrator only runs its stations' pipelines and leaves their
+    /// orders to replicas that process them.
+    pub enabled: bool,
     /// How often the bucket is polled for new markers.
     pub poll_interval_ms: u64,
     pub max_concurrent_orders: usize,
@@ -114,6 +121,7 @@ pub struct ProcessingConfig {
 impl Default for ProcessingConfig {
     fn default() -> Self {
         ProcessingConfig {
+            enabled: true,
             poll_interval_ms: 250,
             max_concurrent_orders: 4,
             frames_per_order: 3,

@@ -354,7 +354,13 @@ async fn relay(
             Signal::Line if shared.repeats.is_repeat(&line) => {
                 tracing::debug!(station = %id, stream = name, "{line}");
             }
-            Signal::Line => tracing::info!(station = %id, stream = name, "{line}"),
+            Signal::Line => match protocol::loudness(&line) {
+                protocol::Loudness::Info => tracing::info!(station = %id, stream = name, "{line}"),
+                protocol::Loudness::Warn => tracing::warn!(station = %id, stream = name, "{line}"),
+                protocol::Loudness::Debug => {
+                    tracing::debug!(station = %id, stream = name, "{line}")
+                }
+            },
         }
     }
 }

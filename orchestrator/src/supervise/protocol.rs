@@ -29,6 +29,41 @@ pub fn classify(line: &str) -> Signal {
     }
 }
 
+/// How loud a relayed line is in our log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loudness {
+    /// What an operator follows: an order started, completed or stored, errors and
+    /// warnings, anything that is not a bus message.
+    Info,
+    /// Bus errors and warnings (`(error)`, `(warning)`): the exit that follows says more.
+    Warn,
+    /// Bus chatter: state changes, OCR reads, stream status, latency.
+    Debug,
+}
+
+/// The level at which a line of `gst-launch-1.0 -m` output is relayed.
+pub fn loudness(line: &str) -> Loudness {
+    const BUS: &str = "Got message #";
+    if !line.contains(BUS) {
+        return Loudness::Info;
+    }
+    if line.contains(" (error): ") || line.contains(" (warning): ") {
+        return Loudness::Warn;
+    }
+    match oa_contract::parse_launch_line(line) {
+        Some(LaunchMessage::OrderComplete { .. } | LaunchMessage::OrderStored { .. }) => {
+            Loudness::Info
+        }
+        Some(LaunchMessage::Element { name, .. })
+            if name == oa_contract::messages::ORDER_STARTED
+                || name == oa_contract::messages::ORDER_CHANGED =>
+        {
+            Loudness::Info
+        }
+        _ => Loudness::Debug,
+    }
+}
+
 /// GStreamer prints the same registry warnings (a plugin that fails to load, a missing
 /// library) at every start of every pipeline: each distinct one is logged once, later
 /// repeats at debug level.
@@ -72,6 +107,40 @@ fn strip_pid(line: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bus_chatter_is_quiet_order_lifecycle_and_errors_are_not() {
+        let bus = |kind: &str, s: &str| format!("Got message #7 from element \"e\" ({kind}): {s}");
+        let l = |kind, s| loudness(&bus(kind, s));
+        assert_eq!(l("element", "ocr-read, text=(string)x;"), Loudness::Debug);
+        assert_eq!(
+            l(
+                "state-changed",
+                "GstMessageStateChanged, old-state=(GstState)null;"
+            ),
+            Loudness::Debug
+        );
+        assert_eq!(
+            l(
+                "element",
+                "order-started, station-id=(string)s, order-id=(string)1;"
+            ),
+            Loudness::Info
+        );
+        assert_eq!(
+            l(
+                "element",
+                "order-complete, station-id=(string)s, order-id=(string)1, \
+                 reason=(string)idle-timeout, frame-count=(uint)3;"
+            ),
+            Loudness::Info
+        );
+        assert_eq!(
+            l("error", "GstMessageError, gerror=(GError)NULL;"),
+            Loudness::Warn
+        );
+        assert_eq!(loudness("Setting pipeline to PLAYING ..."), Loudness::Info);
+    }
 
     #[test]
     fn registry_warnings_are_logged_once_other_lines_always() {

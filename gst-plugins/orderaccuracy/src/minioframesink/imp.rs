@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, watch};
 use super::completed::CompletedOrders;
 use super::held::HeldFrames;
 use super::progress::ProgressClock;
+use super::stored;
 use crate::events::OrderComplete;
 use crate::meta::{OrderTag, held_for, unix_ms_now};
 
@@ -62,9 +63,10 @@ const DEFAULT_PRE_ROLL: u32 = 1;
 const DEFAULT_PIPELINE_INSTANCE: &str = "";
 const DEFAULT_PROGRESS_INTERVAL_S: u32 = 1;
 /// Longest the streaming thread waits, when an order starts, to learn whether the order
-/// was stored before: on a healthy store the answer (usually 404) takes milliseconds; in an
-/// outage this bounds the stall (frames keep arriving at 1/s) instead of the full retry
-/// budget of an upload.
+/// was stored before (the GET of its marker and, when there is none, the LIST of its
+/// prefix, together): on a healthy store the answers (usually 404 and an empty listing)
+/// take milliseconds; in an outage this bounds the stall (frames keep arriving at 1/s)
+/// instead of the full retry budget of an upload.
 const MARKER_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone)]
@@ -124,6 +126,7 @@ struct Counters {
     bytes_uploaded: AtomicU64,
     markers_written: AtomicU64,
     orders_repeated: AtomicU64,
+    orders_resumed: AtomicU64,
 }
 
 impl Counters {
@@ -135,6 +138,7 @@ impl Counters {
             &self.bytes_uploaded,
             &self.markers_written,
             &self.orders_repeated,
+            &self.orders_resumed,
         ] {
             c.store(0, Ordering::Relaxed);
         }
@@ -144,10 +148,21 @@ impl Counters {
 /// `(station, order)`.
 type OrderId = (String, String);
 
+/// Frames an order already has in the store when it starts here.
+enum Earlier {
+    /// Listed by its marker (remembered, or read with one GET): the order's ID came back
+    /// after the order was completed.
+    Marker(Vec<FrameEntry>),
+    /// Found by listing its prefix, with no marker: a pipeline stopped (killed, crashed)
+    /// in the middle of the order, and this one resumes it.
+    Listed(Vec<FrameEntry>),
+}
+
 #[derive(Debug, Default)]
 struct OrderProgress {
     /// Frames of the order's earlier segments (its ID came back after its marker was
-    /// written): listed first in its new marker; `next_seq` continues after them.
+    /// written, or a stopped pipeline stored them without one): listed first in its new
+    /// marker; `next_seq` continues after them.
     earlier: Vec<FrameEntry>,
     next_seq: u32,
     /// Frame PUTs of this order not yet finished.
@@ -586,7 +601,9 @@ impl MinioFrameSink {
 
     /// Registers `id` when it has no progress yet. An order ID that was completed before
     /// (its marker written: remembered, or else found in the store with one GET) continues
-    /// its `seq` after the stored frames, and its new marker lists them too.
+    /// its `seq` after the stored frames, and its new marker lists them too; so does an
+    /// order with frames in the store and no marker (found with a LIST when the GET answers
+    /// 404): a pipeline stopped in its middle, and this one resumes it.
     fn begin_order(&self, st: &Started, id: &OrderId) {
         if self
             .shared()
@@ -599,38 +616,60 @@ impl MinioFrameSink {
             return;
         }
         let earlier = match st.completed.get(id) {
-            Some(frames) => Some(frames.clone()),
+            Some(frames) => Some(Earlier::Marker(frames.clone())),
             None => self.stored_frames(st, id),
         };
         let mut order = OrderProgress::default();
-        if let Some(earlier) = earlier {
-            self.counters
-                .orders_repeated
-                .fetch_add(1, Ordering::Relaxed);
-            order.next_seq = earlier.iter().map(|f| f.seq + 1).max().unwrap_or(0);
-            gst::info!(
-                CAT,
-                imp = self,
-                "Order {}/{} comes back after its marker was written: its {} stored frames \
-                 are kept, seq continues at {}",
-                id.0,
-                id.1,
-                earlier.len(),
-                order.next_seq
-            );
-            order.earlier = earlier;
+        match earlier {
+            Some(Earlier::Marker(earlier)) => {
+                self.counters
+                    .orders_repeated
+                    .fetch_add(1, Ordering::Relaxed);
+                order.next_seq = stored::next_seq(&earlier);
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "Order {}/{} comes back after its marker was written: its {} stored \
+                     frames are kept, seq continues at {}",
+                    id.0,
+                    id.1,
+                    earlier.len(),
+                    order.next_seq
+                );
+                order.earlier = earlier;
+            }
+            Some(Earlier::Listed(earlier)) => {
+                self.counters.orders_resumed.fetch_add(1, Ordering::Relaxed);
+                order.next_seq = stored::next_seq(&earlier);
+                gst::info!(
+                    CAT,
+                    imp = self,
+                    "Order {}/{} resumed after a restart: {} frames of it were stored \
+                     without a marker and are kept (listed first in its marker), seq \
+                     continues at {}",
+                    id.0,
+                    id.1,
+                    earlier.len(),
+                    order.next_seq
+                );
+                order.earlier = earlier;
+            }
+            None => {}
         }
         self.shared().update(|p| {
             p.orders.entry(id.clone()).or_insert(order);
         });
     }
 
-    /// The frames listed by the stored marker of `id`; `None` when there is none (a new
-    /// order) or it cannot be read.
-    fn stored_frames(&self, st: &Started, id: &OrderId) -> Option<Vec<FrameEntry>> {
+    /// The frames `id` already has in the store: those its stored marker lists, or when
+    /// there is no marker (404), those a LIST of its prefix finds; `None` when there are
+    /// none (a new order) or they cannot be read. Both requests together wait at most
+    /// `MARKER_LOOKUP_TIMEOUT` (or twice `request-timeout`, if less).
+    fn stored_frames(&self, st: &Started, id: &OrderId) -> Option<Earlier> {
         let key = oa_contract::marker_key(&st.prefix, &id.0, &id.1).ok()?;
         let up = &st.uploader;
         let limit = (st.request_timeout * 2).min(MARKER_LOOKUP_TIMEOUT);
+        let started = Instant::now();
         let get = async {
             let out = up
                 .client
@@ -654,13 +693,16 @@ impl MinioFrameSink {
         let result = RUNTIME.block_on(async { tokio::time::timeout(limit, get).await });
         let cause = match result {
             Ok(Ok(body)) => match Manifest::from_json(&body) {
-                Ok(m) if m.station_id == id.0 && m.order_id == id.1 => return Some(m.frames),
+                Ok(m) if m.station_id == id.0 && m.order_id == id.1 => {
+                    return Some(Earlier::Marker(m.frames));
+                }
                 Ok(m) => format!("it names order {}/{}", m.station_id, m.order_id),
                 Err(e) => e.to_string(),
             },
             Ok(Err((true, _))) => {
-                gst::debug!(CAT, imp = self, "No marker {key} yet: a new order");
-                return None;
+                gst::debug!(CAT, imp = self, "No marker {key} yet: listing the order");
+                let left = limit.saturating_sub(started.elapsed());
+                return self.listed_frames(st, id, left).map(Earlier::Listed);
             }
             Ok(Err((false, cause))) => cause,
             Err(_) => format!("no answer within {limit:?}"),
@@ -671,6 +713,70 @@ impl MinioFrameSink {
             "Cannot read the existing marker {key} ({cause}); treating order {} as new: \
              if it was stored before, its new marker replaces the old one and lists only the \
              new frames",
+            id.1
+        );
+        None
+    }
+
+    /// The frames of `id` stored without a marker, listed (every page) within `limit`;
+    /// `None` when there are none or the listing fails.
+    fn listed_frames(
+        &self,
+        st: &Started,
+        id: &OrderId,
+        limit: Duration,
+    ) -> Option<Vec<FrameEntry>> {
+        let prefix = oa_contract::order_prefix(&st.prefix, &id.0, &id.1).ok()?;
+        let up = &st.uploader;
+        let list = async {
+            let mut listed = Vec::new();
+            let mut token: Option<String> = None;
+            loop {
+                let out = up
+                    .client
+                    .list_objects_v2()
+                    .bucket(&up.bucket)
+                    .prefix(&prefix)
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| DisplayErrorContext(&e).to_string())?;
+                listed.extend(
+                    out.contents()
+                        .iter()
+                        .filter_map(|o| Some((o.key()?.to_owned(), o.size()))),
+                );
+                match out.next_continuation_token() {
+                    Some(next) if out.is_truncated() == Some(true) => {
+                        token = Some(next.to_owned());
+                    }
+                    _ => return Ok::<_, String>(listed),
+                }
+            }
+        };
+        let result = RUNTIME.block_on(async { tokio::time::timeout(limit, list).await });
+        let cause = match result {
+            Ok(Ok(listed)) => {
+                let frames = stored::listed_frames(&st.prefix, &id.0, &id.1, listed);
+                if frames.is_empty() {
+                    gst::debug!(
+                        CAT,
+                        imp = self,
+                        "Nothing stored under {prefix}: a new order"
+                    );
+                    return None;
+                }
+                return Some(frames);
+            }
+            Ok(Err(cause)) => cause,
+            Err(_) => format!("no answer within {limit:?}"),
+        };
+        gst::warning!(
+            CAT,
+            imp = self,
+            "Cannot list {prefix} ({cause}) for frames a stopped pipeline stored without a \
+             marker; treating order {} as new: if it has such frames, seq starts at 0 again \
+             and its marker will list only the new frames",
             id.1
         );
         None
@@ -1057,7 +1163,19 @@ impl ObjectImpl for MinioFrameSink {
                         "Orders since start whose ID came back after their marker was written \
                          (one of the last 256 completed, else found with one GET of the \
                          marker when the order starts): seq continues after the stored \
-                         frames and the new marker lists the frames of every segment",
+                         frames and the new marker lists the frames of every segment. \
+                         Orders with frames stored but no marker are counted in \
+                         orders-resumed",
+                    )
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("orders-resumed")
+                    .nick("Orders resumed")
+                    .blurb(
+                        "Orders since start that had frames stored and no marker when they \
+                         started here (a pipeline stopped in their middle; found with a LIST \
+                         of the order's prefix when the marker GET answers 404): seq \
+                         continues after those frames and the marker lists them first",
                     )
                     .read_only()
                     .build(),
@@ -1155,6 +1273,7 @@ impl ObjectImpl for MinioFrameSink {
             "bytes-uploaded" => count(&counters.bytes_uploaded),
             "markers-written" => count(&counters.markers_written),
             "orders-repeated" => count(&counters.orders_repeated),
+            "orders-resumed" => count(&counters.orders_resumed),
             _ => unimplemented!(),
         }
     }

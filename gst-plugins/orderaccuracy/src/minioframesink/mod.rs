@@ -25,6 +25,14 @@
 //! reads its marker, if there is one, with one GET when the order starts (so after a
 //! pipeline restart too). `orders-repeated` counts these orders.
 //!
+//! An order that has frames in the store but no marker (the pipeline was stopped or killed
+//! in its middle) is resumed the same way: when the marker GET answers 404, one LIST of the
+//! order's prefix (every page, within the same bound of 2 s for both requests) finds its
+//! frames, `seq` continues after the highest and its marker lists them first, by `seq`.
+//! `orders-resumed` counts these orders. The marker, when there is one, is authoritative;
+//! when the LIST fails or times out the order starts as new (a warning says so) and its
+//! marker lists only the new frames.
+//!
 //! While buffers arrive the sink posts a `sink-progress` element message at most every
 //! `progress-interval` seconds, and one on reaching PLAYING, with its counters
 //! ([`oa_contract::messages::SINK_PROGRESS`]): a signal of liveness meant for supervisors,
@@ -40,6 +48,7 @@ mod completed;
 mod held;
 mod imp;
 mod progress;
+mod stored;
 
 glib::wrapper! {
     pub struct MinioFrameSink(ObjectSubclass<imp::MinioFrameSink>)
