@@ -18,7 +18,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use oa_contract::{CompletionReason, FrameEntry, Manifest, frame_key, marker_key};
+use oa_contract::{CompletionReason, FrameEntry, Manifest, marker_key};
 use oa_s3server::{Options, S3Server};
 use orchestrator::config::LabelsConfig;
 use orchestrator::consume::{Consumer, ConsumerDeps, Settings};
@@ -26,6 +26,7 @@ use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
 use orchestrator::result::{OrderResult, OrderStatus};
 use orchestrator::store::{Layout, Store};
+use orchestrator::testing::put_frames;
 use tokio::sync::watch;
 
 const ACCESS: &str = "bench-access";
@@ -128,22 +129,9 @@ impl Drop for PutWatch {
 }
 
 async fn put_order(store: &Store, order: &str, frames: &[Vec<u8>]) -> Vec<FrameEntry> {
-    let mut entries = vec![];
-    for (i, b) in frames.iter().enumerate() {
-        let ms = 1_700_000_000_000 + i as u64;
-        let key = frame_key("", STATION, order, ms, i as u32).unwrap();
-        store
-            .put(BUCKET, &key, b.clone(), "image/jpeg")
-            .await
-            .unwrap();
-        entries.push(FrameEntry {
-            key,
-            seq: i as u32,
-            unix_ms: ms,
-            bytes: b.len() as u64,
-        });
-    }
-    entries
+    put_frames(store, BUCKET, STATION, order, 0, 1, frames)
+        .await
+        .unwrap()
 }
 
 async fn put_marker(store: &Store, order: &str, entries: Vec<FrameEntry>) {
@@ -207,7 +195,7 @@ async fn run_orders(
         }
         let body = server.read_object(BUCKET, &result).unwrap();
         let r: OrderResult = serde_json::from_slice(&body).unwrap();
-        assert_eq!(r.status, OrderStatus::Validated, "{r:?}");
+        assert_eq!(r.validation.status, OrderStatus::Validated, "{r:?}");
         run.recognize_ms.push(r.timings_ms.recognize as f64);
     }
     run

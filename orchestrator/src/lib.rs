@@ -19,4 +19,6 @@ pub mod shutdown;
 pub mod status;
 pub mod store;
 pub mod supervise;
+#[doc(hidden)]
+pub mod testing;
 pub mod validate;

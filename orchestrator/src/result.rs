@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::validate::Validation;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum OrderStatus {
@@ -40,14 +42,9 @@ pub struct Timings {
 pub struct OrderResult {
     pub order_id: String,
     pub station_id: String,
-    pub status: OrderStatus,
-    pub expected: Vec<Item>,
-    pub detected: Vec<Item>,
-    pub matched: Vec<Item>,
-    pub missing: Vec<Item>,
-    pub extra: Vec<Item>,
-    pub quantity_mismatch: Vec<QuantityMismatch>,
-    pub accuracy: f64,
+    /// `status` to `accuracy`, stored inline as they always were.
+    #[serde(flatten)]
+    pub validation: Validation,
     pub selected_frames: Vec<String>,
     pub recognizer: String,
     pub timings_ms: Timings,
@@ -78,4 +75,37 @@ pub struct OrderResult {
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A result with every field set, as the version before `validation` was flattened
+    /// wrote it.
+    const STORED: &str = r#"{"order_id":"384","station_id":"station-1","status":"mismatch","expected":[{"name":"green apple","quantity":2},{"name":"water","quantity":1}],"detected":[{"name":"green apple","quantity":1},{"name":"cola","quantity":1}],"matched":[{"name":"green apple","quantity":1}],"missing":[{"name":"water","quantity":1}],"extra":[{"name":"cola","quantity":1}],"quantity_mismatch":[{"name":"green apple","expected":2,"detected":1}],"accuracy":0.25,"selected_frames":["frames/station-1/384/000001.jpg"],"recognizer":"labels","timings_ms":{"discover":1,"load":2,"select":3,"recognize":4,"validate":5,"total":15},"error":"recognition: timeout","revision":2,"manifest_frame_count":7,"manifest_last_unix_ms":1700000000123,"recognition_attempts":3,"marker_last_modified_ms":1700000000456}"#;
+
+    /// The same with the optional fields at their defaults.
+    const STORED_MINIMAL: &str = r#"{"order_id":"384","station_id":"station-1","status":"mismatch","expected":[{"name":"green apple","quantity":2},{"name":"water","quantity":1}],"detected":[{"name":"green apple","quantity":1},{"name":"cola","quantity":1}],"matched":[{"name":"green apple","quantity":1}],"missing":[{"name":"water","quantity":1}],"extra":[{"name":"cola","quantity":1}],"quantity_mismatch":[{"name":"green apple","expected":2,"detected":1}],"accuracy":0.25,"selected_frames":["frames/station-1/384/000001.jpg"],"recognizer":"labels","timings_ms":{"discover":1,"load":2,"select":3,"recognize":4,"validate":5,"total":15},"revision":0}"#;
+
+    #[test]
+    fn stored_results_round_trip_unchanged() {
+        for stored in [STORED, STORED_MINIMAL] {
+            let r: OrderResult = serde_json::from_str(stored).unwrap();
+            assert_eq!(serde_json::to_string(&r).unwrap(), stored);
+        }
+        let r: OrderResult = serde_json::from_str(STORED).unwrap();
+        assert_eq!(r.validation.status, OrderStatus::Mismatch);
+        assert_eq!(r.validation.quantity_mismatch[0].detected, 1);
+        assert_eq!(r.validation.accuracy, 0.25);
+        assert_eq!(r.recognition_attempts, 3);
+    }
+
+    #[test]
+    fn results_from_before_revisions_load() {
+        let legacy = STORED_MINIMAL.replace(r#","revision":0"#, "");
+        let r: OrderResult = serde_json::from_str(&legacy).unwrap();
+        assert_eq!(r.revision, 0);
+        assert_eq!(r.validation.missing.len(), 1);
+    }
 }

@@ -18,13 +18,16 @@
 //! every missing, surplus or unexpected unit. An empty order with nothing detected is 1.0;
 //! an unknown order is 0.0.
 
+use serde::{Deserialize, Serialize};
+
 use crate::orders::{Inventory, normalize};
 use crate::result::{Item, OrderStatus, QuantityMismatch};
 
 /// Edit distance used when mapping names to the inventory during validation.
 pub const VALIDATION_EDIT_DISTANCE: usize = 2;
 
-#[derive(Debug, Clone, PartialEq)]
+/// The validation part of a result; [`crate::result::OrderResult`] stores it inline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Validation {
     pub status: OrderStatus,
     pub expected: Vec<Item>,
@@ -34,6 +37,22 @@ pub struct Validation {
     pub extra: Vec<Item>,
     pub quantity_mismatch: Vec<QuantityMismatch>,
     pub accuracy: f64,
+}
+
+impl Validation {
+    /// An order that was not compared: nothing matched, missing or extra, accuracy 0.
+    pub fn unvalidated(status: OrderStatus, expected: Vec<Item>, detected: Vec<Item>) -> Self {
+        Validation {
+            status,
+            expected,
+            detected,
+            matched: Vec::new(),
+            missing: Vec::new(),
+            extra: Vec::new(),
+            quantity_mismatch: Vec::new(),
+            accuracy: 0.0,
+        }
+    }
 }
 
 /// Maps items to inventory names and adds up quantities, keeping first-seen order.
@@ -64,16 +83,7 @@ fn canonicalize(items: &[Item], inventory: &Inventory) -> Vec<Item> {
 pub fn validate(expected: Option<&[Item]>, detected: &[Item], inventory: &Inventory) -> Validation {
     let detected = canonicalize(detected, inventory);
     let Some(expected) = expected else {
-        return Validation {
-            status: OrderStatus::UnknownOrder,
-            expected: Vec::new(),
-            detected,
-            matched: Vec::new(),
-            missing: Vec::new(),
-            extra: Vec::new(),
-            quantity_mismatch: Vec::new(),
-            accuracy: 0.0,
-        };
+        return Validation::unvalidated(OrderStatus::UnknownOrder, Vec::new(), detected);
     };
     let expected = canonicalize(expected, inventory);
     let qty = |items: &[Item], name: &str| -> u32 {

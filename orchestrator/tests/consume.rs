@@ -15,6 +15,7 @@ use orchestrator::orders::{Inventory, Orders};
 use orchestrator::recognize::{Frame, RecognizeError, Recognizer};
 use orchestrator::result::{Item, OrderResult, OrderStatus};
 use orchestrator::store::{Layout, Store};
+use orchestrator::testing::put_frames;
 use tokio::sync::watch;
 
 const ACCESS: &str = "consume-access";
@@ -27,6 +28,13 @@ const BUCKET: &str = "frames";
 struct RecognizerDouble {
     failures: usize,
     calls: AtomicUsize,
+}
+
+impl RecognizerDouble {
+    /// How many times it was called.
+    fn count(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
 }
 
 #[async_trait::async_trait]
@@ -114,23 +122,11 @@ async fn env(tag: &str) -> Env {
 }
 
 impl Env {
-    /// Stores `frames` frames and then the marker of `order`.
+    /// Stores `bodies` as frames 1 ms apart and then the marker of `order`.
     async fn put_order(&self, station: &str, order: &str, bodies: &[Vec<u8>]) {
-        let mut entries = vec![];
-        for (i, b) in bodies.iter().enumerate() {
-            let key =
-                frame_key("", station, order, 1_700_000_000_000 + i as u64, i as u32).unwrap();
-            self.store
-                .put(BUCKET, &key, b.clone(), "image/jpeg")
-                .await
-                .unwrap();
-            entries.push(FrameEntry {
-                key,
-                seq: i as u32,
-                unix_ms: 1_700_000_000_000 + i as u64,
-                bytes: b.len() as u64,
-            });
-        }
+        let entries = put_frames(&self.store, BUCKET, station, order, 0, 1, bodies)
+            .await
+            .unwrap();
         self.put_marker(station, order, entries).await;
     }
 
@@ -143,22 +139,9 @@ impl Env {
         first_seq: u32,
         bodies: &[Vec<u8>],
     ) -> Vec<FrameEntry> {
-        let mut entries = vec![];
-        for (seq, b) in (first_seq..).zip(bodies) {
-            let unix_ms = 1_700_000_000_000 + u64::from(seq) * 1000;
-            let key = frame_key("", station, order, unix_ms, seq).unwrap();
-            self.store
-                .put(BUCKET, &key, b.clone(), "image/jpeg")
-                .await
-                .unwrap();
-            entries.push(FrameEntry {
-                key,
-                seq,
-                unix_ms,
-                bytes: b.len() as u64,
-            });
-        }
-        entries
+        put_frames(&self.store, BUCKET, station, order, first_seq, 1000, bodies)
+            .await
+            .unwrap()
     }
 
     async fn put_marker(&self, station: &str, order: &str, entries: Vec<FrameEntry>) {
@@ -186,6 +169,30 @@ impl Env {
             .read_object(BUCKET, &format!("results/{station}/{order}.json"))
             .ok()?;
         Some(serde_json::from_slice(&body).unwrap())
+    }
+
+    /// The status of the stored result of `order` (which must exist).
+    fn status(&self, station: &str, order: &str) -> OrderStatus {
+        self.result(station, order).unwrap().validation.status
+    }
+
+    /// Stores `body` at `key` as JSON.
+    async fn put_json(&self, key: &str, body: impl Into<Vec<u8>>) {
+        self.store
+            .put(BUCKET, key, body.into(), "application/json")
+            .await
+            .unwrap();
+    }
+
+    /// Runs a fresh consumer (`host-a`, recognition by a new double) until it has
+    /// processed `n` orders, stops it and returns the double.
+    async fn process(&self, n: u64) -> Arc<RecognizerDouble> {
+        let rec = double();
+        let c = self.consumer("host-a", rec.clone());
+        let r = run(&c);
+        wait_processed(&c, n).await;
+        r.stop().await;
+        rec
     }
 
     fn consumer(&self, owner: &str, recognizer: Arc<RecognizerDouble>) -> Arc<Consumer> {
@@ -257,7 +264,9 @@ async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_stat
         e.result("station_2", "1").unwrap(),
     ];
     assert!(
-        results.iter().all(|r| r.status == OrderStatus::Validated),
+        results
+            .iter()
+            .all(|r| r.validation.status == OrderStatus::Validated),
         "{results:?}"
     );
     let attempts: usize = results
@@ -269,18 +278,15 @@ async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_stat
         3 + 2,
         "3 failed calls and 2 good ones, recorded per order"
     );
-    assert_eq!(flaky.calls.load(Ordering::SeqCst), 5);
+    assert_eq!(flaky.count(), 5);
 
     // Down for good: after the retry window, a final recognition-failed with its attempts.
     let (e, down) =
         recognise_with_a_flaky_vlm("retry-final", usize::MAX, Duration::from_millis(500), 1).await;
     let res = e.result("station_1", "384").unwrap();
-    assert_eq!(res.status, OrderStatus::RecognitionFailed);
+    assert_eq!(res.validation.status, OrderStatus::RecognitionFailed);
     assert!(res.recognition_attempts >= 2, "{res:?}");
-    assert_eq!(
-        res.recognition_attempts as usize,
-        down.calls.load(Ordering::SeqCst)
-    );
+    assert_eq!(res.recognition_attempts as usize, down.count());
     assert!(res.error.unwrap().contains("connection refused"));
 }
 
@@ -324,28 +330,10 @@ async fn recognise_with_a_flaky_vlm(
 async fn an_unreadable_result_does_not_count_as_done() {
     let e = env("corrupt-result").await;
     e.put_order("station_1", "384", &e.jpegs).await;
-    e.store
-        .put(
-            BUCKET,
-            "results/station_1/384.json",
-            b"{not json".to_vec(),
-            "application/json",
-        )
-        .await
-        .unwrap();
-    let rec = double();
-    let c = e.consumer("host-a", rec.clone());
-    let r = run(&c);
-    wait_until(Duration::from_secs(20), "the result", || {
-        c.processed_count() == 1
-    })
-    .await;
-    r.stop().await;
-    assert_eq!(
-        e.result("station_1", "384").unwrap().status,
-        OrderStatus::Validated
-    );
-    assert_eq!(rec.calls.load(Ordering::SeqCst), 1);
+    e.put_json("results/station_1/384.json", b"{not json").await;
+    let rec = e.process(1).await;
+    assert_eq!(e.status("station_1", "384"), OrderStatus::Validated);
+    assert_eq!(rec.count(), 1);
 }
 
 fn double() -> Arc<RecognizerDouble> {
@@ -353,6 +341,14 @@ fn double() -> Arc<RecognizerDouble> {
         failures: 0,
         calls: AtomicUsize::new(0),
     })
+}
+
+/// Waits (20 s at most) until `c` has processed `n` orders.
+async fn wait_processed(c: &Consumer, n: u64) {
+    wait_until(Duration::from_secs(20), &format!("{n} results"), || {
+        c.processed_count() == n
+    })
+    .await;
 }
 
 async fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
@@ -407,16 +403,10 @@ async fn each_order_is_processed_once_across_a_restart() {
     let rec = double();
     let c1 = e.consumer("host-a", rec.clone());
     let r1 = run(&c1);
-    wait_until(Duration::from_secs(20), "3 results", || {
-        c1.processed_count() == 3
-    })
-    .await;
+    wait_processed(&c1, 3).await;
     // An order arriving while it runs is found by the next polls.
     e.put_order("station_2", "3", &e.jpegs).await;
-    wait_until(Duration::from_secs(20), "4 results", || {
-        c1.processed_count() == 4
-    })
-    .await;
+    wait_processed(&c1, 4).await;
     // One LIST per station per poll, however many orders are done.
     let before = c1.results().len();
     r1.stop().await;
@@ -432,7 +422,7 @@ async fn each_order_is_processed_once_across_a_restart() {
     .await;
     r2.stop().await;
     assert_eq!(c2.processed_count(), 0, "nothing processed twice");
-    assert_eq!(rec.calls.load(Ordering::SeqCst), 4);
+    assert_eq!(rec.count(), 4);
     let mut results = e.puts_of("results/");
     results.sort();
     assert_eq!(
@@ -445,8 +435,8 @@ async fn each_order_is_processed_once_across_a_restart() {
         ]
     );
     let r = e.result("station_1", "384").unwrap();
-    assert_eq!(r.status, OrderStatus::Validated);
-    assert_eq!(r.accuracy, 1.0);
+    assert_eq!(r.validation.status, OrderStatus::Validated);
+    assert_eq!(r.validation.accuracy, 1.0);
     assert_eq!(r.recognizer, "test-double");
     assert_eq!(r.selected_frames.len(), 2);
     assert!(
@@ -466,14 +456,10 @@ async fn two_consumers_on_one_bucket_process_each_order_once() {
     let (ra, rb) = (double(), double());
     let a = e.consumer("host-a", ra.clone());
     let b = e.consumer("host-b", rb.clone());
-    let (run_a, run_b) = (run(&a), run(&b));
-    wait_until(Duration::from_secs(30), "every result", || {
+    run_both(&a, &b, "every result", Duration::from_millis(300), || {
         orders.iter().all(|o| e.result("station_1", o).is_some())
     })
     .await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    run_a.stop().await;
-    run_b.stop().await;
     let results = e.puts_of("results/");
     assert_eq!(
         results.len(),
@@ -490,13 +476,10 @@ async fn two_consumers_on_one_bucket_process_each_order_once() {
         a.processed_count() + b.processed_count(),
         orders.len() as u64
     );
-    assert_eq!(
-        ra.calls.load(Ordering::SeqCst) + rb.calls.load(Ordering::SeqCst),
-        orders.len()
-    );
+    assert_eq!(ra.count() + rb.count(), orders.len());
     for o in &orders {
         assert_eq!(
-            e.result("station_1", o).unwrap().status,
+            e.status("station_1", o),
             OrderStatus::UnknownOrder,
             "order {o} is not in orders.json"
         );
@@ -524,29 +507,14 @@ async fn missing_or_corrupt_frames_give_a_per_order_error_and_the_next_orders_fl
     )
     .await;
     // Order 4: a marker that is not a manifest.
-    e.store
-        .put(
-            BUCKET,
-            "station_1/4/__EOS__",
-            b"{broken".to_vec(),
-            "application/json",
-        )
-        .await
-        .unwrap();
+    e.put_json("station_1/4/__EOS__", b"{broken").await;
     // Order 3: fine.
     e.put_order("station_1", "3", &e.jpegs).await;
 
-    let rec = double();
-    let c = e.consumer("host-a", rec.clone());
-    let r = run(&c);
-    wait_until(Duration::from_secs(20), "4 results", || {
-        c.processed_count() == 4
-    })
-    .await;
-    r.stop().await;
+    let rec = e.process(4).await;
 
     let missing = e.result("station_1", "1").unwrap();
-    assert_eq!(missing.status, OrderStatus::NoFrames);
+    assert_eq!(missing.validation.status, OrderStatus::NoFrames);
     let err = missing.error.unwrap();
     assert!(
         err.contains("none of the 2 frames") && err.contains("frame_"),
@@ -554,21 +522,17 @@ async fn missing_or_corrupt_frames_give_a_per_order_error_and_the_next_orders_fl
     );
 
     let corrupt = e.result("station_1", "2").unwrap();
-    assert_eq!(corrupt.status, OrderStatus::RecognitionFailed);
+    assert_eq!(corrupt.validation.status, OrderStatus::RecognitionFailed);
     assert!(corrupt.error.unwrap().contains("corrupt"));
 
     let bad_manifest = e.result("station_1", "4").unwrap();
-    assert_eq!(bad_manifest.status, OrderStatus::NoFrames);
+    assert_eq!(bad_manifest.validation.status, OrderStatus::NoFrames);
     assert!(bad_manifest.error.unwrap().contains("manifest"));
 
     let ok = e.result("station_1", "3").unwrap();
-    assert_eq!(ok.status, OrderStatus::Validated);
+    assert_eq!(ok.validation.status, OrderStatus::Validated);
     assert!(ok.error.is_none());
-    assert_eq!(
-        rec.calls.load(Ordering::SeqCst),
-        1,
-        "only order 3 reached recognition"
-    );
+    assert_eq!(rec.count(), 1, "only order 3 reached recognition");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -595,10 +559,7 @@ async fn a_poll_is_one_list_request_per_station_whatever_the_number_of_orders() 
         pages + 1
     };
     assert_eq!(listed, 6, "40 keys in pages of 7");
-    wait_until(Duration::from_secs(20), "20 results", || {
-        c.processed_count() == 20
-    })
-    .await;
+    wait_processed(&c, 20).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -614,15 +575,8 @@ async fn a_stale_claim_of_a_dead_orchestrator_is_taken_over_once() {
     // live one, which must be left alone.
     for (order, age_ms) in [("1", 3_600_000), ("2", 0)] {
         let body = serde_json::json!({"owner": "ghost", "claimed_unix_ms": now - age_ms});
-        e.store
-            .put(
-                BUCKET,
-                &format!("claims/station_1/{order}"),
-                body.to_string().into_bytes(),
-                "application/json",
-            )
-            .await
-            .unwrap();
+        e.put_json(&format!("claims/station_1/{order}"), body.to_string())
+            .await;
     }
     // Order 3: claimed an hour ago, and taken over 50 minutes ago by a replica that died
     // too: the takeover itself is taken over.
@@ -637,15 +591,7 @@ async fn a_stale_claim_of_a_dead_orchestrator_is_taken_over_once() {
         ),
     ] {
         let body = serde_json::json!({"owner": owner, "claimed_unix_ms": at});
-        e.store
-            .put(
-                BUCKET,
-                &key,
-                body.to_string().into_bytes(),
-                "application/json",
-            )
-            .await
-            .unwrap();
+        e.put_json(&key, body.to_string()).await;
     }
     let (ra, rb) = (double(), double());
     let a = e.consumer_with_ttl("host-a", ra.clone(), Duration::from_secs(60));
@@ -673,7 +619,7 @@ async fn a_stale_claim_of_a_dead_orchestrator_is_taken_over_once() {
         "exactly one second takeover"
     );
     assert_eq!(
-        ra.calls.load(Ordering::SeqCst) + rb.calls.load(Ordering::SeqCst),
+        ra.count() + rb.count(),
         2,
         "only the stale orders were recognised"
     );
@@ -694,10 +640,7 @@ async fn a_marker_replaced_by_a_superset_is_processed_once_more() {
     let rec = double();
     let c = e.consumer("host-a", rec.clone());
     let r = run(&c);
-    wait_until(Duration::from_secs(20), "the first result", || {
-        c.processed_count() == 1
-    })
-    .await;
+    wait_processed(&c, 1).await;
     let first = e.result(station, order).unwrap();
     assert_eq!(first.revision, 1);
     assert_eq!(first.manifest_frame_count, Some(2));
@@ -708,10 +651,7 @@ async fn a_marker_replaced_by_a_superset_is_processed_once_more() {
     tokio::time::sleep(Duration::from_millis(1100)).await;
     frames.extend(e.put_frames(station, order, 2, &e.jpegs).await);
     e.put_marker(station, order, frames.clone()).await;
-    wait_until(Duration::from_secs(20), "the second result", || {
-        c.processed_count() == 2
-    })
-    .await;
+    wait_processed(&c, 2).await;
     // Many more polls (each a whole cycle of this station), and a hint for the unchanged
     // marker: nothing is processed again.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -719,13 +659,13 @@ async fn a_marker_replaced_by_a_superset_is_processed_once_more() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     r.stop().await;
     assert_eq!(c.processed_count(), 2);
-    assert_eq!(rec.calls.load(Ordering::SeqCst), 2);
+    assert_eq!(rec.count(), 2);
     assert_eq!(e.puts_of("results/").len(), 2);
     let second = e.result(station, order).unwrap();
     assert_eq!(second.revision, 2);
     assert_eq!(second.manifest_frame_count, Some(5));
     assert_eq!(second.manifest_last_unix_ms, Some(1_700_000_004_000));
-    assert_eq!(second.status, OrderStatus::Validated);
+    assert_eq!(second.validation.status, OrderStatus::Validated);
     assert_eq!(c.result(station, order).unwrap(), second);
     assert_eq!(
         e.puts_of("claims/"),
@@ -751,19 +691,16 @@ async fn a_marker_replaced_by_a_superset_is_processed_once_more() {
     let (rb, rc) = (double(), double());
     let b = e.consumer("host-b", rb.clone());
     let cc = e.consumer("host-c", rc.clone());
-    let (run_b, run_c) = (run(&b), run(&cc));
-    wait_until(Duration::from_secs(20), "the third result", || {
-        e.result(station, order).is_some_and(|r| r.revision == 3)
-    })
+    run_both(
+        &b,
+        &cc,
+        "the third result",
+        Duration::from_millis(500),
+        || e.result(station, order).is_some_and(|r| r.revision == 3),
+    )
     .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    run_b.stop().await;
-    run_c.stop().await;
     assert_eq!(b.processed_count() + cc.processed_count(), 1);
-    assert_eq!(
-        rb.calls.load(Ordering::SeqCst) + rc.calls.load(Ordering::SeqCst),
-        1
-    );
+    assert_eq!(rb.count() + rc.count(), 1);
     assert_eq!(e.puts_of("results/").len(), 3);
     assert_eq!(e.puts_of("claims/station_1/384.rev3").len(), 1);
     let third = e.result(station, order).unwrap();
@@ -799,21 +736,18 @@ async fn an_order_left_without_a_marker_is_recovered_once_with_every_frame() {
     let frames = e.put_frames("station_1", "2", 0, &e.jpegs).await;
     e.put_order("station_1", "384", &e.jpegs).await;
     let (ra, rb) = (double(), double());
-    let after = Some(Duration::from_secs(1));
-    let a = e.consumer_with(
-        "host-a",
-        ra.clone(),
-        Duration::from_secs(600),
-        Duration::ZERO,
-        after,
-    );
-    let b = e.consumer_with(
-        "host-b",
-        rb.clone(),
-        Duration::from_secs(600),
-        Duration::ZERO,
-        after,
-    );
+    // Orders without a marker are recovered after 1 s.
+    let recovering = |owner: &str, rec: &Arc<RecognizerDouble>| {
+        let after = Some(Duration::from_secs(1));
+        e.consumer_with(
+            owner,
+            rec.clone(),
+            Duration::from_secs(600),
+            Duration::ZERO,
+            after,
+        )
+    };
+    let (a, b) = (recovering("host-a", &ra), recovering("host-b", &rb));
     run_both(&a, &b, "both results", Duration::from_millis(500), || {
         e.result("station_1", "2").is_some() && e.result("station_1", "384").is_some()
     })
@@ -828,13 +762,52 @@ async fn an_order_left_without_a_marker_is_recovered_once_with_every_frame() {
     let m = Manifest::from_json(&marker).unwrap();
     assert_eq!(m.reason, CompletionReason::Recovered);
     assert_eq!(m.frames, frames, "every stored frame, in capture order");
-    assert_eq!(
-        e.result("station_1", "2").unwrap().status,
-        OrderStatus::Validated
-    );
+    assert_eq!(e.status("station_1", "2"), OrderStatus::Validated);
     assert_eq!(
         e.puts_of("station_1/384/__EOS__").len(),
         1,
         "a real marker is never replaced"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_renewed_at_every_retry_is_not_taken_over() {
+    // host-a retries for 3.1 s (0.1 + 0.2 + 0.4 + 0.8 + 1.6) with claims that go stale
+    // after 2.5 s: only its renewal at every attempt keeps host-b off the order.
+    let e = env("renew").await;
+    e.put_order("station_1", "384", &e.jpegs).await;
+    let ttl = Duration::from_millis(2500);
+    let flaky = Arc::new(RecognizerDouble {
+        failures: 5,
+        calls: AtomicUsize::new(0),
+    });
+    let a = e.consumer_with("host-a", flaky.clone(), ttl, Duration::from_secs(60), None);
+    let run_a = run(&a);
+    wait_until(Duration::from_secs(10), "host-a's first attempt", || {
+        flaky.count() >= 1
+    })
+    .await;
+    let healthy = double();
+    let b = e.consumer_with(
+        "host-b",
+        healthy.clone(),
+        ttl,
+        Duration::from_secs(60),
+        None,
+    );
+    let run_b = run(&b);
+    wait_until(Duration::from_secs(30), "the result", || {
+        e.result("station_1", "384").is_some()
+    })
+    .await;
+    run_a.stop().await;
+    run_b.stop().await;
+    assert_eq!(
+        healthy.count(),
+        0,
+        "host-b took over a claim host-a renewed"
+    );
+    let r = e.result("station_1", "384").unwrap();
+    assert_eq!(r.validation.status, OrderStatus::Validated);
+    assert_eq!(r.recognition_attempts, 6, "{r:?}");
 }

@@ -7,15 +7,14 @@ PP-OCRv6 small det/rec models as `bench_ocr`, with one ONNX Runtime intra-op thr
 
 Prints a human table and one line `BENCH_JSON {...}` (milliseconds: median/min/max).
 """
-import argparse
-import json
 import logging
 import os
-import statistics
 import time
 
 import cv2
 from rapidocr import RapidOCR
+
+from common import parse_args, print_bench_json
 
 
 def summary(ms):
@@ -46,13 +45,7 @@ def engine(models, det_params):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--frame", required=True)
-    ap.add_argument("--models", required=True)
-    ap.add_argument("--roi", required=True)
-    ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--det-max-side", type=int, default=960)
-    a = ap.parse_args()
+    a = parse_args(("frame", "models", "roi"), {"runs": 20, "det-max-side": 960})
     logging.disable(logging.WARNING)
 
     img = cv2.imread(a.frame, cv2.IMREAD_COLOR)  # BGR, like ours after BGRx->BGR
@@ -87,7 +80,7 @@ def main():
         print(
             f"  {name:<20} {s['median']:8.2f} {s['min']:8.2f} {s['max']:8.2f}  {texts[name]}"
         )
-    print("BENCH_JSON " + json.dumps({"python_ocr": rows, "python_ocr_texts": texts}))
+    print_bench_json({"python_ocr": rows, "python_ocr_texts": texts})
 
 
 if __name__ == "__main__":

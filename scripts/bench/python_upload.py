@@ -6,24 +6,20 @@ N times with C threads in flight against an S3 endpoint.
 
 Credentials from the standard AWS environment. Prints `BENCH_JSON {"seconds": ...}`.
 """
-import argparse
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
 from botocore.config import Config
 
+from common import parse_args, print_bench_json
+
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--endpoint", required=True)
-    ap.add_argument("--bucket", required=True)
-    ap.add_argument("--body", required=True)
-    ap.add_argument("--frames", type=int, default=1000)
-    ap.add_argument("--concurrency", type=int, default=8)
-    ap.add_argument("--prefix", default="bench/boto3/")
-    a = ap.parse_args()
+    a = parse_args(
+        ("endpoint", "bucket", "body"),
+        {"frames": 1000, "concurrency": 8, "prefix": "bench/boto3/"},
+    )
     body = open(a.body, "rb").read()
     s3 = boto3.client(
         "s3",
@@ -51,7 +47,7 @@ def main():
     with ThreadPoolExecutor(max_workers=a.concurrency) as pool:
         for _ in pool.map(put, range(a.frames)):
             pass
-    print("BENCH_JSON " + json.dumps({"seconds": time.perf_counter() - t}))
+    print_bench_json({"seconds": time.perf_counter() - t})
 
 
 if __name__ == "__main__":

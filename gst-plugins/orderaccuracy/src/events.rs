@@ -75,6 +75,26 @@ impl From<&OrderComplete> for gst::Event {
 }
 
 impl OrderComplete {
+    /// An order complete with `frame_count` frames and no first/last PTS or capture time
+    /// (e.g. one a test sends, or an order whose frames carried none).
+    pub fn new(
+        station_id: impl Into<String>,
+        order_id: impl Into<String>,
+        reason: CompletionReason,
+        frame_count: u32,
+    ) -> Self {
+        OrderComplete {
+            station_id: station_id.into(),
+            order_id: order_id.into(),
+            reason,
+            frame_count,
+            first_pts: None,
+            last_pts: None,
+            first_unix_ms: None,
+            last_unix_ms: None,
+        }
+    }
+
     pub fn try_parse(event: &gst::EventRef) -> Option<Self> {
         let s = custom_downstream(event, ORDER_COMPLETE)?;
         Some(OrderComplete {
@@ -127,6 +147,11 @@ mod tests {
         };
         let ev = gst::Event::from(&complete);
         assert_eq!(OrderComplete::try_parse(&ev), Some(complete));
+        let bare = OrderComplete::new("s1", "7", CompletionReason::NextOrder, 0);
+        assert_eq!(
+            OrderComplete::try_parse(&gst::Event::from(&bare)),
+            Some(bare)
+        );
         assert_eq!(OrderChanged::try_parse(&gst::event::Eos::new()), None);
     }
 }

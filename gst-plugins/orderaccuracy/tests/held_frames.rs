@@ -3,34 +3,16 @@
 //! they join their order in capture order, or are dropped and counted, never stored twice
 //! or under another order; and they keep the order from idling in `eosmarker`.
 
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use gst::prelude::*;
 use gstorderaccuracy::meta::{OrderTag, set_held_for};
 use oa_contract::{Manifest, marker_key};
-use oa_test_support::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, TestS3};
+use oa_test_support::s3::{BUCKET, ScratchS3};
 
-/// The server, stopped and its folder removed on drop.
-struct Scratch(TestS3);
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        self.0.block_on(self.0.stop());
-        let _ = std::fs::remove_dir_all(self.0.root());
-    }
-}
-
-fn server() -> Scratch {
+fn server() -> ScratchS3 {
     oa_test_support::s3::init_with_credentials(gstorderaccuracy::plugin_register_static);
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "oa-held-frames-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    Scratch(TestS3::start(dir, ACCESS_KEY, SECRET_KEY, &[BUCKET]))
+    ScratchS3::start("held-frames")
 }
 
 /// What one frame is: tagged with an order, held for one, or neither.
@@ -105,25 +87,13 @@ fn play(run: &Run, frames: &[Kind]) {
         run.src.push_buffer(frame(i as u32, *kind)).unwrap();
     }
     run.src.end_of_stream().unwrap();
-    let bus = run.pipeline.bus().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let msg = bus
-            .timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64))
-            .expect("EOS within 30 s");
-        match msg.view() {
-            gst::MessageView::Eos(_) => break,
-            gst::MessageView::Error(e) => panic!("{} ({:?})", e.error(), e.debug()),
-            _ => {}
-        }
-    }
+    oa_test_support::wait_eos(&run.pipeline, Duration::from_secs(30));
 }
 
 /// `(seq, frame index)` of every frame the order's manifest lists.
-fn stored(s: &Scratch, order: &str) -> Vec<(u32, u64)> {
+fn stored(s: &ScratchS3, order: &str) -> Vec<(u32, u64)> {
     let key = marker_key("", "s1", order).unwrap();
-    let body = s.0.read_object(BUCKET, &key).unwrap();
+    let body = s.read_object(BUCKET, &key).unwrap();
     let m = Manifest::from_json(&body).unwrap();
     m.frames
         .iter()
@@ -143,7 +113,7 @@ fn indices(v: &[(u32, u64)]) -> Vec<u64> {
 fn occluded_and_unconfirmed_frames_join_their_order() {
     use Kind::*;
     let s = server();
-    let run = pipeline(&s.0.endpoint());
+    let run = pipeline(&s.endpoint());
     play(
         &run,
         &[
@@ -178,7 +148,7 @@ fn occluded_and_unconfirmed_frames_join_their_order() {
         3,
         "A was not split by its occlusion"
     );
-    let puts = s.0.put_log();
+    let puts = s.put_log();
     assert_eq!(puts.len(), 17, "each frame stored once: {puts:#?}");
     run.pipeline.set_state(gst::State::Null).unwrap();
 }
@@ -187,7 +157,7 @@ fn occluded_and_unconfirmed_frames_join_their_order() {
 fn frames_held_for_a_completed_order_are_dropped() {
     use Kind::*;
     let s = server();
-    let run = pipeline(&s.0.endpoint());
+    let run = pipeline(&s.endpoint());
     play(&run, &[Of("A"), Of("A"), HeldFor("A"), HeldFor("A")]);
     assert_eq!(indices(&stored(&s, "A")), [0, 1]);
     assert_eq!(run.sink.property::<u64>("frames-dropped-untagged"), 2);

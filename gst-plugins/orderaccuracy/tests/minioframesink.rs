@@ -3,8 +3,6 @@
 //! Ordering claims ("the marker is stored after every frame") are checked against the
 //! server's log of completed PUTs, never against timing.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -12,49 +10,18 @@ use gstorderaccuracy::events::OrderComplete;
 use gstorderaccuracy::meta::OrderTag;
 use oa_contract::{CompletionReason, Manifest, frame_key, marker_key};
 use oa_s3server::S3Server;
-use oa_test_support::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, TestS3};
+use oa_test_support::s3::{BUCKET, SECRET_KEY, ScratchS3};
 
 fn init() {
     oa_test_support::s3::init_with_credentials(gstorderaccuracy::plugin_register_static);
 }
 
-fn scratch_dir() -> PathBuf {
-    static N: AtomicU32 = AtomicU32::new(0);
-    let dir = std::env::temp_dir().join(format!(
-        "oa-minioframesink-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// The server, stopped and its folder removed on drop.
-struct Scratch(TestS3);
-
-impl Scratch {
-    fn stop(&self) {
-        self.0.block_on(self.0.stop());
-    }
-
-    fn restart(&self) {
-        self.0.block_on(self.0.restart()).unwrap();
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(self.0.root());
-    }
-}
-
-fn server_with_secret(secret: &str) -> Scratch {
+fn server_with_secret(secret: &str) -> ScratchS3 {
     init();
-    Scratch(TestS3::start(scratch_dir(), ACCESS_KEY, secret, &[BUCKET]))
+    ScratchS3::start_with_secret("minioframesink", secret)
 }
 
-fn server() -> Scratch {
+fn server() -> ScratchS3 {
     server_with_secret(SECRET_KEY)
 }
 
@@ -91,16 +58,7 @@ fn complete_for(
     frame_count: u32,
     reason: CompletionReason,
 ) -> gst::Event {
-    gst::Event::from(&OrderComplete {
-        station_id: station.into(),
-        order_id: order.into(),
-        reason,
-        frame_count,
-        first_pts: None,
-        last_pts: None,
-        first_unix_ms: None,
-        last_unix_ms: None,
-    })
+    gst::Event::from(&OrderComplete::new(station, order, reason, frame_count))
 }
 
 struct Run {
@@ -203,7 +161,7 @@ fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
 fn stores_frames_then_marker_with_contract_keys() {
     let s = server();
     let run = pipeline(
-        &s.0.endpoint(),
+        &s.endpoint(),
         &[
             ("prefix", "cam/".to_value()),
             ("max-in-flight", 8u32.to_value()),
@@ -224,7 +182,7 @@ fn stores_frames_then_marker_with_contract_keys() {
     let out = wait_end(&run, Duration::from_secs(30), || {});
     assert!(out.error.is_none(), "{:?}", out.error);
 
-    let log = s.0.put_log();
+    let log = s.put_log();
     assert_eq!(log.len(), 26, "{log:#?}");
     let mut total_bytes = 0;
     for (n, order) in ["384", "385"].into_iter().enumerate() {
@@ -234,7 +192,7 @@ fn stores_frames_then_marker_with_contract_keys() {
             .iter()
             .position(|k| *k == marker)
             .expect("marker stored");
-        let body = s.0.read_object(BUCKET, &marker).unwrap();
+        let body = s.read_object(BUCKET, &marker).unwrap();
         let m = Manifest::from_json(&body).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["version"], 1);
@@ -252,7 +210,7 @@ fn stores_frames_then_marker_with_contract_keys() {
             assert_eq!(f.key, key);
             assert_eq!(f.seq, i as u32);
             assert_eq!(f.unix_ms, 1_000 + u64::from(idx));
-            let stored = s.0.read_object(BUCKET, &key).unwrap();
+            let stored = s.read_object(BUCKET, &key).unwrap();
             assert_eq!(stored, jpeg(idx));
             assert_eq!(f.bytes, stored.len() as u64);
             total_bytes += f.bytes;
@@ -276,7 +234,7 @@ fn stores_frames_then_marker_with_contract_keys() {
 #[test]
 fn pre_roll_frames_go_to_the_next_order_first() {
     let s = server();
-    let run = pipeline(&s.0.endpoint(), &[("pre-roll", 2u32.to_value())]);
+    let run = pipeline(&s.endpoint(), &[("pre-roll", 2u32.to_value())]);
     run.pipeline.set_state(gst::State::Playing).unwrap();
     for i in 0..4 {
         run.src
@@ -293,21 +251,21 @@ fn pre_roll_frames_go_to_the_next_order_first() {
     let out = wait_end(&run, Duration::from_secs(30), || {});
     assert!(out.error.is_none(), "{:?}", out.error);
 
-    let m = manifest(&s.0, "s1", "42");
+    let m = manifest(&s, "s1", "42");
     let got: Vec<(u32, u64)> = m.frames.iter().map(|f| (f.seq, f.unix_ms)).collect();
     assert_eq!(got, vec![(0, 12), (1, 13), (2, 14), (3, 15)]);
     for (f, i) in m.frames.iter().zip(2..) {
-        assert_eq!(s.0.read_object(BUCKET, &f.key).unwrap(), jpeg(i));
+        assert_eq!(s.read_object(BUCKET, &f.key).unwrap(), jpeg(i));
     }
     assert_eq!(u64_prop(&run, "frames-dropped-untagged"), 2);
-    assert_eq!(s.0.put_log().len(), 5);
+    assert_eq!(s.put_log().len(), 5);
     run.pipeline.set_state(gst::State::Null).unwrap();
 }
 
 #[test]
 fn untagged_frames_are_not_uploaded() {
     let s = server();
-    let run = pipeline(&s.0.endpoint(), &[("pre-roll", 0u32.to_value())]);
+    let run = pipeline(&s.endpoint(), &[("pre-roll", 0u32.to_value())]);
     run.pipeline.set_state(gst::State::Playing).unwrap();
     for i in 0..3 {
         run.src.push_buffer(frame(i, "s1", None, 1)).unwrap();
@@ -323,7 +281,7 @@ fn untagged_frames_are_not_uploaded() {
     run.src.end_of_stream().unwrap();
     let out = wait_end(&run, Duration::from_secs(30), || {});
     assert!(out.error.is_none(), "{:?}", out.error);
-    assert!(s.0.put_log().is_empty(), "{:?}", s.0.put_log());
+    assert!(s.put_log().is_empty(), "{:?}", s.put_log());
     assert_eq!(u64_prop(&run, "frames-dropped-untagged"), 5);
     assert_eq!(u64_prop(&run, "frames-uploaded"), 0);
     run.pipeline.set_state(gst::State::Null).unwrap();
@@ -333,7 +291,7 @@ fn untagged_frames_are_not_uploaded() {
 fn s3_outage_mid_order_loses_nothing() {
     let s = server();
     let run = pipeline(
-        &s.0.endpoint(),
+        &s.endpoint(),
         &[
             ("retry-attempts", 40u32.to_value()),
             ("max-in-flight", 3u32.to_value()),
@@ -346,7 +304,7 @@ fn s3_outage_mid_order_loses_nothing() {
             .unwrap();
     }
     wait_for("the first frames", Duration::from_secs(10), || {
-        s.0.put_log().len() == 5
+        s.put_log().len() == 5
     });
     s.stop();
     for i in 5..10 {
@@ -357,21 +315,21 @@ fn s3_outage_mid_order_loses_nothing() {
     assert!(run.src.send_event(complete("s2", "77", 10)));
     run.src.end_of_stream().unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(s.0.put_log().len(), 5, "stored while the server was down");
+    assert_eq!(s.put_log().len(), 5, "stored while the server was down");
     s.restart();
     let out = wait_end(&run, Duration::from_secs(60), || {});
     assert!(out.error.is_none(), "{:?}", out.error);
 
-    let m = manifest(&s.0, "s2", "77");
+    let m = manifest(&s, "s2", "77");
     assert_eq!(m.frame_count, 10);
-    let log = s.0.put_log();
+    let log = s.put_log();
     let marker_at = log
         .iter()
         .position(|k| *k == marker_key("", "s2", "77").unwrap())
         .unwrap();
     for (i, f) in m.frames.iter().enumerate() {
         assert_eq!(f.seq, i as u32);
-        assert_eq!(s.0.read_object(BUCKET, &f.key).unwrap(), jpeg(i as u32));
+        assert_eq!(s.read_object(BUCKET, &f.key).unwrap(), jpeg(i as u32));
         assert!(log.iter().position(|k| *k == f.key).unwrap() < marker_at);
     }
     run.pipeline.set_state(gst::State::Null).unwrap();
@@ -380,7 +338,7 @@ fn s3_outage_mid_order_loses_nothing() {
 #[test]
 fn eos_is_let_through_only_after_everything_is_stored() {
     let s = server();
-    let run = pipeline(&s.0.endpoint(), &[("retry-attempts", 40u32.to_value())]);
+    let run = pipeline(&s.endpoint(), &[("retry-attempts", 40u32.to_value())]);
     run.pipeline.set_state(gst::State::Playing).unwrap();
     // Started (the bucket was checked), then the endpoint goes away: nothing can be
     // stored until it is back, so an early EOS would find the log incomplete. Order 9
@@ -401,15 +359,15 @@ fn eos_is_let_through_only_after_everything_is_stored() {
     restarter.join().unwrap();
     s.restart();
     let mut at_eos = Vec::new();
-    let out = wait_end(&run, Duration::from_secs(60), || at_eos = s.0.put_log());
+    let out = wait_end(&run, Duration::from_secs(60), || at_eos = s.put_log());
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!(at_eos.len(), 5, "{at_eos:#?}");
     assert_eq!(at_eos[4], marker_key("", "s3", "9").unwrap());
-    let m = manifest(&s.0, "s3", "9");
+    let m = manifest(&s, "s3", "9");
     assert_eq!(m.frame_count, 4);
     for (i, f) in m.frames.iter().enumerate() {
         assert_eq!(f.seq, i as u32);
-        assert_eq!(s.0.read_object(BUCKET, &f.key).unwrap(), jpeg(i as u32));
+        assert_eq!(s.read_object(BUCKET, &f.key).unwrap(), jpeg(i as u32));
     }
     run.pipeline.set_state(gst::State::Null).unwrap();
 }
@@ -430,7 +388,7 @@ fn start_error(run: &Run) -> (glib::Error, String) {
 #[test]
 fn wrong_secret_key_is_a_clear_not_authorized_error() {
     let s = server_with_secret("a-different-secret");
-    let run = pipeline(&s.0.endpoint(), &[]);
+    let run = pipeline(&s.endpoint(), &[]);
     let (err, debug) = start_error(&run);
     assert!(
         err.matches(gst::ResourceError::NotAuthorized),
@@ -439,13 +397,13 @@ fn wrong_secret_key_is_a_clear_not_authorized_error() {
     let text = err.message();
     assert!(text.contains("refused the credential"), "{text}");
     assert!(text.contains("AWS_SECRET_ACCESS_KEY"), "{text}");
-    assert!(text.contains(&s.0.endpoint()), "{text}");
+    assert!(text.contains(&s.endpoint()), "{text}");
 }
 
 #[test]
 fn missing_bucket_is_a_clear_not_found_error() {
     let s = server();
-    let run = pipeline(&s.0.endpoint(), &[("bucket", "no-such-bucket".to_value())]);
+    let run = pipeline(&s.endpoint(), &[("bucket", "no-such-bucket".to_value())]);
     let (err, debug) = start_error(&run);
     assert!(err.matches(gst::ResourceError::NotFound), "{err:?} {debug}");
     assert!(
@@ -482,7 +440,7 @@ fn unreachable_endpoint_is_reported_quickly() {
 fn exhausted_retries_fail_the_pipeline_naming_the_key() {
     let s = server();
     let run = pipeline(
-        &s.0.endpoint(),
+        &s.endpoint(),
         &[
             ("retry-attempts", 1u32.to_value()),
             ("retry-backoff", 10u32.to_value()),
@@ -508,7 +466,7 @@ fn server_honours_if_none_match() {
     rt.block_on(async {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
-            .endpoint_url(s.0.endpoint())
+            .endpoint_url(s.endpoint())
             .load()
             .await;
         let client = aws_sdk_s3::Client::from_conf(
@@ -529,7 +487,7 @@ fn server_honours_if_none_match() {
         let err = claim().await.unwrap_err();
         assert_eq!(err.raw_response().unwrap().status().as_u16(), 412);
     });
-    assert_eq!(s.0.put_log(), vec!["results/s1/1.json".to_owned()]);
+    assert_eq!(s.put_log(), vec!["results/s1/1.json".to_owned()]);
 }
 
 /// Pushes frames `range` of `order` (frame `i` taken at `unix_ms` 10_000 + i), then its
@@ -566,10 +524,7 @@ fn stored_frames(server: &S3Server, m: &Manifest) -> Vec<(u32, u64)> {
 #[test]
 fn a_repeated_order_id_continues_its_order_in_a_superset_marker() {
     let s = server();
-    let run = pipeline(
-        &s.0.endpoint(),
-        &[("pipeline-instance", "run-1".to_value())],
-    );
+    let run = pipeline(&s.endpoint(), &[("pipeline-instance", "run-1".to_value())]);
     run.pipeline.set_state(gst::State::Playing).unwrap();
     push_segment(&run, "A", 0..3, CompletionReason::IdleTimeout);
     push_segment(&run, "B", 3..5, CompletionReason::NextOrder);
@@ -579,9 +534,9 @@ fn a_repeated_order_id_continues_its_order_in_a_superset_marker() {
     let out = wait_end(&run, Duration::from_secs(30), || {});
     assert!(out.error.is_none(), "{:?}", out.error);
 
-    let a = manifest(&s.0, "s1", "A");
+    let a = manifest(&s, "s1", "A");
     assert_eq!(
-        stored_frames(&s.0, &a),
+        stored_frames(&s, &a),
         [
             (0, 10_000),
             (1, 10_001),
@@ -596,11 +551,11 @@ fn a_repeated_order_id_continues_its_order_in_a_superset_marker() {
         (Some(10_000), Some(10_006))
     );
     assert_eq!(a.reason, CompletionReason::EndOfStream);
-    let b = manifest(&s.0, "s1", "B");
-    assert_eq!(stored_frames(&s.0, &b), [(0, 10_003), (1, 10_004)]);
+    let b = manifest(&s, "s1", "B");
+    assert_eq!(stored_frames(&s, &b), [(0, 10_003), (1, 10_004)]);
 
     let marker = marker_key("", "s1", "A").unwrap();
-    assert_eq!(s.0.put_log().iter().filter(|k| **k == marker).count(), 2);
+    assert_eq!(s.put_log().iter().filter(|k| **k == marker).count(), 2);
     let counts: Vec<(String, u32)> = out
         .order_stored
         .iter()
@@ -620,23 +575,17 @@ fn a_repeated_order_id_continues_its_order_in_a_superset_marker() {
 #[test]
 fn a_restarted_sink_continues_an_order_from_its_stored_marker() {
     let s = server();
-    let first = pipeline(
-        &s.0.endpoint(),
-        &[("pipeline-instance", "run-1".to_value())],
-    );
+    let first = pipeline(&s.endpoint(), &[("pipeline-instance", "run-1".to_value())]);
     first.pipeline.set_state(gst::State::Playing).unwrap();
     push_segment(&first, "A", 0..3, CompletionReason::IdleTimeout);
     first.src.end_of_stream().unwrap();
     let out = wait_end(&first, Duration::from_secs(30), || {});
     assert!(out.error.is_none(), "{:?}", out.error);
     first.pipeline.set_state(gst::State::Null).unwrap();
-    let before = manifest(&s.0, "s1", "A");
+    let before = manifest(&s, "s1", "A");
 
     // A new pipeline (a restart): it knows A only from the bucket.
-    let second = pipeline(
-        &s.0.endpoint(),
-        &[("pipeline-instance", "run-2".to_value())],
-    );
+    let second = pipeline(&s.endpoint(), &[("pipeline-instance", "run-2".to_value())]);
     second.pipeline.set_state(gst::State::Playing).unwrap();
     push_segment(&second, "A", 3..5, CompletionReason::NextOrder);
     push_segment(&second, "C", 5..6, CompletionReason::EndOfStream);
@@ -644,10 +593,10 @@ fn a_restarted_sink_continues_an_order_from_its_stored_marker() {
     let out = wait_end(&second, Duration::from_secs(30), || {});
     assert!(out.error.is_none(), "{:?}", out.error);
 
-    let a = manifest(&s.0, "s1", "A");
+    let a = manifest(&s, "s1", "A");
     assert_eq!(a.frames[..3], before.frames[..]);
     assert_eq!(
-        stored_frames(&s.0, &a),
+        stored_frames(&s, &a),
         [
             (0, 10_000),
             (1, 10_001),
@@ -663,8 +612,8 @@ fn a_restarted_sink_continues_an_order_from_its_stored_marker() {
     assert_eq!(a.reason, CompletionReason::NextOrder);
     assert_eq!(a.pipeline_instance, "run-2");
     // C is new: its seq starts at 0.
-    let c = manifest(&s.0, "s1", "C");
-    assert_eq!(stored_frames(&s.0, &c), [(0, 10_005)]);
+    let c = manifest(&s, "s1", "C");
+    assert_eq!(stored_frames(&s, &c), [(0, 10_005)]);
     assert_eq!(u64_prop(&second, "orders-repeated"), 1);
     second.pipeline.set_state(gst::State::Null).unwrap();
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use gst::prelude::*;
 use gstorderaccuracy::meta::OrderTag;
 use oa_contract::messages::{self, field};
-use oa_test_support::s3::{ACCESS_KEY, BUCKET, SECRET_KEY, TestS3};
+use oa_test_support::s3::{BUCKET, ScratchS3};
 
 fn init() {
     oa_test_support::s3::init_with_credentials(gstorderaccuracy::plugin_register_static);
@@ -33,11 +33,7 @@ fn frame(i: u64) -> gst::Buffer {
 /// messages posted until EOS.
 fn run(progress_interval: u32) -> Vec<gst::Structure> {
     init();
-    let root = std::env::temp_dir().join(format!(
-        "oa-sink-progress-{}-{progress_interval}",
-        std::process::id()
-    ));
-    let server = TestS3::start(&root, ACCESS_KEY, SECRET_KEY, &[BUCKET]);
+    let server = ScratchS3::start("sink-progress");
     let src = gst_app::AppSrc::builder()
         .caps(&gst::Caps::builder("image/jpeg").build())
         .format(gst::Format::Time)
@@ -82,8 +78,7 @@ fn run(progress_interval: u32) -> Vec<gst::Structure> {
         }
     }
     pipeline.set_state(gst::State::Null).unwrap();
-    server.shutdown();
-    let _ = std::fs::remove_dir_all(&root);
+    drop(server);
     progress
 }
 

@@ -143,7 +143,18 @@ impl Consumer {
                 now_ms(),
                 ttl_ms,
             ) {
-                Existing::Ours => return Ok(true),
+                Existing::Ours => {
+                    // Renewed at every attempt, so that an order retried for longer than
+                    // `claim_ttl` (a VLM that is down) is not taken over while we work.
+                    if let Err(e) = self
+                        .store
+                        .put(&layout.results_bucket, &key, body, "application/json")
+                        .await
+                    {
+                        tracing::debug!(station, order, "renewing our claim: {e}");
+                    }
+                    return Ok(true);
+                }
                 Existing::HeldByOther { .. } => return Ok(false),
                 Existing::TakeOver {
                     key: next,

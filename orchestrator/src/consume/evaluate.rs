@@ -3,6 +3,7 @@
 
 use crate::orders::Inventory;
 use crate::result::{Item, OrderResult, OrderStatus, Timings};
+use crate::validate::Validation;
 
 /// Which order, and which version of its marker, a result is about.
 #[derive(Debug, Clone, Default)]
@@ -47,14 +48,11 @@ pub fn evaluate(
     let mut r = OrderResult {
         order_id: header.order_id,
         station_id: header.station_id,
-        status: OrderStatus::NoFrames,
-        expected: expected.map(<[_]>::to_vec).unwrap_or_default(),
-        detected: vec![],
-        matched: vec![],
-        missing: vec![],
-        extra: vec![],
-        quantity_mismatch: vec![],
-        accuracy: 0.0,
+        validation: Validation::unvalidated(
+            OrderStatus::NoFrames,
+            expected.map(<[_]>::to_vec).unwrap_or_default(),
+            vec![],
+        ),
         selected_frames: vec![],
         recognizer: header.recognizer,
         timings_ms: Timings::default(),
@@ -68,27 +66,19 @@ pub fn evaluate(
     match outcome {
         Outcome::BadManifest(e) | Outcome::NoFrames(e) => r.error = Some(e),
         Outcome::SelectionFailed(e) => {
-            r.status = OrderStatus::RecognitionFailed;
+            r.validation.status = OrderStatus::RecognitionFailed;
             r.error = Some(format!("frame selection: {e}"));
         }
         Outcome::RecognitionFailed {
             selected, error, ..
         } => {
-            r.status = OrderStatus::RecognitionFailed;
+            r.validation.status = OrderStatus::RecognitionFailed;
             r.selected_frames = selected;
             r.error = Some(format!("recognition: {error}"));
         }
         Outcome::Recognized { selected, detected } => {
-            let v = crate::validate::validate(expected, &detected, inventory);
             r.selected_frames = selected;
-            r.status = v.status;
-            r.expected = v.expected;
-            r.detected = v.detected;
-            r.matched = v.matched;
-            r.missing = v.missing;
-            r.extra = v.extra;
-            r.quantity_mismatch = v.quantity_mismatch;
-            r.accuracy = v.accuracy;
+            r.validation = crate::validate::validate(expected, &detected, inventory);
         }
     }
     r
@@ -139,8 +129,8 @@ mod tests {
             Some(&expected),
             &inv,
         );
-        assert_eq!(r.status, OrderStatus::Validated);
-        assert_eq!(r.accuracy, 1.0);
+        assert_eq!(r.validation.status, OrderStatus::Validated);
+        assert_eq!(r.validation.accuracy, 1.0);
         assert_eq!(r.selected_frames, ["k1"]);
 
         let r = evaluate(
@@ -149,12 +139,12 @@ mod tests {
             Some(&expected),
             &inv,
         );
-        assert_eq!(r.status, OrderStatus::Mismatch);
-        assert_eq!(r.extra, [item("water", 1)]);
-        assert_eq!(r.quantity_mismatch.len(), 1);
+        assert_eq!(r.validation.status, OrderStatus::Mismatch);
+        assert_eq!(r.validation.extra, [item("water", 1)]);
+        assert_eq!(r.validation.quantity_mismatch.len(), 1);
 
         let r = evaluate(header(), recognized(vec![item("water", 1)]), None, &inv);
-        assert_eq!(r.status, OrderStatus::UnknownOrder);
+        assert_eq!(r.validation.status, OrderStatus::UnknownOrder);
 
         let r = evaluate(
             header(),
@@ -162,8 +152,8 @@ mod tests {
             Some(&expected),
             &inv,
         );
-        assert_eq!(r.status, OrderStatus::NoFrames);
-        assert_eq!(r.expected, expected, "what was expected is kept");
+        assert_eq!(r.validation.status, OrderStatus::NoFrames);
+        assert_eq!(r.validation.expected, expected, "what was expected is kept");
         assert_eq!(r.error.as_deref(), Some("none loaded"));
 
         let r = evaluate(
@@ -176,7 +166,7 @@ mod tests {
             Some(&expected),
             &inv,
         );
-        assert_eq!(r.status, OrderStatus::RecognitionFailed);
+        assert_eq!(r.validation.status, OrderStatus::RecognitionFailed);
         assert_eq!(r.error.as_deref(), Some("recognition: timeout"));
 
         let r = evaluate(
@@ -185,7 +175,7 @@ mod tests {
             None,
             &inv,
         );
-        assert_eq!(r.status, OrderStatus::RecognitionFailed);
+        assert_eq!(r.validation.status, OrderStatus::RecognitionFailed);
         assert!(r.error.unwrap().starts_with("frame selection"));
     }
 

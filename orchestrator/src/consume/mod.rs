@@ -611,7 +611,7 @@ impl Consumer {
                 .await?;
         }
         let latency_s = marker_ms.map(|m| (now_ms() - m).max(0) as f64 / 1000.0);
-        let status = serde_json::to_value(result.status)
+        let status = serde_json::to_value(result.validation.status)
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
@@ -628,7 +628,7 @@ impl Consumer {
             station,
             order,
             status,
-            accuracy = result.accuracy,
+            accuracy = result.validation.accuracy,
             latency_ms = latency_s.map(|s| (s * 1000.0).round() as u64),
             revision,
             error = result.error.as_deref(),

@@ -42,7 +42,7 @@ async fn list(
         .filter(|r| {
             // Compared as serialised, so the filter spells a status as the results do.
             status.as_deref().is_none_or(|s| {
-                serde_json::to_value(r.status)
+                serde_json::to_value(r.validation.status)
                     .ok()
                     .is_some_and(|v| v.as_str() == Some(s))
             })

@@ -73,6 +73,24 @@ pub fn play(src: &gst_app::AppSrc, sink: &gst::Element) -> gst::Pipeline {
     pipeline
 }
 
+/// Waits for `pipeline`'s EOS for up to `limit`; panics on an error message or when the
+/// time is up.
+pub fn wait_eos(pipeline: &gst::Pipeline, limit: std::time::Duration) {
+    let bus = pipeline.bus().expect("a pipeline has a bus");
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let msg = bus
+            .timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64))
+            .unwrap_or_else(|| panic!("no EOS within {limit:?}"));
+        match msg.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(e) => panic!("{} ({:?})", e.error(), e.debug()),
+            _ => {}
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,6 +4,7 @@
 use std::ops::Deref;
 use std::path::PathBuf;
 use std::sync::Once;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use oa_s3server::{Options, S3Server};
 
@@ -31,6 +32,19 @@ pub fn init_with_credentials(register: fn() -> Result<(), gst::glib::BoolError>)
         gst::init().unwrap();
         register().unwrap();
     });
+}
+
+/// A folder for one test's server under the system's temp dir, `oa-{tag}-{pid}-{n}`: unique
+/// per process and call, and empty (whatever an earlier run left there is removed).
+pub fn scratch_dir(tag: &str) -> PathBuf {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "oa-{tag}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
 }
 
 /// An S3 server with its buckets, and the runtime it runs on (dropped after it). Derefs to
@@ -90,5 +104,55 @@ impl Deref for TestS3 {
 
     fn deref(&self) -> &S3Server {
         &self.server
+    }
+}
+
+/// A [`TestS3`] serving [`BUCKET`] from a [`scratch_dir`] of its own, stopped and its folder
+/// removed on drop. Derefs to the [`TestS3`] (and so to the [`S3Server`]).
+pub struct ScratchS3(TestS3);
+
+impl ScratchS3 {
+    /// Starts a server in a new [`scratch_dir`]`(tag)`, checking [`ACCESS_KEY`] and
+    /// [`SECRET_KEY`].
+    pub fn start(tag: &str) -> ScratchS3 {
+        ScratchS3::start_with_secret(tag, SECRET_KEY)
+    }
+
+    /// As [`ScratchS3::start`], checking `secret_key` instead (e.g. one the clients under
+    /// test do not sign with).
+    pub fn start_with_secret(tag: &str, secret_key: &str) -> ScratchS3 {
+        ScratchS3(TestS3::start(
+            scratch_dir(tag),
+            ACCESS_KEY,
+            secret_key,
+            &[BUCKET],
+        ))
+    }
+
+    /// Stops serving ([`S3Server::stop`]): the stored objects stay.
+    pub fn stop(&self) {
+        self.0.block_on(self.0.stop());
+    }
+
+    /// Serves again after [`ScratchS3::stop`] ([`S3Server::restart`]).
+    pub fn restart(&self) {
+        self.0
+            .block_on(self.0.restart())
+            .expect("the S3 server restarts");
+    }
+}
+
+impl Deref for ScratchS3 {
+    type Target = TestS3;
+
+    fn deref(&self) -> &TestS3 {
+        &self.0
+    }
+}
+
+impl Drop for ScratchS3 {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(self.0.root());
     }
 }

@@ -63,8 +63,8 @@ const DEFAULT_PRE_ROLL: u32 = 1;
 const DEFAULT_PIPELINE_INSTANCE: &str = "";
 const DEFAULT_PROGRESS_INTERVAL_S: u32 = 1;
 /// Longest the streaming thread waits, when an order starts, to learn whether the order
-/// was stored before (the GET of its marker and, when there is none, the LIST of its
-/// prefix, together): on a healthy store the answers (usually 404 and an empty listing)
+/// was stored before (the GET of its marker and the LIST of its prefix, together: the LIST
+/// finds frames stored without a marker, or after it): on a healthy store the answers (usually 404 and an empty listing)
 /// take milliseconds; in an outage this bounds the stall (frames keep arriving at 1/s)
 /// instead of the full retry budget of an upload.
 const MARKER_LOOKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
@@ -600,10 +600,11 @@ impl MinioFrameSink {
     }
 
     /// Registers `id` when it has no progress yet. An order ID that was completed before
-    /// (its marker written: remembered, or else found in the store with one GET) continues
-    /// its `seq` after the stored frames, and its new marker lists them too; so does an
-    /// order with frames in the store and no marker (found with a LIST when the GET answers
-    /// 404): a pipeline stopped in its middle, and this one resumes it.
+    /// (its marker written: remembered, or else found in the store with one GET, with any
+    /// frames a LIST finds stored after the marker) continues its `seq` after the stored
+    /// frames, and its new marker lists them too; so does an order with frames in the store
+    /// and no marker (found with the LIST when the GET answers 404): a pipeline stopped in
+    /// its middle, and this one resumes it.
     fn begin_order(&self, st: &Started, id: &OrderId) {
         if self
             .shared()
@@ -661,12 +662,17 @@ impl MinioFrameSink {
         });
     }
 
-    /// The frames `id` already has in the store: those its stored marker lists, or when
-    /// there is no marker (404), those a LIST of its prefix finds; `None` when there are
-    /// none (a new order) or they cannot be read. Both requests together wait at most
-    /// `MARKER_LOOKUP_TIMEOUT` (or twice `request-timeout`, if less).
+    /// The frames `id` already has in the store: those its stored marker lists, with any
+    /// frame a LIST of its prefix finds that the marker does not list (stored after the
+    /// marker: e.g. the orchestrator's `recovered` marker, then a pipeline that continued
+    /// the order and was stopped before writing its own), or when there is no marker (404)
+    /// those the LIST finds; `None` when there are none (a new order) or they cannot be
+    /// read. Both requests together wait at most `MARKER_LOOKUP_TIMEOUT` (or twice
+    /// `request-timeout`, if less); a LIST that fails after a marker was read leaves the
+    /// marker's frames alone.
     fn stored_frames(&self, st: &Started, id: &OrderId) -> Option<Earlier> {
         let key = oa_contract::marker_key(&st.prefix, &id.0, &id.1).ok()?;
+        let prefix = oa_contract::order_prefix(&st.prefix, &id.0, &id.1).ok()?;
         let up = &st.uploader;
         let limit = (st.request_timeout * 2).min(MARKER_LOOKUP_TIMEOUT);
         let started = Instant::now();
@@ -694,7 +700,10 @@ impl MinioFrameSink {
         let cause = match result {
             Ok(Ok(body)) => match Manifest::from_json(&body) {
                 Ok(m) if m.station_id == id.0 && m.order_id == id.1 => {
-                    return Some(Earlier::Marker(m.frames));
+                    let left = limit.saturating_sub(started.elapsed());
+                    return Some(Earlier::Marker(
+                        self.with_unlisted(st, id, &key, &prefix, m.frames, left),
+                    ));
                 }
                 Ok(m) => format!("it names order {}/{}", m.station_id, m.order_id),
                 Err(e) => e.to_string(),
@@ -702,7 +711,29 @@ impl MinioFrameSink {
             Ok(Err((true, _))) => {
                 gst::debug!(CAT, imp = self, "No marker {key} yet: listing the order");
                 let left = limit.saturating_sub(started.elapsed());
-                return self.listed_frames(st, id, left).map(Earlier::Listed);
+                return match self.list_frames(st, id, &prefix, left) {
+                    Ok(frames) if frames.is_empty() => {
+                        gst::debug!(
+                            CAT,
+                            imp = self,
+                            "Nothing stored under {prefix}: a new order"
+                        );
+                        None
+                    }
+                    Ok(frames) => Some(Earlier::Listed(frames)),
+                    Err(cause) => {
+                        gst::warning!(
+                            CAT,
+                            imp = self,
+                            "Cannot list {prefix} ({cause}) for frames a stopped pipeline \
+                             stored without a marker; treating order {} as new: if it has \
+                             such frames, seq starts at 0 again and its marker will list \
+                             only the new frames",
+                            id.1
+                        );
+                        None
+                    }
+                };
             }
             Ok(Err((false, cause))) => cause,
             Err(_) => format!("no answer within {limit:?}"),
@@ -718,15 +749,59 @@ impl MinioFrameSink {
         None
     }
 
-    /// The frames of `id` stored without a marker, listed (every page) within `limit`;
-    /// `None` when there are none or the listing fails.
-    fn listed_frames(
+    /// `marker` (the frames the stored marker `key` lists) with the frames a LIST of
+    /// `prefix` within `limit` finds that it does not list; `marker` alone when the LIST
+    /// fails.
+    fn with_unlisted(
         &self,
         st: &Started,
         id: &OrderId,
+        key: &str,
+        prefix: &str,
+        marker: Vec<FrameEntry>,
         limit: Duration,
-    ) -> Option<Vec<FrameEntry>> {
-        let prefix = oa_contract::order_prefix(&st.prefix, &id.0, &id.1).ok()?;
+    ) -> Vec<FrameEntry> {
+        match self.list_frames(st, id, prefix, limit) {
+            Ok(listed) => {
+                let listed_by_marker = marker.len();
+                let frames = stored::with_unlisted(marker, listed);
+                if frames.len() > listed_by_marker {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "Order {}/{}: {} frames under {prefix} were stored after its marker \
+                         {key} (which lists {listed_by_marker}) and are kept too",
+                        id.0,
+                        id.1,
+                        frames.len() - listed_by_marker
+                    );
+                }
+                frames
+            }
+            Err(cause) => {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "Cannot list {prefix} ({cause}) for frames stored after the marker \
+                     {key}: continuing order {} after the {} frames the marker lists; frames \
+                     stored after it, if any, are left out of its new marker",
+                    id.1,
+                    marker.len()
+                );
+                marker
+            }
+        }
+    }
+
+    /// The frames of `id` stored under `prefix` (its order prefix), listed (every page)
+    /// within `limit`.
+    fn list_frames(
+        &self,
+        st: &Started,
+        id: &OrderId,
+        prefix: &str,
+        limit: Duration,
+    ) -> Result<Vec<FrameEntry>, String> {
         let up = &st.uploader;
         let list = async {
             let mut listed = Vec::new();
@@ -736,7 +811,7 @@ impl MinioFrameSink {
                     .client
                     .list_objects_v2()
                     .bucket(&up.bucket)
-                    .prefix(&prefix)
+                    .prefix(prefix)
                     .set_continuation_token(token.take())
                     .send()
                     .await
@@ -754,32 +829,11 @@ impl MinioFrameSink {
                 }
             }
         };
-        let result = RUNTIME.block_on(async { tokio::time::timeout(limit, list).await });
-        let cause = match result {
-            Ok(Ok(listed)) => {
-                let frames = stored::listed_frames(&st.prefix, &id.0, &id.1, listed);
-                if frames.is_empty() {
-                    gst::debug!(
-                        CAT,
-                        imp = self,
-                        "Nothing stored under {prefix}: a new order"
-                    );
-                    return None;
-                }
-                return Some(frames);
-            }
-            Ok(Err(cause)) => cause,
-            Err(_) => format!("no answer within {limit:?}"),
-        };
-        gst::warning!(
-            CAT,
-            imp = self,
-            "Cannot list {prefix} ({cause}) for frames a stopped pipeline stored without a \
-             marker; treating order {} as new: if it has such frames, seq starts at 0 again \
-             and its marker will list only the new frames",
-            id.1
-        );
-        None
+        match RUNTIME.block_on(async { tokio::time::timeout(limit, list).await }) {
+            Ok(Ok(listed)) => Ok(stored::listed_frames(&st.prefix, &id.0, &id.1, listed)),
+            Ok(Err(cause)) => Err(cause),
+            Err(_) => Err(format!("no answer within {limit:?}")),
+        }
     }
 
     fn complete_order(&self, done: &OrderComplete) -> Result<(), WaitError> {

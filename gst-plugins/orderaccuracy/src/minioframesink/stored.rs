@@ -1,5 +1,8 @@
-//! The frames an order already has in the store without a marker (the pipeline was killed
-//! mid-order), from a listing of the order's prefix: pure, so the sink only does the I/O.
+//! The frames an order already has in the store: from a listing of the order's prefix
+//! (the pipeline was killed mid-order, before its marker), and merged with those of a marker
+//! that exists but may be older than some of them. Pure, so the sink only does the I/O.
+
+use std::collections::HashSet;
 
 use oa_contract::{FrameEntry, ParsedKey, parse_key};
 
@@ -36,6 +39,23 @@ pub(super) fn listed_frames(
     frames
 }
 
+/// The frames `marker` lists, with every frame of `listed` (as [`listed_frames`] gives
+/// them) that it does not list by key: frames stored after the marker was written (e.g. a
+/// `recovered` marker, then a pipeline that continued the order and was killed before its
+/// own marker). Sorted by `(seq, unix_ms)`; a key is kept once, as the marker has it.
+pub(super) fn with_unlisted(marker: Vec<FrameEntry>, listed: Vec<FrameEntry>) -> Vec<FrameEntry> {
+    let known: HashSet<&str> = marker.iter().map(|f| f.key.as_str()).collect();
+    let unlisted: Vec<FrameEntry> = listed
+        .into_iter()
+        .filter(|f| !known.contains(f.key.as_str()))
+        .collect();
+    let mut frames = marker;
+    frames.extend(unlisted);
+    frames.sort_by(|a, b| (a.seq, a.unix_ms, &a.key).cmp(&(b.seq, b.unix_ms, &b.key)));
+    frames.dedup_by(|a, b| a.key == b.key);
+    frames
+}
+
 /// The `seq` of the next frame stored after `frames`: one past the highest, 0 for none.
 pub(super) fn next_seq(frames: &[FrameEntry]) -> u32 {
     frames
@@ -52,6 +72,21 @@ mod tests {
 
     fn listed(keys: &[(String, i64)]) -> Vec<(String, Option<i64>)> {
         keys.iter().map(|(k, s)| (k.clone(), Some(*s))).collect()
+    }
+
+    /// Frame `(unix_ms, seq)` of order A of station s1 under `prefix`, of `bytes` bytes.
+    fn entry_in(prefix: &str, unix_ms: u64, seq: u32, bytes: u64) -> FrameEntry {
+        FrameEntry {
+            key: frame_key(prefix, "s1", "A", unix_ms, seq).unwrap(),
+            seq,
+            unix_ms,
+            bytes,
+        }
+    }
+
+    /// As [`entry_in`], with no prefix.
+    fn entry(unix_ms: u64, seq: u32, bytes: u64) -> FrameEntry {
+        entry_in("", unix_ms, seq, bytes)
     }
 
     #[test]
@@ -71,24 +106,9 @@ mod tests {
         assert_eq!(
             frames,
             [
-                FrameEntry {
-                    key: k(10, 0),
-                    seq: 0,
-                    unix_ms: 10,
-                    bytes: 100
-                },
-                FrameEntry {
-                    key: k(20, 1),
-                    seq: 1,
-                    unix_ms: 20,
-                    bytes: 200
-                },
-                FrameEntry {
-                    key: k(30, 2),
-                    seq: 2,
-                    unix_ms: 30,
-                    bytes: 300
-                },
+                entry_in("p/", 10, 0, 100),
+                entry_in("p/", 20, 1, 200),
+                entry_in("p/", 30, 2, 300),
             ]
         );
         assert_eq!(next_seq(&frames), 3);
@@ -138,15 +158,58 @@ mod tests {
             "A",
             vec![(k.clone(), None), (k.clone(), None), (k.clone(), Some(-1))],
         );
+        assert_eq!(frames, [entry(7, 4, 0)]);
+        assert_eq!(next_seq(&frames), 5);
+    }
+
+    #[test]
+    fn frames_stored_after_the_marker_join_it_and_seq_continues_after_them() {
+        // A `recovered` marker listed 0..=2; a pipeline then stored 3 and 4 and was killed.
+        let marker: Vec<FrameEntry> = (0..3).map(|i| entry(10 + i, i as u32, 5)).collect();
+        let listed = listed_frames(
+            "",
+            "s1",
+            "A",
+            (0..5)
+                .rev()
+                .map(|i| (entry(10 + i, i as u32, 0).key, Some(7)))
+                .chain([(marker_key("", "s1", "A").unwrap(), Some(99))]),
+        );
+        let frames = with_unlisted(marker, listed);
+        let got: Vec<(u32, u64, u64)> =
+            frames.iter().map(|f| (f.seq, f.unix_ms, f.bytes)).collect();
+        // The marker's own entries (its sizes) for the keys it lists, the listing's for
+        // the rest.
         assert_eq!(
-            frames,
-            [FrameEntry {
-                key: k,
-                seq: 4,
-                unix_ms: 7,
-                bytes: 0
-            }]
+            got,
+            [(0, 10, 5), (1, 11, 5), (2, 12, 5), (3, 13, 7), (4, 14, 7)]
         );
         assert_eq!(next_seq(&frames), 5);
+    }
+
+    #[test]
+    fn a_marker_listing_every_stored_frame_is_kept_as_it_is() {
+        let marker = vec![entry(10, 0, 1), entry(11, 1, 1)];
+        let listed = vec![entry(11, 1, 9), entry(10, 0, 9)];
+        assert_eq!(with_unlisted(marker.clone(), listed), marker);
+        assert_eq!(with_unlisted(marker.clone(), Vec::new()), marker);
+        assert!(with_unlisted(Vec::new(), Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn unlisted_frames_are_sorted_in_by_seq_then_time() {
+        // The marker's frames need not come first: a frame with a lower seq (stored by an
+        // older sink, or one the marker missed) sorts in before them; equal seqs by time.
+        let marker = vec![entry(20, 1, 1), entry(30, 2, 1)];
+        let listed = vec![
+            entry(40, 3, 1),
+            entry(25, 1, 1),
+            entry(5, 0, 1),
+            entry(30, 2, 1),
+        ];
+        let frames = with_unlisted(marker, listed);
+        let got: Vec<(u32, u64)> = frames.iter().map(|f| (f.seq, f.unix_ms)).collect();
+        assert_eq!(got, [(0, 5), (1, 20), (1, 25), (2, 30), (3, 40)]);
+        assert_eq!(next_seq(&frames), 4);
     }
 }
