@@ -98,7 +98,14 @@ impl Fault {
             Fault::CameraOutage => d.camera_outage_s + 20.0,
             Fault::OrchestratorKill | Fault::ReplicaTakeover | Fault::VlmOutage => 10.0,
         };
-        [("7001", 8.0), ("7002", long), ("7003", 8.0)]
+        // The pipelines die with their orchestrator (parent-death signal): the order after
+        // the hit one stays in view until the restarted one has its pipeline playing.
+        let after = if self == Fault::OrchestratorKill {
+            d.orchestrator_down_s + 16.0
+        } else {
+            8.0
+        };
+        [("7001", 8.0), ("7002", long), ("7003", after)]
     }
 
     /// How long the outage lasts, shown in the table.
