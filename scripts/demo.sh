@@ -95,6 +95,8 @@ backoff_s = [1, 2]
 
 [processing]
 frames_per_order = 4
+# The demo's unknown order never gets its expected items: wait 5 s for them, not 300.
+expected_wait_s = 5
 EOF
     grep '^station ' "$WORK/sim.out" | while read -r _ id url; do
         printf '\n[[stations]]\nid = "%s"\nsource = "%s"\nidle_timeout_ms = 3000\n' "$id" "$url"

@@ -1,6 +1,7 @@
 //! Object keys:
 //! `{prefix}{station}/{order}/frame_{unix_ms}_{seq:06}.jpg`, `{prefix}{station}/{order}/__EOS__`
-//! and `{results_prefix}results/{station}/{order}.json`.
+//! and `{results_prefix}results/{station}/{order}.json`; beside the results,
+//! `{results_prefix}expected/{order}.json` holds an order's expected items.
 //!
 //! `seq` is zero-padded to six digits so that a lexicographic listing is capture order.
 
@@ -77,6 +78,32 @@ pub fn claim_key(
     } else {
         format!("{prefix}{CLAIMS_DIR}/{station}/{order}.rev{revision}")
     })
+}
+
+/// Folder beside the results that holds the expected items of each order, as the till
+/// sent them (`PUT /api/expected-orders/{order}`).
+pub const EXPECTED_DIR: &str = "expected";
+
+/// Key of an order's expected items: `{prefix}expected/{order}.json`.
+pub fn expected_key(prefix: &str, order: &str) -> Result<String, IdError> {
+    validate_id(IdKind::Order, order)?;
+    Ok(format!("{prefix}{EXPECTED_DIR}/{order}.json"))
+}
+
+/// `{prefix}expected/`: every expected order.
+pub fn expected_prefix(prefix: &str) -> String {
+    format!("{prefix}{EXPECTED_DIR}/")
+}
+
+/// The order ID of a key [`expected_key`] wrote under `prefix`; `None` for any other key.
+pub fn parse_expected_key<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
+    let order = key
+        .strip_prefix(prefix)?
+        .strip_prefix(EXPECTED_DIR)?
+        .strip_prefix('/')?
+        .strip_suffix(".json")?;
+    validate_id(IdKind::Order, order).ok()?;
+    Some(order)
 }
 
 /// What a key under a frames prefix names.
@@ -209,6 +236,25 @@ mod tests {
             parse_key("p/", "p/st/9/frame_1_2.jpg"),
             Err(KeyError::FrameName)
         );
+    }
+
+    #[test]
+    fn expected_keys_are_validated_and_parse_back() {
+        assert_eq!(
+            expected_key("r/", "A7-5521").unwrap(),
+            "r/expected/A7-5521.json"
+        );
+        assert_eq!(expected_key("", "384").unwrap(), "expected/384.json");
+        for bad in ["", "../x", "a/b", "a.b", "ä"] {
+            assert!(expected_key("", bad).is_err(), "{bad:?}");
+        }
+        let k = expected_key("r/", "384").unwrap();
+        assert_eq!(parse_expected_key("r/", &k), Some("384"));
+        assert_eq!(expected_prefix("r/"), "r/expected/");
+        assert_eq!(parse_expected_key("", &k), None, "another prefix");
+        assert_eq!(parse_expected_key("r/", "r/expected/384.txt"), None);
+        assert_eq!(parse_expected_key("r/", "r/expected/a/b.json"), None);
+        assert_eq!(parse_expected_key("r/", "r/results/s/384.json"), None);
     }
 
     #[test]

@@ -4,9 +4,11 @@
 //! which station and order IDs may become part of a key, and the `__EOS__` manifest. So
 //! are the pipeline's side of the conversation: the region of interest both sides check
 //! ([`Roi`]) and the bus messages a pipeline posts and the orchestrator reads back from
-//! `gst-launch-1.0 -m` ([`messages`]). Keeping them in one crate means a writer and a
+//! `gst-launch-1.0 -m` ([`messages`]), and how camera credentials reach a pipeline
+//! ([`camera`]). Keeping them in one crate means a writer and a
 //! reader cannot drift apart.
 
+pub mod camera;
 mod ids;
 mod keys;
 mod manifest;
@@ -16,8 +18,9 @@ mod roi;
 
 pub use ids::{IdError, IdKind, MAX_ID_LEN, is_valid_id, validate_id};
 pub use keys::{
-    CLAIMS_DIR, FRAME_EXTENSION, FRAME_PREFIX, KeyError, MARKER_NAME, ParsedKey, RESULTS_DIR,
-    claim_key, frame_key, marker_key, order_prefix, parse_key, result_key, station_prefix,
+    CLAIMS_DIR, EXPECTED_DIR, FRAME_EXTENSION, FRAME_PREFIX, KeyError, MARKER_NAME, ParsedKey,
+    RESULTS_DIR, claim_key, expected_key, expected_prefix, frame_key, marker_key, order_prefix,
+    parse_expected_key, parse_key, result_key, station_prefix,
 };
 pub use manifest::{CompletionReason, FrameEntry, MANIFEST_VERSION, Manifest, ManifestError};
 pub use messages::{LaunchMessage, parse_launch_line};

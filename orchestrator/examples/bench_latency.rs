@@ -220,6 +220,7 @@ fn settings(poll: Duration) -> Settings {
         recognition_retry: Duration::ZERO,
         retry_delay: Duration::from_millis(100),
         orphan_after: None,
+        expected_wait: Duration::ZERO,
     }
 }
 
@@ -315,6 +316,7 @@ fn main() {
             inventory: inventory.clone(),
             metrics: metrics.clone(),
             detector: None,
+            expected: None,
         });
         let marker_seen = Arc::new(Mutex::new(Vec::new()));
         let ms = marker_seen.clone();

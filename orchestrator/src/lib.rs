@@ -7,6 +7,7 @@
 pub mod config;
 pub mod consume;
 pub mod detector;
+pub mod expected;
 pub mod http;
 pub mod jpeg;
 pub mod logging;

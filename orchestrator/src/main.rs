@@ -9,12 +9,14 @@ use clap::{Args, Parser, Subcommand};
 
 use orchestrator::config::Config;
 use orchestrator::consume::{self, Consumer, ConsumerDeps};
+use orchestrator::expected::{self, ExpectedOrders};
 use orchestrator::http::{self, AppState};
 use orchestrator::logging::{self, LogFormat};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
-use orchestrator::shutdown::{Shutdown, Signals};
+use orchestrator::shutdown::{Hangups, Shutdown, Signals};
 use orchestrator::store::{Layout, Store};
+use orchestrator::supervise::camera::CameraEnv;
 use orchestrator::supervise::{self, StationSpec, StorageTarget, Supervisor};
 
 /// Supervises the station pipelines, consumes completed orders, recognises and validates
@@ -48,9 +50,9 @@ enum Command {
     /// (/healthz, /readyz, /metrics, /api/stations, /api/orders...).
     ///
     /// S3 credentials come from the standard AWS environment (AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_PROFILE...). SIGINT or SIGTERM stops it: each pipeline
-    /// gets SIGINT (its open order is flushed), and SIGKILL after
-    /// supervision.shutdown_grace_s.
+    /// AWS_SECRET_ACCESS_KEY, AWS_PROFILE...). SIGHUP reloads orders_file. SIGINT or
+    /// SIGTERM stops it: each pipeline gets SIGINT (its open order is flushed), and
+    /// SIGKILL after supervision.shutdown_grace_s.
     Run(ConfigArg),
     /// Load the configuration, the orders and inventory files, and render every station's
     /// pipeline; print one line naming the field on the first problem (exit code 2).
@@ -98,15 +100,22 @@ fn storage_target(c: &Config) -> StorageTarget {
     }
 }
 
-fn station_specs(c: &Config) -> Vec<StationSpec> {
+fn station_specs(c: &Config) -> Vec<(StationSpec, CameraEnv)> {
     c.stations
         .iter()
-        .map(|s| StationSpec {
-            id: s.id.clone(),
-            source: s.source.clone(),
-            pipeline: s.pipeline.clone(),
-            roi: s.roi.clone(),
-            idle_timeout_ms: s.idle_timeout_ms,
+        .map(|s| {
+            let spec = StationSpec {
+                id: s.id.clone(),
+                source: s.source.clone(),
+                pipeline: s.pipeline.clone(),
+                roi: s.roi.clone(),
+                idle_timeout_ms: s.idle_timeout_ms,
+            };
+            let camera = CameraEnv {
+                user_env: s.camera_user_env.clone(),
+                password_env: s.camera_password_env.clone(),
+            };
+            (spec, camera)
         })
         .collect()
 }
@@ -122,8 +131,8 @@ fn load(path: &Path) -> Result<Loaded, String> {
         .map_err(|e| format!("inventory_file {}: {e}", config.inventory_file.display()))?;
     let settings = supervise_settings(&config);
     let storage = storage_target(&config);
-    for (i, spec) in station_specs(&config).iter().enumerate() {
-        supervise::render(&settings, &storage, spec, "check")
+    for (i, (spec, camera)) in station_specs(&config).iter().enumerate() {
+        supervise::plan(&settings, &storage, spec, camera, "check")
             .map_err(|e| format!("stations[{i}].pipeline: {e}"))?;
     }
     // The model is loaded (and its output checked against the classes) up front, so that
@@ -225,12 +234,14 @@ fn consumer_settings(c: &Config) -> consume::Settings {
                 + Duration::from_secs(c.processing.orphan_grace_s)
         }),
         retry_delay: Duration::from_secs(2),
+        expected_wait: Duration::from_secs(c.processing.expected_wait_s),
     }
 }
 
 async fn run(l: Loaded) -> Result<(), (u8, String)> {
     let c = &l.config;
     let mut signals = Signals::new().map_err(|e| (1, e.to_string()))?;
+    let mut hangups = Hangups::new().map_err(|e| (1, e.to_string()))?;
     let inventory = Arc::new(l.inventory);
     let recognizer = orchestrator::recognize::build(&c.recognition, inventory.clone())
         .map_err(|e| (2, format!("recognition: {e}")))?;
@@ -243,14 +254,23 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         c.storage.force_path_style,
     )
     .await;
+    // Expected orders: the API's, kept in the results bucket, over the orders file.
+    let expected = ExpectedOrders::new(
+        store.clone(),
+        c.storage.results_bucket().to_owned(),
+        c.storage.results_prefix.clone(),
+        inventory.clone(),
+        l.orders,
+    );
     let consumer = Consumer::new(ConsumerDeps {
         store,
         settings: consumer_settings(c),
         recognizer,
-        orders: Arc::new(l.orders),
+        orders: Arc::new(Orders::default()),
         inventory,
         metrics: metrics.clone(),
         detector: l.detector,
+        expected: Some(expected.clone()),
     });
     if c.processing.claim && c.processing.enabled {
         use orchestrator::consume::claim::ConditionalPut;
@@ -273,8 +293,12 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
     }
     let supervisor = if c.supervision.enabled {
         Some(
-            Supervisor::start(supervise_settings(c), storage_target(c), station_specs(c))
-                .map_err(|e| (2, e))?,
+            Supervisor::start_with_cameras(
+                supervise_settings(c),
+                storage_target(c),
+                station_specs(c),
+            )
+            .map_err(|e| (2, e))?,
         )
     } else {
         None
@@ -287,6 +311,22 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         consumer.on_marker(Box::new(move |s| sup.note_progress(s)));
     }
     let shutdown = Shutdown::new();
+    // orders_file: reloaded when it changes and on SIGHUP.
+    let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            tracing::info!("SIGHUP received: reloading orders_file");
+            if reload.send(()).is_err() {
+                break;
+            }
+        }
+    });
+    tokio::spawn(expected.clone().watch_orders_file(
+        c.orders_file.clone(),
+        expected::ORDERS_FILE_CHECK,
+        reloads,
+        shutdown.listener(),
+    ));
     let consumer_task = consumer
         .clone()
         .map(|c| tokio::spawn(c.run(shutdown.listener())));
@@ -294,6 +334,7 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         supervisor: supervisor.clone(),
         consumer: consumer.clone(),
         metrics,
+        expected: Some(expected),
     });
     tracing::info!(
         stations = c.stations.len(),

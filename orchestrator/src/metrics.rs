@@ -327,6 +327,18 @@ impl Collector for Pipelines {
         )?;
         self.family(
             &mut out,
+            "oa_pipeline_frames_stored",
+            "Frames the station's sink stored, over every pipeline run since the orchestrator started.",
+            |s| ConstCounter::new(s.frames.stored),
+        )?;
+        self.family(
+            &mut out,
+            "oa_pipeline_frames_dropped",
+            "Frames the station's sink dropped (back-pressure from a slow store, failed uploads, held frames no order took), over every pipeline run since the orchestrator started.",
+            |s| ConstCounter::new(s.frames.dropped),
+        )?;
+        self.family(
+            &mut out,
             "oa_pipeline_uptime_seconds",
             "Seconds since the current pipeline reached PLAYING.",
             // The text formats spell infinity `+Inf`, which the encoder does not.
@@ -395,16 +407,15 @@ mod tests {
 
     fn station(id: &str, state: State, restarts: u32) -> StationStatus {
         StationStatus {
-            station_id: id.into(),
             state,
-            pid: None,
             restarts,
-            consecutive_failures: 0,
             uptime_s: 1.5,
-            pipeline_instance: None,
-            last_exit: None,
-            backoff_history_ms: vec![],
-            start_history_unix_ms: vec![],
+            frames: crate::status::FrameCounts {
+                received: 10 + u64::from(restarts),
+                stored: 8,
+                dropped: u64::from(restarts),
+            },
+            ..StationStatus::new(id)
         }
     }
 
@@ -444,6 +455,8 @@ mod tests {
             "# TYPE oa_pipeline_restarts_total counter\n",
             "oa_pipeline_restarts_total{station=\"s2\"} 7\n",
             "oa_pipeline_uptime_seconds{station=\"s1\"} 1.5\n",
+            "oa_pipeline_frames_stored_total{station=\"s1\"} 8\n",
+            "oa_pipeline_frames_dropped_total{station=\"s2\"} 7\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }

@@ -12,6 +12,10 @@ pub enum OrderStatus {
     UnknownOrder,
     NoFrames,
     RecognitionFailed,
+    /// Recognised, and the expected items are not known yet: held (in memory) for
+    /// `processing.expected_wait_s`, validated once they arrive, else `unknown-order`.
+    /// Never stored as a final result.
+    AwaitingOrder,
 }
 
 /// An item with a quantity, as ordered or as detected.

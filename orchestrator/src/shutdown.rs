@@ -1,6 +1,7 @@
 //! Stopping: one trigger, many listeners. The binary triggers it on SIGINT or SIGTERM;
 //! the supervisor, the consumer and the HTTP server each wait on a listener and finish
 //! what they hold (pipelines get EOS, in-flight orders and requests complete).
+//! SIGHUP is another matter ([`Hangups`]): it asks for the orders file to be reloaded.
 
 use tokio::sync::watch;
 
@@ -72,5 +73,22 @@ impl Signals {
             _ = self.term.recv() => "SIGTERM",
             _ = self.int.recv() => "SIGINT",
         }
+    }
+}
+
+/// SIGHUP, caught from the moment this is made (from then on it no longer ends the
+/// process): a request to reload the orders file. Separate from [`Signals`], which it
+/// leaves as it is.
+pub struct Hangups(tokio::signal::unix::Signal);
+
+impl Hangups {
+    pub fn new() -> std::io::Result<Hangups> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Hangups(signal(SignalKind::hangup())?))
+    }
+
+    /// Waits for the next SIGHUP; `None` once no more can come.
+    pub async fn recv(&mut self) -> Option<()> {
+        self.0.recv().await
     }
 }

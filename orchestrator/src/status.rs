@@ -46,4 +46,45 @@ pub struct StationStatus {
     pub backoff_history_ms: Vec<u64>,
     /// Unix ms of each child start (the last 32).
     pub start_history_unix_ms: Vec<u64>,
+    /// Frames the station's sinks reported, summed over every pipeline run since the
+    /// orchestrator started (from `sink-progress`).
+    pub frames: FrameCounts,
+}
+
+impl StationStatus {
+    /// A station whose first pipeline is about to start.
+    pub fn new(station_id: impl Into<String>) -> StationStatus {
+        StationStatus {
+            station_id: station_id.into(),
+            state: State::Starting,
+            pid: None,
+            restarts: 0,
+            consecutive_failures: 0,
+            uptime_s: 0.0,
+            pipeline_instance: None,
+            last_exit: None,
+            backoff_history_ms: vec![],
+            start_history_unix_ms: vec![],
+            frames: FrameCounts::default(),
+        }
+    }
+}
+
+/// Frame counters of a station's `minioframesink`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct FrameCounts {
+    pub received: u64,
+    pub stored: u64,
+    /// Dropped for back-pressure (the store too slow) or lost to a failed upload.
+    pub dropped: u64,
+}
+
+impl FrameCounts {
+    pub fn plus(self, o: FrameCounts) -> FrameCounts {
+        FrameCounts {
+            received: self.received + o.received,
+            stored: self.stored + o.stored,
+            dropped: self.dropped + o.dropped,
+        }
+    }
 }

@@ -236,6 +236,7 @@ impl Env {
                 recognition_retry,
                 retry_delay: Duration::from_millis(100),
                 orphan_after,
+                expected_wait: Duration::ZERO,
             },
             recognizer,
             orders: Arc::new(
@@ -251,6 +252,7 @@ impl Env {
             ),
             metrics: Arc::new(Metrics::new()),
             detector: None,
+            expected: None,
         })
     }
 }

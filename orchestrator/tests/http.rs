@@ -179,6 +179,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             recognition_retry: Duration::ZERO,
             retry_delay: Duration::from_millis(100),
             orphan_after: None,
+            expected_wait: Duration::ZERO,
         },
         recognizer: Arc::new(RecognizerDouble),
         orders: Arc::new(Orders::from_json(r#"{"384":[{"name":"apple","quantity":2}]}"#).unwrap()),
@@ -188,6 +189,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
         ),
         metrics: metrics.clone(),
         detector: None,
+        expected: None,
     });
     let (stop, rx) = tokio::sync::watch::channel(false);
     let consumer_task = tokio::spawn(consumer.clone().run(rx.clone().into()));
@@ -200,6 +202,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             supervisor: Some(sup.clone()),
             consumer: Some(consumer.clone()),
             metrics,
+            expected: None,
         }),
         rx.into(),
     ));

@@ -278,6 +278,8 @@ shutdown_grace_s = 10
 {supervision}
 [processing]
 poll_interval_ms = 200
+# The scenario's unknown orders never get expected items: a short wait shows them sooner.
+expected_wait_s = 5
 frames_per_order = 4
 {processing}"#,
         pipelines = repo_root().join("pipelines").display(),

@@ -12,6 +12,7 @@
 
 use gst::glib;
 
+pub mod camerasrc;
 pub mod eosmarker;
 pub mod events;
 pub mod meta;
@@ -23,6 +24,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     ocrsegment::register(plugin)?;
     eosmarker::register(plugin)?;
     minioframesink::register(plugin)?;
+    camerasrc::register(plugin)?;
     Ok(())
 }
 

@@ -116,6 +116,10 @@ pub struct ProcessingConfig {
     /// marker (its pipeline died mid-order) is finalised by the orchestrator as
     /// `recovered`; 0 never.
     pub orphan_grace_s: u64,
+    /// Seconds a recognised order whose expected items are not known yet (neither through
+    /// the API nor in `orders_file`) waits for them as `awaiting-order` before it becomes
+    /// `unknown-order`; 0 never waits.
+    pub expected_wait_s: u64,
 }
 
 impl Default for ProcessingConfig {
@@ -129,6 +133,7 @@ impl Default for ProcessingConfig {
             claim_ttl_s: 600,
             recognition_retry_s: 900,
             orphan_grace_s: 60,
+            expected_wait_s: 300,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! `[[stations]]`: one table per packing station.
 
 use super::{ConfigError, Resolver};
+use crate::supervise::camera::{redact_source, split_userinfo};
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::Path;
@@ -16,6 +17,8 @@ pub struct StationConfig {
     /// `[A-Za-z0-9][A-Za-z0-9_-]{0,63}`, unique.
     pub id: String,
     /// `rtsp://` / `rtsps://` URL, `file://` URI or a path (made absolute when relative).
+    /// User info in a URL (`rtsp://user:password@cam/...`) reaches a `camerasrc` pipeline
+    /// through its environment, not its command line; it is shown as `***`.
     pub source: String,
     /// File name inside `supervision.pipelines_dir`; empty: the default for the source.
     pub pipeline: String,
@@ -23,6 +26,12 @@ pub struct StationConfig {
     /// `None` for the whole frame.
     pub roi: Option<String>,
     pub idle_timeout_ms: u32,
+    /// Name of a variable of the orchestrator's environment holding the camera's user
+    /// name (passed to the pipeline as `OA_CAMERA_USER`); must be set.
+    pub camera_user_env: Option<String>,
+    /// Name of a variable of the orchestrator's environment holding the camera's password
+    /// (passed to the pipeline as `OA_CAMERA_PASSWORD`); must be set.
+    pub camera_password_env: Option<String>,
 }
 
 impl Default for StationConfig {
@@ -33,6 +42,8 @@ impl Default for StationConfig {
             pipeline: String::new(),
             roi: None,
             idle_timeout_ms: 10_000,
+            camera_user_env: None,
+            camera_password_env: None,
         }
     }
 }
@@ -97,7 +108,59 @@ impl StationConfig {
         if self.idle_timeout_ms == 0 {
             return Err(ConfigError::new(f("idle_timeout_ms"), "must be > 0"));
         }
+        let userinfo = split_userinfo(&self.source).1;
+        let in_source = (
+            userinfo.as_ref().is_some_and(|u| !u.user.is_empty()),
+            userinfo.as_ref().is_some_and(|u| u.password.is_some()),
+        );
+        for (field, name, what, in_source) in [
+            (
+                "camera_user_env",
+                &mut self.camera_user_env,
+                "user name",
+                in_source.0,
+            ),
+            (
+                "camera_password_env",
+                &mut self.camera_password_env,
+                "password",
+                in_source.1,
+            ),
+        ] {
+            *name = name.take().filter(|n| !n.trim().is_empty());
+            if let Some(n) = name {
+                check_camera_env(n, what, in_source, &self.source)
+                    .map_err(|m| ConfigError::new(f(field), m))?;
+            }
+        }
         Ok(())
+    }
+}
+
+/// A `camera_*_env` setting: the name of a variable that is set, for a value the source
+/// does not carry as well.
+fn check_camera_env(name: &str, what: &str, in_source: bool, source: &str) -> Result<(), String> {
+    if name.contains(['=', '\0']) {
+        return Err(format!(
+            "{name:?} is not an environment variable name (the variable's name goes here, \
+             not the {what})"
+        ));
+    }
+    if in_source {
+        return Err(format!(
+            "source {} already carries a {what}: keep it in one place (the environment \
+             keeps it out of the configuration file)",
+            redact_source(source)
+        ));
+    }
+    match std::env::var_os(name) {
+        None => Err(format!(
+            "environment variable {name} (the camera's {what}) is not set"
+        )),
+        Some(v) if v.to_str().is_none() => Err(format!(
+            "environment variable {name} (the camera's {what}) is not valid UTF-8"
+        )),
+        Some(_) => Ok(()),
     }
 }
 
@@ -108,6 +171,7 @@ fn check_source(source: &str, base_dir: &Path) -> Result<(String, &'static str),
     if s.is_empty() {
         return Err("must not be empty".into());
     }
+    let shown = redact_source(s);
     if let Some((scheme, rest)) = s.split_once("://") {
         let scheme = scheme.to_ascii_lowercase();
         match scheme.as_str() {
@@ -115,10 +179,10 @@ fn check_source(source: &str, base_dir: &Path) -> Result<(String, &'static str),
                 Ok((s.to_owned(), DEFAULT_RTSP_PIPELINE))
             }
             "file" if rest.starts_with('/') => Ok((s.to_owned(), DEFAULT_FILE_PIPELINE)),
-            "file" => Err(format!("{s:?}: a file:// URI needs an absolute path")),
-            "rtsp" | "rtsps" | "rtspt" => Err(format!("{s:?} has no host")),
+            "file" => Err(format!("{shown:?}: a file:// URI needs an absolute path")),
+            "rtsp" | "rtsps" | "rtspt" => Err(format!("{shown:?} has no host")),
             other => Err(format!(
-                "unsupported scheme {other:?} in {s:?} (use rtsp://, rtsps://, file:// or a path)"
+                "unsupported scheme {other:?} in {shown:?} (use rtsp://, rtsps://, file:// or a path)"
             )),
         }
     } else {
@@ -129,5 +193,65 @@ fn check_source(source: &str, base_dir: &Path) -> Result<(String, &'static str),
             base_dir.join(p)
         };
         Ok((p.display().to_string(), DEFAULT_FILE_PIPELINE))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn load(station: &str) -> Result<Config, String> {
+        let toml = format!(
+            "orders_file = \"orders.json\"\ninventory_file = \"inventory.json\"\n\
+             [[stations]]\nid = \"station_1\"\n{station}\n"
+        );
+        Config::from_toml_str(&toml, Path::new("/etc/oa")).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn a_named_camera_variable_must_be_set() {
+        let err = load(
+            "source = \"rtsp://cam/x\"\ncamera_user_env = \"OA_TEST_STATIONS_UNSET_VARIABLE\"",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("stations[0].camera_user_env: ")
+                && err.contains("OA_TEST_STATIONS_UNSET_VARIABLE")
+                && err.contains("not set"),
+            "{err}"
+        );
+        let err = load(
+            "source = \"rtsp://cam/x\"\ncamera_password_env = \"OA_TEST_STATIONS_UNSET_VARIABLE\"",
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("stations[0].camera_password_env: "),
+            "{err}"
+        );
+        // PATH is set wherever the tests run.
+        let c = load("source = \"rtsp://cam/x\"\ncamera_user_env = \"PATH\"").unwrap();
+        assert_eq!(c.stations[0].camera_user_env.as_deref(), Some("PATH"));
+    }
+
+    #[test]
+    fn a_credential_is_kept_in_one_place_and_errors_show_no_secret() {
+        let err =
+            load("source = \"rtsp://u:secret@cam/x\"\ncamera_password_env = \"PATH\"").unwrap_err();
+        assert!(
+            err.starts_with("stations[0].camera_password_env: "),
+            "{err}"
+        );
+        assert!(
+            err.contains("rtsp://***@cam/x") && !err.contains("secret"),
+            "{err}"
+        );
+        // A user name in the source and the password from the environment is fine.
+        load("source = \"rtsp://viewer@cam/x\"\ncamera_password_env = \"PATH\"").unwrap();
+        let err = load("source = \"ftp://u:secret@cam/x\"").unwrap_err();
+        assert!(
+            err.contains("ftp://***@cam/x") && !err.contains("secret"),
+            "{err}"
+        );
     }
 }

@@ -38,6 +38,22 @@
 //! order revision is claimed ([`claim`]); a claim held by another owner means another
 //! orchestrator does the order (it is looked at again on later passes until its result
 //! appears, or its claim goes stale and is taken over).
+//!
+//! # Expected items that come late
+//! The expected items are looked up ([`ExpectedOrders::lookup`]: the API's, else
+//! `orders_file`'s) once the order is recognised. When neither knows the order yet, a
+//! recognised order is not `unknown-order` at once: it is *held* in memory (at most
+//! [`MAX_AWAITING`] orders) with what recognition found, shown as `awaiting-order` in
+//! [`Consumer::results`] and written nowhere, and looked at again from the retry map
+//! (the expected items looked up again, the claim renewed; delays doubling from
+//! `retry_delay` to [`MAX_RETRY_DELAY`]) for `expected_wait`. An order stored through this
+//! process's API wakes it at once ([`Consumer::expected_arrived`]); one stored through
+//! another replica is seen at the next look. It is validated from the held recognition,
+//! never recognised again, and its one result is written as any first result (fenced by
+//! `If-None-Match`). After `expected_wait` it is `unknown-order` as before. A held order
+//! is lost with the process: after a restart it is recognised again (its claim is ours)
+//! and waits anew. When [`MAX_AWAITING`] orders are held, the next is `unknown-order` at
+//! once.
 
 pub mod claim;
 pub mod discovery;
@@ -53,10 +69,11 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
 use crate::detector::Detector;
+use crate::expected::ExpectedOrders;
 use crate::metrics::{Metrics, OrderObservation};
 use crate::orders::{Inventory, Orders};
 use crate::recognize::{Frame, Recognizer};
-use crate::result::{OrderResult, Timings};
+use crate::result::{OrderResult, OrderStatus, Timings};
 use crate::shutdown::Stopping;
 use crate::store::{Layout, Store, StoreError};
 use discovery::same_marker_version;
@@ -88,10 +105,36 @@ pub struct Settings {
     /// First delay before an order is tried again (after a failure that may pass or a
     /// storage error); it doubles up to [`MAX_RETRY_DELAY`].
     pub retry_delay: Duration,
+    /// How long a recognised order whose expected items are not known yet waits for them
+    /// (`awaiting-order`) before it becomes `unknown-order`; zero never waits.
+    pub expected_wait: Duration,
 }
 
 /// The longest wait between two attempts at one order.
 pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(60);
+
+/// Recognised orders held in memory at most while their expected items are awaited.
+pub const MAX_AWAITING: usize = 10_000;
+
+/// A recognised order waiting for its expected items: everything needed to validate it
+/// without recognising it again.
+#[derive(Debug, Clone)]
+struct Awaiting {
+    /// When the order was first found to be waiting.
+    since: Instant,
+    /// When its marker was first discovered (for `timings_ms.total`).
+    discovered: Instant,
+    /// Looks so far, for the delay before the next.
+    checks: u32,
+    revision: u32,
+    manifest: (Option<u32>, Option<u64>),
+    header: Header,
+    outcome: Outcome,
+    timings: Timings,
+    instance: String,
+    frames_uploaded: u64,
+    recognition_s: Option<f64>,
+}
 
 /// An order waiting for its next attempt.
 #[derive(Debug, Clone, Copy)]
@@ -106,11 +149,15 @@ pub struct ConsumerDeps {
     pub store: Store,
     pub settings: Settings,
     pub recognizer: Arc<dyn Recognizer>,
+    /// The orders file's orders; used only when `expected` is `None`.
     pub orders: Arc<Orders>,
     pub inventory: Arc<Inventory>,
     pub metrics: Arc<Metrics>,
     /// Optional object detector for frame selection.
     pub detector: Option<Arc<Detector>>,
+    /// The expected-orders service shared with the HTTP API; `None`: one of the
+    /// consumer's own over `orders` and the results bucket.
+    pub expected: Option<Arc<ExpectedOrders>>,
 }
 
 /// Default owner name: `OA_INSTANCE_ID`, else the host name.
@@ -138,6 +185,8 @@ enum Processed {
     Deferred,
     /// Recognition failed in a way that may pass: no result yet, tried again later.
     RetryLater(String),
+    /// Recognised; its expected items are awaited (held), looked at again after `delay`.
+    Awaiting { delay: Duration, first: bool },
 }
 
 /// Called with the station ID of every new marker.
@@ -151,7 +200,7 @@ pub struct Consumer {
     store: Store,
     settings: Settings,
     recognizer: Arc<dyn Recognizer>,
-    orders: Arc<Orders>,
+    expected: Arc<ExpectedOrders>,
     inventory: Arc<Inventory>,
     metrics: Arc<Metrics>,
     detector: Option<Arc<Detector>>,
@@ -162,6 +211,11 @@ pub struct Consumer {
     /// Orders to try again, not before their time: discovery finds them again at every
     /// poll, and a store or VLM that is down must not be asked at that rate.
     retries: Mutex<HashMap<OrderKey, Retry>>,
+    /// Recognised orders whose expected items are awaited.
+    awaiting: Mutex<HashMap<OrderKey, Awaiting>>,
+    /// Orders whose expected items arrived while they were in flight: looked at again as
+    /// soon as that attempt ends.
+    wakes: Mutex<HashSet<OrderKey>>,
     /// Orders seen with frames and no marker.
     orphans: Mutex<recovery::Orphans>,
     recovered: std::sync::atomic::AtomicU64,
@@ -194,12 +248,22 @@ fn manifest_summary(m: &Manifest) -> (Option<u32>, Option<u64>) {
 
 impl Consumer {
     pub fn new(deps: ConsumerDeps) -> Arc<Consumer> {
-        Arc::new(Consumer {
+        let expected = deps.expected.unwrap_or_else(|| {
+            let layout = &deps.settings.layout;
+            ExpectedOrders::new(
+                deps.store.clone(),
+                layout.results_bucket.clone(),
+                layout.results_prefix.clone(),
+                deps.inventory.clone(),
+                (*deps.orders).clone(),
+            )
+        });
+        let consumer = Arc::new(Consumer {
             limit: Arc::new(Semaphore::new(deps.settings.max_concurrent_orders.max(1))),
             store: deps.store,
             settings: deps.settings,
             recognizer: deps.recognizer,
-            orders: deps.orders,
+            expected: expected.clone(),
             inventory: deps.inventory,
             metrics: deps.metrics,
             detector: deps.detector,
@@ -207,6 +271,8 @@ impl Consumer {
             handled: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             retries: Mutex::new(HashMap::new()),
+            awaiting: Mutex::new(HashMap::new()),
+            wakes: Mutex::new(HashSet::new()),
             orphans: Mutex::new(recovery::Orphans::default()),
             recovered: std::sync::atomic::AtomicU64::new(0),
             tasks: Mutex::new(JoinSet::new()),
@@ -215,7 +281,61 @@ impl Consumer {
             progress: Mutex::new(None),
             processed: std::sync::atomic::AtomicU64::new(0),
             storage: Mutex::new(None),
-        })
+        });
+        let weak = Arc::downgrade(&consumer);
+        expected.on_arrival(Box::new(move |order| {
+            if let Some(c) = weak.upgrade() {
+                c.expected_arrived(order);
+            }
+        }));
+        consumer
+    }
+
+    /// The expected-orders service this consumer validates against.
+    pub fn expected(&self) -> &Arc<ExpectedOrders> {
+        &self.expected
+    }
+
+    /// Orders held while their expected items are awaited.
+    pub fn awaiting_count(&self) -> usize {
+        self.awaiting.lock().unwrap().len()
+    }
+
+    /// The expected items of `order_id` were just stored: every order with that ID held
+    /// for them (or in flight now) is looked at again at once.
+    pub fn expected_arrived(&self, order_id: &str) {
+        let mut keys: Vec<OrderKey> = self
+            .awaiting
+            .lock()
+            .unwrap()
+            .keys()
+            .filter(|k| k.1 == order_id)
+            .cloned()
+            .collect();
+        keys.extend(
+            self.in_flight
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|k| k.1 == order_id)
+                .cloned(),
+        );
+        if keys.is_empty() {
+            return;
+        }
+        self.wakes.lock().unwrap().extend(keys.iter().cloned());
+        {
+            let now = Instant::now();
+            let mut retries = self.retries.lock().unwrap();
+            for k in &keys {
+                if let Some(r) = retries.get_mut(k) {
+                    r.next = now;
+                }
+            }
+        }
+        for (station, order) in keys {
+            self.hint(&station, &order);
+        }
     }
 
     /// Whether the latest marker listing reached the store (`None` before the first one).
@@ -374,13 +494,42 @@ impl Consumer {
             let Ok(_permit) = this.limit.clone().acquire_owned().await else {
                 return;
             };
+            // A wake from here on is one this attempt may miss.
+            this.wakes.lock().unwrap().remove(&id);
             let outcome = this.process(&id, &key, marker_ms, discovered).await;
             this.in_flight.lock().unwrap().remove(&id);
+            let woken = this.wakes.lock().unwrap().remove(&id);
             let (station, order) = (&id.0, &id.1);
             match outcome {
                 Ok(Processed::Done { marker_ms }) => {
                     this.retries.lock().unwrap().remove(&id);
+                    this.awaiting.lock().unwrap().remove(&id);
                     this.handled.lock().unwrap().insert(id, marker_ms);
+                }
+                Ok(Processed::Awaiting { delay, first }) => {
+                    let delay = if woken { Duration::ZERO } else { delay };
+                    {
+                        let now = Instant::now();
+                        let mut retries = this.retries.lock().unwrap();
+                        let r = retries.entry(id.clone()).or_insert(Retry {
+                            attempts: 0,
+                            first: now,
+                            next: now,
+                        });
+                        r.next = now + delay;
+                    }
+                    if first {
+                        tracing::info!(
+                            station,
+                            order,
+                            "recognised; its expected items are not known yet: awaiting them \
+                             for up to {} s (awaiting-order)",
+                            this.settings.expected_wait.as_secs()
+                        );
+                    }
+                    if woken {
+                        this.hint(station, order);
+                    }
                 }
                 Ok(Processed::Deferred) => {
                     tracing::info!(
@@ -547,21 +696,51 @@ impl Consumer {
         let mut instance = String::from("unknown");
         let mut frames_uploaded = 0u64;
         let mut recognition_s = None;
-        let outcome = match Manifest::from_json(&marker.body) {
-            Err(e) => Outcome::BadManifest(format!("manifest {marker_key}: {e}")),
-            Ok(m) if m.station_id != *station || m.order_id != *order => {
-                Outcome::BadManifest(format!(
-                    "manifest {marker_key} names station {} order {}",
-                    m.station_id, m.order_id
-                ))
+        let parsed = Manifest::from_json(&marker.body);
+        // An order held for its expected items is validated from what was recognised
+        // then, as long as it is the same revision of the same marker.
+        let held = self.awaiting.lock().unwrap().get(&id).cloned();
+        let held = match held {
+            Some(h)
+                if h.revision == revision
+                    && parsed
+                        .as_ref()
+                        .is_ok_and(|m| manifest_summary(m) == h.manifest) =>
+            {
+                Some(h)
             }
-            Ok(manifest) => {
-                (header.manifest_frame_count, header.manifest_last_unix_ms) =
-                    manifest_summary(&manifest);
-                instance = manifest.pipeline_instance.clone();
-                frames_uploaded = manifest.frames.len() as u64;
-                self.recognise(&manifest, &mut timings, &mut recognition_s)
-                    .await?
+            Some(_) => {
+                self.awaiting.lock().unwrap().remove(&id);
+                None
+            }
+            None => None,
+        };
+        let mut first_discovered = discovered;
+        let outcome = if let Some(h) = &held {
+            header = h.header.clone();
+            timings = h.timings.clone();
+            instance = h.instance.clone();
+            frames_uploaded = h.frames_uploaded;
+            recognition_s = h.recognition_s;
+            first_discovered = h.discovered;
+            h.outcome.clone()
+        } else {
+            match parsed {
+                Err(e) => Outcome::BadManifest(format!("manifest {marker_key}: {e}")),
+                Ok(m) if m.station_id != *station || m.order_id != *order => {
+                    Outcome::BadManifest(format!(
+                        "manifest {marker_key} names station {} order {}",
+                        m.station_id, m.order_id
+                    ))
+                }
+                Ok(manifest) => {
+                    (header.manifest_frame_count, header.manifest_last_unix_ms) =
+                        manifest_summary(&manifest);
+                    instance = manifest.pipeline_instance.clone();
+                    frames_uploaded = manifest.frames.len() as u64;
+                    self.recognise(&manifest, &mut timings, &mut recognition_s)
+                        .await?
+                }
             }
         };
         if let Outcome::RecognitionFailed {
@@ -574,10 +753,73 @@ impl Consumer {
             return Ok(Processed::RetryLater(error.clone()));
         }
         let t = Instant::now();
-        let mut result =
-            evaluate::evaluate(header, outcome, self.orders.get(order), &self.inventory);
+        let expected = self.expected.lookup(order).await?;
+        if expected.is_none() && matches!(outcome, Outcome::Recognized { .. }) {
+            let since = held.as_ref().map_or_else(Instant::now, |h| h.since);
+            let waited = since.elapsed();
+            if waited < self.settings.expected_wait {
+                let checks = held.as_ref().map_or(0, |h| h.checks + 1);
+                let mut awaiting = self.awaiting.lock().unwrap();
+                if awaiting.len() < MAX_AWAITING || awaiting.contains_key(&id) {
+                    awaiting.insert(
+                        id.clone(),
+                        Awaiting {
+                            since,
+                            discovered: first_discovered,
+                            checks,
+                            revision,
+                            manifest: (header.manifest_frame_count, header.manifest_last_unix_ms),
+                            header: header.clone(),
+                            outcome: outcome.clone(),
+                            timings: timings.clone(),
+                            instance: instance.clone(),
+                            frames_uploaded,
+                            recognition_s,
+                        },
+                    );
+                    drop(awaiting);
+                    let mut shown = evaluate::evaluate(header, outcome, None, &self.inventory);
+                    shown.validation.status = OrderStatus::AwaitingOrder;
+                    shown.timings_ms = timings;
+                    self.results.lock().unwrap().insert(id, shown);
+                    let delay = self
+                        .settings
+                        .retry_delay
+                        .saturating_mul(1 << checks.min(16))
+                        .min(MAX_RETRY_DELAY)
+                        .min(self.settings.expected_wait - waited);
+                    return Ok(Processed::Awaiting {
+                        delay,
+                        first: held.is_none(),
+                    });
+                }
+                drop(awaiting);
+                tracing::warn!(
+                    station,
+                    order,
+                    "{MAX_AWAITING} orders already await their expected items; this one is \
+                     unknown-order now"
+                );
+            }
+        }
+        if let Some((source, _)) = &expected
+            && held.is_some()
+        {
+            tracing::info!(
+                station,
+                order,
+                ?source,
+                "expected items arrived; validating the recognised items"
+            );
+        }
+        let mut result = evaluate::evaluate(
+            header,
+            outcome,
+            expected.as_ref().map(|(_, items)| items.as_slice()),
+            &self.inventory,
+        );
         timings.validate = ms(t.elapsed());
-        timings.total = ms(start.duration_since(discovered) + start.elapsed());
+        timings.total = ms(start.duration_since(first_discovered) + start.elapsed());
         result.timings_ms = timings;
         let body = serde_json::to_vec_pretty(&result).expect("result serialises");
         if revision == 1 && !result_unreadable {

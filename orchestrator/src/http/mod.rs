@@ -6,12 +6,15 @@
 //! * `orders`: `GET /api/orders?station=&status=`, the results known to this process;
 //!   `GET /api/orders/{station}/{order}`, one result;
 //!   `GET /api/orders/{station}/{order}/frames/{n}`, its n-th selected frame (JPEG);
-//! * `metrics`: `GET /metrics`, Prometheus text format.
+//! * `metrics`: `GET /metrics`, Prometheus text format;
+//! * `expected`: `PUT`/`GET`/`DELETE /api/expected-orders/{order}`, `GET` and `POST
+//!   /api/expected-orders`: the expected items of orders, from the till (1 MiB bodies).
 //!
 //! Errors are JSON (`{"error": ...}`, see [`ApiError`]): 404 for other paths, 405 for
 //! other methods.
 
 mod error;
+mod expected;
 mod health;
 mod metrics;
 mod orders;
@@ -44,6 +47,8 @@ pub struct AppState {
     pub supervisor: Option<Arc<Supervisor>>,
     pub consumer: Option<Arc<Consumer>>,
     pub metrics: Arc<Metrics>,
+    /// `/api/expected-orders`; `None`: not served (404).
+    pub expected: Option<Arc<crate::expected::ExpectedOrders>>,
 }
 
 impl AppState {
@@ -61,7 +66,7 @@ type Shared = Arc<AppState>;
 /// waits for in-flight requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Every endpoint is a GET that never reads a body.
+/// The read-only endpoints never read a body; `expected` has a limit of its own.
 const BODY_LIMIT: usize = 16 * 1024;
 
 /// The whole API, with its layers.
@@ -84,6 +89,8 @@ pub fn router(state: Arc<AppState>) -> Router {
                     REQUEST_TIMEOUT,
                 )),
         )
+        // Merged after the layers: it reads bodies, and brings its own (larger) limit.
+        .merge(expected::router())
         .with_state(state)
 }
 
@@ -148,6 +155,7 @@ mod tests {
             supervisor: None,
             consumer: None,
             metrics: Arc::new(Metrics::new()),
+            expected: None,
         }));
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(n) = length {

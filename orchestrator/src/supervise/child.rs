@@ -63,9 +63,23 @@ impl Launch {
         }
         cmd
     }
+
+    /// [`Launch::command`] with `env` set on top: a station's own variables (its camera's
+    /// `OA_CAMERA_USER` / `OA_CAMERA_PASSWORD`), which are never inherited.
+    pub fn command_with_env(
+        &self,
+        args: &[String],
+        env: &[(&'static str, String)],
+    ) -> tokio::process::Command {
+        let mut cmd = self.command(args);
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        cmd
+    }
 }
 
 /// The environment variables a station pipeline gets from the orchestrator's.
+/// `OA_CAMERA_USER` and `OA_CAMERA_PASSWORD` are not among them: each station's are set
+/// explicitly ([`Launch::command_with_env`]), so that one station never gets another's.
 pub fn passed_to_child(name: &str) -> bool {
     const EXACT: &[&str] = &[
         "PATH",
@@ -173,7 +187,14 @@ mod tests {
         ] {
             assert!(super::passed_to_child(kept), "{kept}");
         }
-        for dropped in ["VLM_API_KEY", "OPENAI_API_KEY", "OA_API_TOKENS", "SECRET"] {
+        for dropped in [
+            "VLM_API_KEY",
+            "OPENAI_API_KEY",
+            "OA_API_TOKENS",
+            "SECRET",
+            "OA_CAMERA_USER",
+            "OA_CAMERA_PASSWORD",
+        ] {
             assert!(!super::passed_to_child(dropped), "{dropped}");
         }
     }

@@ -2,8 +2,11 @@
 //!
 //! * Start: `pipelines_dir/<pipeline>` is rendered with [`oa_contract::render_pipeline`]
 //!   and split with [`oa_contract::pipeline_args`]; [`child`] says how the process is
-//!   started (own process group, parent-death signal, `LC_ALL=C`). The environment is
-//!   inherited (`AWS_*`); no secret is ever put on the command line.
+//!   started (own process group, parent-death signal, `LC_ALL=C`). The child gets only
+//!   the orchestrator's variables it needs ([`child::passed_to_child`]: `AWS_*`,
+//!   `GST_*`...), plus, per station, the camera's user name and password as
+//!   `OA_CAMERA_USER` / `OA_CAMERA_PASSWORD` for `camerasrc` ([`camera`]): no secret is
+//!   ever put on the command line, and sources are shown with their user info as `***`.
 //! * Readiness and liveness come from messages the pipeline posts on purpose, parsed by
 //!   [`protocol`]: a station is `starting` until the pipeline reports PLAYING, then
 //!   `running`. `minioframesink` reports progress while frames flow and every marker it
@@ -16,6 +19,7 @@
 //! * Shutdown: SIGINT to each child's process group (gst-launch `-e` turns it into EOS and
 //!   the open order is flushed), `shutdown_grace` later SIGKILL to the group.
 
+pub mod camera;
 pub mod child;
 pub mod policy;
 pub mod protocol;
@@ -30,7 +34,8 @@ use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::task::JoinSet;
 
 use crate::shutdown::{Shutdown, Stopping};
-use crate::status::{State, StationStatus};
+use crate::status::{FrameCounts, State, StationStatus};
+use camera::CameraEnv;
 use child::{Launch, Spawner, describe_exit, signal_group};
 use policy::RestartPolicy;
 use protocol::{RepeatFilter, Signal};
@@ -39,6 +44,8 @@ use protocol::{RepeatFilter, Signal};
 #[derive(Debug, Clone)]
 pub struct StationSpec {
     pub id: String,
+    /// As configured: user info in it is given to `camerasrc` pipelines through the
+    /// environment, never on their command line.
     pub source: String,
     /// File name inside the pipelines folder.
     pub pipeline: String,
@@ -107,9 +114,12 @@ struct Shared {
 
 struct Station {
     spec: StationSpec,
+    camera: CameraEnv,
     status: Mutex<StationStatus>,
     playing_since: Mutex<Option<Instant>>,
     last_progress: Mutex<Instant>,
+    /// Frame counters of the pipeline runs before the current one, and of the current.
+    frames: Mutex<(FrameCounts, FrameCounts)>,
 }
 
 impl Station {
@@ -119,6 +129,20 @@ impl Station {
 
     fn progressed(&self) {
         *self.last_progress.lock().unwrap() = Instant::now();
+    }
+
+    /// The current pipeline's counters (they start at 0 with every pipeline).
+    fn count_frames(&self, now: FrameCounts) {
+        let mut f = self.frames.lock().unwrap();
+        f.1 = now;
+        self.status.lock().unwrap().frames = f.0.plus(now);
+    }
+
+    /// A new pipeline starts counting from 0: what the last one counted is kept.
+    fn new_run(&self) {
+        let mut f = self.frames.lock().unwrap();
+        f.0 = f.0.plus(f.1);
+        f.1 = FrameCounts::default();
     }
 }
 
@@ -144,6 +168,29 @@ fn push_capped<T>(v: &mut Vec<T>, x: T) {
     v.push(x);
 }
 
+/// How one child of a station is started: its arguments and the variables it gets
+/// besides those of [`child::passed_to_child`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct LaunchPlan {
+    pub args: Vec<String>,
+    /// `OA_CAMERA_USER` / `OA_CAMERA_PASSWORD`, when the station has credentials.
+    pub env: Vec<(&'static str, String)>,
+    /// Said once when the station starts: credentials that a pipeline without
+    /// `camerasrc` puts on the command line, or cannot use.
+    pub warning: Option<String>,
+}
+
+impl std::fmt::Debug for LaunchPlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let env: Vec<_> = self.env.iter().map(|(k, _)| (k, "***")).collect();
+        f.debug_struct("LaunchPlan")
+            .field("args", &self.args)
+            .field("env", &env)
+            .field("warning", &self.warning)
+            .finish()
+    }
+}
+
 /// Renders the pipeline of `spec`; errors name the file and the problem.
 pub fn render(
     settings: &Settings,
@@ -151,21 +198,71 @@ pub fn render(
     spec: &StationSpec,
     instance: &str,
 ) -> Result<Vec<String>, String> {
+    render_template(settings, storage, spec, instance).map(|(args, _)| args)
+}
+
+/// The template of `spec` filled in, once with `{source}` as given to `camerasrc` (without
+/// user info) and, for a pipeline that does not use `camerasrc`, once more with the source
+/// as configured; with the source's user info.
+fn render_template(
+    settings: &Settings,
+    storage: &StorageTarget,
+    spec: &StationSpec,
+    instance: &str,
+) -> Result<(Vec<String>, Option<camera::Userinfo>), String> {
     let path = settings.pipelines_dir.join(&spec.pipeline);
     let template = std::fs::read_to_string(&path)
         .map_err(|e| format!("cannot read pipeline {}: {e}", path.display()))?;
+    let (stripped, userinfo) = camera::split_userinfo(&spec.source);
     let mut values: BTreeMap<&str, String> = BTreeMap::new();
     values.insert("station_id", spec.id.clone());
-    values.insert("source", spec.source.clone());
+    values.insert("source", stripped);
     values.insert("roi", spec.roi.clone().unwrap_or_default());
     values.insert("idle_timeout_ms", spec.idle_timeout_ms.to_string());
     values.insert("endpoint", storage.endpoint.clone());
     values.insert("bucket", storage.bucket.clone());
     values.insert("prefix", storage.prefix.clone());
     values.insert("pipeline_instance", instance.to_owned());
-    let rendered = oa_contract::render_pipeline(&template, &values)
-        .map_err(|e| format!("pipeline {}: {e}", path.display()))?;
-    Ok(oa_contract::pipeline_args(&rendered))
+    let fill = |values: &BTreeMap<&str, String>| {
+        oa_contract::render_pipeline(&template, values)
+            .map(|rendered| oa_contract::pipeline_args(&rendered))
+            .map_err(|e| match e {
+                oa_contract::TemplateError::UnsafeValue { name, .. } if name == "source" => {
+                    format!(
+                        "pipeline {}: source {} contains a quote, backslash, '!' or newline                          and cannot be placed in a pipeline",
+                        path.display(),
+                        camera::redact_source(&spec.source)
+                    )
+                }
+                e => format!("pipeline {}: {e}", path.display()),
+            })
+    };
+    let args = fill(&values)?;
+    if userinfo.is_none() || camera::uses_camerasrc(&args) {
+        return Ok((args, userinfo));
+    }
+    // An older template (`rtspsrc location="{source}"`) keeps working as it did.
+    values.insert("source", spec.source.clone());
+    Ok((fill(&values)?, userinfo))
+}
+
+/// How the child of `spec` is started now: its arguments, and its camera credentials
+/// read from the source and the orchestrator's environment.
+pub fn plan(
+    settings: &Settings,
+    storage: &StorageTarget,
+    spec: &StationSpec,
+    camera: &CameraEnv,
+    instance: &str,
+) -> Result<LaunchPlan, String> {
+    let (args, userinfo) = render_template(settings, storage, spec, instance)?;
+    let warning = if camera::uses_camerasrc(&args) {
+        None
+    } else {
+        camera::legacy_template_warning(&spec.source, &spec.pipeline, userinfo.is_some(), camera)
+    };
+    let env = camera::child_env(userinfo.as_ref(), camera)?;
+    Ok(LaunchPlan { args, env, warning })
 }
 
 enum Ended {
@@ -175,15 +272,33 @@ enum Ended {
 }
 
 impl Supervisor {
-    /// Checks every station's pipeline renders, then starts them all.
+    /// Checks every station's pipeline renders, then starts them all; camera
+    /// credentials come only from the user info of each source.
     pub fn start(
         settings: Settings,
         storage: StorageTarget,
         specs: Vec<StationSpec>,
     ) -> Result<Arc<Supervisor>, String> {
-        for spec in &specs {
-            render(&settings, &storage, spec, "check")
+        let stations = specs
+            .into_iter()
+            .map(|spec| (spec, CameraEnv::default()))
+            .collect();
+        Supervisor::start_with_cameras(settings, storage, stations)
+    }
+
+    /// [`Supervisor::start`] with, for each station, the orchestrator's variables its
+    /// camera's user name and password are read from.
+    pub fn start_with_cameras(
+        settings: Settings,
+        storage: StorageTarget,
+        stations: Vec<(StationSpec, CameraEnv)>,
+    ) -> Result<Arc<Supervisor>, String> {
+        for (spec, camera) in &stations {
+            let plan = plan(&settings, &storage, spec, camera, "check")
                 .map_err(|e| format!("station {}: {e}", spec.id))?;
+            if let Some(w) = plan.warning {
+                tracing::warn!(station = %spec.id, "{w}");
+            }
         }
         let shared = Arc::new(Shared {
             settings,
@@ -192,25 +307,16 @@ impl Supervisor {
             hook: Arc::new(Mutex::new(None)),
             repeats: RepeatFilter::default(),
         });
-        let stations: Vec<Arc<Station>> = specs
+        let stations: Vec<Arc<Station>> = stations
             .into_iter()
-            .map(|spec| {
+            .map(|(spec, camera)| {
                 Arc::new(Station {
-                    status: Mutex::new(StationStatus {
-                        station_id: spec.id.clone(),
-                        state: State::Starting,
-                        pid: None,
-                        restarts: 0,
-                        consecutive_failures: 0,
-                        uptime_s: 0.0,
-                        pipeline_instance: None,
-                        last_exit: None,
-                        backoff_history_ms: vec![],
-                        start_history_unix_ms: vec![],
-                    }),
+                    status: Mutex::new(StationStatus::new(spec.id.clone())),
                     spec,
+                    camera,
                     playing_since: Mutex::new(None),
                     last_progress: Mutex::new(Instant::now()),
+                    frames: Mutex::new(Default::default()),
                 })
             })
             .collect();
@@ -336,6 +442,9 @@ async fn relay(
     let id = st.spec.id.as_str();
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        // An older template puts the camera's user info in rtspsrc's location, which its
+        // errors quote.
+        let line = camera::redact_urls(&line);
         match protocol::classify(&line) {
             Signal::Playing => {
                 st.progressed();
@@ -343,7 +452,10 @@ async fn relay(
                 st.set_state(State::Running);
                 tracing::info!(station = %id, "pipeline is playing");
             }
-            Signal::Progress => st.progressed(),
+            Signal::Progress(counts) => {
+                st.progressed();
+                st.count_frames(counts);
+            }
             Signal::OrderStored(order) => {
                 st.progressed();
                 tracing::debug!(station = %id, stream = name, "{line}");
@@ -373,12 +485,12 @@ async fn run_once(
 ) -> Ended {
     let id = st.spec.id.as_str();
     let settings = &shared.settings;
-    let args = match render(settings, &shared.storage, &st.spec, instance) {
-        Ok(a) => a,
+    let plan = match plan(settings, &shared.storage, &st.spec, &st.camera, instance) {
+        Ok(p) => p,
         Err(e) => return Ended::Exited(e),
     };
     st.set_state(State::Starting);
-    let cmd = settings.launch().command(&args);
+    let cmd = settings.launch().command_with_env(&plan.args, &plan.env);
     let mut child = match shared.spawner.spawn(cmd).await {
         Ok(c) => c,
         Err(e) => {
@@ -396,6 +508,7 @@ async fn run_once(
         push_capped(&mut s.start_history_unix_ms, unix_ms());
     }
     st.progressed();
+    st.new_run();
     tracing::info!(station = %id, pid, instance, "pipeline started");
     if let Some(out) = child.stdout.take() {
         tokio::spawn(relay(st.clone(), shared.clone(), out, "out"));
@@ -462,4 +575,197 @@ async fn run_once(
         Ended::Exited(_) => signal_group(pid, Sig::SIGKILL),
     }
     ended
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frame_counts_add_up_over_pipeline_runs() {
+        let st = Station {
+            spec: spec("rtsp://cam/x", ""),
+            camera: CameraEnv::default(),
+            status: Mutex::new(StationStatus::new("station_1")),
+            playing_since: Mutex::new(None),
+            last_progress: Mutex::new(Instant::now()),
+            frames: Mutex::new(Default::default()),
+        };
+        let counts = |received, stored, dropped| FrameCounts {
+            received,
+            stored,
+            dropped,
+        };
+        st.new_run();
+        st.count_frames(counts(5, 4, 1));
+        st.count_frames(counts(9, 7, 2));
+        assert_eq!(st.status.lock().unwrap().frames, counts(9, 7, 2));
+        // The next pipeline reports from 0 again; the totals keep the first run's.
+        st.new_run();
+        st.count_frames(counts(3, 3, 0));
+        assert_eq!(st.status.lock().unwrap().frames, counts(12, 10, 2));
+    }
+
+    fn settings(pipelines_dir: PathBuf) -> Settings {
+        Settings {
+            gst_launch: "gst-launch-1.0".into(),
+            pipelines_dir,
+            plugin_path: None,
+            backoff: Settings::default_backoff(Duration::from_secs(1)),
+            stable_after: Duration::from_secs(30),
+            max_failed_restarts: 5,
+            stall_timeout: Duration::ZERO,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+
+    fn spec(source: &str, pipeline: &str) -> StationSpec {
+        StationSpec {
+            id: "station_1".into(),
+            source: source.into(),
+            pipeline: pipeline.into(),
+            roi: None,
+            idle_timeout_ms: 10_000,
+        }
+    }
+
+    fn storage() -> StorageTarget {
+        StorageTarget {
+            endpoint: "http://127.0.0.1:9000".into(),
+            bucket: "frames".into(),
+            prefix: String::new(),
+        }
+    }
+
+    fn env_of(cmd: &tokio::process::Command, name: &str) -> Option<String> {
+        cmd.as_std()
+            .get_envs()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.map(|v| v.to_string_lossy().into_owned()))
+    }
+
+    #[test]
+    fn credentials_in_the_source_reach_camerasrc_through_the_environment_only() {
+        let dir = PathBuf::from(crate::config::DEFAULT_PIPELINES_DIR);
+        for pipeline in ["rtsp-camera.pipeline", "rtsp-camera-keyframes.pipeline"] {
+            let station = spec("rtsp://u:p%40ss@cam.local:554/x", pipeline);
+            let settings = settings(dir.clone());
+            let launch = plan(
+                &settings,
+                &storage(),
+                &station,
+                &CameraEnv::default(),
+                "i-1",
+            )
+            .unwrap();
+            assert_eq!(launch.warning, None, "{pipeline}");
+            let cmd = settings
+                .launch()
+                .command_with_env(&launch.args, &launch.env);
+            let args: Vec<String> = cmd
+                .as_std()
+                .get_args()
+                .map(|a| a.to_string_lossy().into_owned())
+                .collect();
+            assert!(
+                args.iter().any(|a| a == "camerasrc"),
+                "{pipeline}: {args:?}"
+            );
+            assert!(
+                args.iter().any(|a| a == "location=rtsp://cam.local:554/x"),
+                "{pipeline}: {args:?}"
+            );
+            for a in &args {
+                assert!(
+                    !a.contains("u:p") && !a.contains("p%40ss") && !a.contains('@'),
+                    "{a}"
+                );
+            }
+            assert_eq!(env_of(&cmd, camera::USER_VAR).as_deref(), Some("u"));
+            assert_eq!(env_of(&cmd, camera::PASSWORD_VAR).as_deref(), Some("p@ss"));
+            assert!(!format!("{launch:?}").contains("p@ss"));
+        }
+    }
+
+    #[test]
+    fn named_variables_of_the_orchestrator_become_the_childs_camera_variables() {
+        // Names only this test uses; nothing else reads them.
+        let (user_var, pw_var) = ("OA_TEST_SUPERVISE_CAM_USER", "OA_TEST_SUPERVISE_CAM_PW");
+        // SAFETY: these variables are read by this test alone.
+        unsafe {
+            std::env::set_var(user_var, "viewer");
+            std::env::set_var(pw_var, "from-env");
+        }
+        let settings = settings(PathBuf::from(crate::config::DEFAULT_PIPELINES_DIR));
+        let camera = CameraEnv {
+            user_env: Some(user_var.into()),
+            password_env: Some(pw_var.into()),
+        };
+        let station = spec("rtsp://cam.local/x", "rtsp-camera.pipeline");
+        let launch = plan(&settings, &storage(), &station, &camera, "i-1").unwrap();
+        let cmd = settings
+            .launch()
+            .command_with_env(&launch.args, &launch.env);
+        assert_eq!(env_of(&cmd, camera::USER_VAR).as_deref(), Some("viewer"));
+        assert_eq!(
+            env_of(&cmd, camera::PASSWORD_VAR).as_deref(),
+            Some("from-env")
+        );
+        assert!(
+            cmd.as_std()
+                .get_args()
+                .all(|a| !a.to_string_lossy().contains("from-env"))
+        );
+        // Without credentials the child gets no camera variable at all.
+        let launch = plan(
+            &settings,
+            &storage(),
+            &station,
+            &CameraEnv::default(),
+            "i-1",
+        )
+        .unwrap();
+        assert!(launch.env.is_empty());
+    }
+
+    #[test]
+    fn an_older_rtspsrc_template_keeps_the_full_source_and_is_warned_about() {
+        let dir = std::env::temp_dir().join(format!("oa-supervise-legacy-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("old.pipeline"),
+            "rtspsrc location=\"{source}\" ! decodebin ! fakesink name={station_id}\n",
+        )
+        .unwrap();
+        let settings = settings(dir.clone());
+        let station = spec("rtsp://u:pw@cam/x", "old.pipeline");
+        let launch = plan(
+            &settings,
+            &storage(),
+            &station,
+            &CameraEnv::default(),
+            "i-1",
+        )
+        .unwrap();
+        assert!(
+            launch
+                .args
+                .iter()
+                .any(|a| a == "location=rtsp://u:pw@cam/x")
+        );
+        let warning = launch.warning.unwrap();
+        assert!(warning.contains("camerasrc") && warning.contains("rtsp://***@cam/x"));
+        assert!(!warning.contains("u:pw"));
+        // A source without user info: nothing to warn about.
+        let launch = plan(
+            &settings,
+            &storage(),
+            &spec("rtsp://cam/x", "old.pipeline"),
+            &CameraEnv::default(),
+            "i-1",
+        )
+        .unwrap();
+        assert_eq!(launch.warning, None);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

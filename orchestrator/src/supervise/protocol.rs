@@ -7,13 +7,16 @@ use std::sync::Mutex;
 
 use oa_contract::LaunchMessage;
 
+use crate::status::FrameCounts;
+
 /// What one line of a child's output means to the supervisor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Signal {
     /// The pipeline reached PLAYING: the station is running.
     Playing,
-    /// The sink rendered frames since its last report: the station is alive.
-    Progress,
+    /// The sink rendered frames since its last report: the station is alive. Its
+    /// counters since the pipeline started.
+    Progress(FrameCounts),
     /// A marker was written: the order can be consumed right away.
     OrderStored(String),
     /// Anything else: a line for the log.
@@ -23,7 +26,16 @@ pub enum Signal {
 pub fn classify(line: &str) -> Signal {
     match oa_contract::parse_launch_line(line) {
         Some(LaunchMessage::Playing) => Signal::Playing,
-        Some(LaunchMessage::Progress { .. }) => Signal::Progress,
+        Some(LaunchMessage::Progress {
+            frames_received,
+            frames_stored,
+            frames_dropped,
+            ..
+        }) => Signal::Progress(FrameCounts {
+            received: frames_received,
+            stored: frames_stored,
+            dropped: frames_dropped,
+        }),
         Some(LaunchMessage::OrderStored { order_id, .. }) => Signal::OrderStored(order_id),
         _ => Signal::Line,
     }
