@@ -533,8 +533,10 @@ async fn an_order_done_before_its_items_awaits_them_and_is_validated_when_they_a
         c.result("station_1", "500").unwrap().validation.status,
         OrderStatus::Validated
     );
-    assert_eq!(c.awaiting_count(), 0);
-    assert_eq!(c.processed_count(), 1);
+    wait_until(Duration::from_secs(2), "the awaiting set emptied", || {
+        c.awaiting_count() == 0 && c.processed_count() == 1
+    })
+    .await;
     e.shutdown.trigger();
     task.await.unwrap();
 }
@@ -567,7 +569,11 @@ async fn an_order_whose_items_never_come_is_unknown_after_the_wait() {
         "unknown-order after about expected_wait: {waited:?}"
     );
     assert_eq!(rec.calls.load(Ordering::SeqCst), 1, "recognised once");
-    assert_eq!(c.awaiting_count(), 0);
+    // The order leaves the awaiting set once its final result is stored.
+    wait_until(Duration::from_secs(2), "the awaiting set emptied", || {
+        c.awaiting_count() == 0
+    })
+    .await;
     e.shutdown.trigger();
     task.await.unwrap();
     assert_eq!(
