@@ -22,7 +22,12 @@ step "cargo clippy -D warnings"
 cargo clippy --release --workspace --all-targets -- -D warnings
 
 step "cargo test"
+rm -f "$BIN/fault-table.md"
 cargo test --release --workspace -- --test-threads="${TEST_THREADS:-2}"
+if [ -f "$BIN/fault-table.md" ]; then
+    step "the fault table (station-sim/tests/faults_end_to_end.rs, 20 s outages)"
+    cat "$BIN/fault-table.md"
+fi
 
 step "the main command (scripts/demo.sh): every order of the demo scenario with its expected status"
 scripts/demo.sh

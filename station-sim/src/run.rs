@@ -90,7 +90,8 @@ impl Orchestrator {
             .append(true)
             .open(log)
             .unwrap();
-        let child = Command::new(release_dir().join("orchestrator"))
+        let bin = release_dir().join("orchestrator");
+        let child = Command::new(&bin)
             .args(["run", "--config"])
             .arg(cfg)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -101,7 +102,13 @@ impl Orchestrator {
             .stdout(out.try_clone().unwrap())
             .stderr(out)
             .spawn()
-            .unwrap();
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (build it with `cargo build --release`, or set \
+                     CARGO_TARGET_DIR to the target folder that holds it)",
+                    bin.display()
+                )
+            });
         Orchestrator {
             child,
             log: log.to_path_buf(),
