@@ -100,17 +100,23 @@ async fn put_one(
     Ok(super::json(status, &stored))
 }
 
-async fn one(
-    State(state): State<Shared>,
-    path: Result<Path<String>, PathRejection>,
-) -> Result<Response, ApiError> {
+/// The `{order_id}` of a path, checked by the rule every key applies.
+fn order_id_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
     let Path(order_id) = path?;
-    let svc = service(&state)?;
     if oa_contract::validate_id(oa_contract::IdKind::Order, &order_id).is_err() {
         return Err(ApiError::bad_request(format!(
             "order_id: {order_id:?} is not an order ID ([A-Za-z0-9][A-Za-z0-9_-]{{0,63}})"
         )));
     }
+    Ok(order_id)
+}
+
+async fn one(
+    State(state): State<Shared>,
+    path: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let order_id = order_id_of(path)?;
+    let svc = service(&state)?;
     if let Some(o) = svc.stored(&order_id).await.map_err(store_failed)? {
         return Ok(super::json(StatusCode::OK, &o));
     }
@@ -129,13 +135,8 @@ async fn delete_one(
     State(state): State<Shared>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let Path(order_id) = path?;
+    let order_id = order_id_of(path)?;
     let svc = service(&state)?;
-    if oa_contract::validate_id(oa_contract::IdKind::Order, &order_id).is_err() {
-        return Err(ApiError::bad_request(format!(
-            "order_id: {order_id:?} is not an order ID"
-        )));
-    }
     if svc.delete(&order_id).await.map_err(store_failed)? {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
