@@ -38,6 +38,7 @@ APT_PACKAGES=(
     gstreamer1.0-x gstreamer1.0-rtsp
     fonts-dejavu-core fonts-liberation2
     prometheus
+    mosquitto mosquitto-clients
 )
 
 step "Debian packages"
@@ -90,6 +91,13 @@ if [ ! -s "models/$DET_MODEL" ] || [ ! -s "models/$REC_MODEL" ]; then
     rm -rf "$tmp"
 fi
 ls -l models/
+
+step "Python checkers the tests call (jsonschema: docs/events.schema.json)"
+if ! python3 -c "import jsonschema" 2>/dev/null; then
+    python3 -m pip install --quiet "jsonschema==4.26.0"
+fi
+python3 -c "import jsonschema; print('jsonschema', jsonschema.__version__)" 2>/dev/null \
+    || python3 -m pip show jsonschema | head -2
 
 if [ "$BUILD" = 1 ]; then
     step "cargo build --release (first build takes a while on a small machine)"

@@ -11,6 +11,8 @@ pub const MAX_ID_LEN: usize = 64;
 pub enum IdKind {
     Station,
     Order,
+    /// The name of an event sink (a webhook).
+    Sink,
 }
 
 impl fmt::Display for IdKind {
@@ -18,6 +20,7 @@ impl fmt::Display for IdKind {
         f.write_str(match self {
             IdKind::Station => "station ID",
             IdKind::Order => "order ID",
+            IdKind::Sink => "sink name",
         })
     }
 }

@@ -1,7 +1,9 @@
 //! Object keys:
 //! `{prefix}{station}/{order}/frame_{unix_ms}_{seq:06}.jpg`, `{prefix}{station}/{order}/__EOS__`
 //! and `{results_prefix}results/{station}/{order}.json`; beside the results,
-//! `{results_prefix}expected/{order}.json` holds an order's expected items.
+//! `{results_prefix}expected/{order}.json` holds an order's expected items, and
+//! `{results_prefix}outbox/{webhook}/{unix_ms}_{writer}_{seq}.json` each webhook's undelivered
+//! events.
 //!
 //! `seq` is zero-padded to six digits so that a lexicographic listing is capture order.
 
@@ -106,6 +108,33 @@ pub fn parse_expected_key<'k>(prefix: &str, key: &'k str) -> Option<&'k str> {
     Some(order)
 }
 
+/// Folder beside the results that holds each webhook's undelivered events, one object per
+/// event, deleted once the receiver accepted it.
+pub const OUTBOX_DIR: &str = "outbox";
+
+/// `{prefix}outbox/{sink}/`: the undelivered events of one webhook.
+pub fn outbox_prefix(prefix: &str, sink: &str) -> Result<String, IdError> {
+    validate_id(IdKind::Sink, sink)?;
+    Ok(format!("{prefix}{OUTBOX_DIR}/{sink}/"))
+}
+
+/// Key of one undelivered event:
+/// `{prefix}outbox/{sink}/{unix_ms:013}_{writer:08x}_{seq:06}.json`. A listing is the
+/// order the events were recorded in; `writer` (random per process) keeps two processes
+/// recording in the same millisecond apart.
+pub fn outbox_key(
+    prefix: &str,
+    sink: &str,
+    unix_ms: u64,
+    writer: u32,
+    seq: u64,
+) -> Result<String, IdError> {
+    Ok(format!(
+        "{}{unix_ms:013}_{writer:08x}_{seq:06}.json",
+        outbox_prefix(prefix, sink)?
+    ))
+}
+
 /// What a key under a frames prefix names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ParsedKey {
@@ -193,6 +222,16 @@ mod tests {
         assert_eq!(
             result_key("", "station_1", "384").unwrap(),
             "results/station_1/384.json"
+        );
+        assert_eq!(
+            outbox_key("r/", "pos", 1_700_000_000_123, 0xab, 7).unwrap(),
+            "r/outbox/pos/1700000000123_000000ab_000007.json"
+        );
+        assert!(outbox_key("", "../x", 1, 1, 1).is_err());
+        // Older events list first, whoever wrote them.
+        assert!(
+            outbox_key("", "a", 99, u32::MAX, 999_999).unwrap()
+                < outbox_key("", "a", 100, 0, 1).unwrap()
         );
     }
 

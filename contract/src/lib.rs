@@ -6,9 +6,11 @@
 //! ([`Roi`]) and the bus messages a pipeline posts and the orchestrator reads back from
 //! `gst-launch-1.0 -m` ([`messages`]), and how camera credentials reach a pipeline
 //! ([`camera`]). Keeping them in one crate means a writer and a
-//! reader cannot drift apart.
+//! reader cannot drift apart. The events the orchestrator publishes are named in
+//! [`events`].
 
 pub mod camera;
+pub mod events;
 mod ids;
 mod keys;
 mod manifest;
@@ -18,9 +20,10 @@ mod roi;
 
 pub use ids::{IdError, IdKind, MAX_ID_LEN, is_valid_id, validate_id};
 pub use keys::{
-    CLAIMS_DIR, EXPECTED_DIR, FRAME_EXTENSION, FRAME_PREFIX, KeyError, MARKER_NAME, ParsedKey,
-    RESULTS_DIR, claim_key, expected_key, expected_prefix, frame_key, marker_key, order_prefix,
-    parse_expected_key, parse_key, result_key, station_prefix,
+    CLAIMS_DIR, EXPECTED_DIR, FRAME_EXTENSION, FRAME_PREFIX, KeyError, MARKER_NAME, OUTBOX_DIR,
+    ParsedKey, RESULTS_DIR, claim_key, expected_key, expected_prefix, frame_key, marker_key,
+    order_prefix, outbox_key, outbox_prefix, parse_expected_key, parse_key, result_key,
+    station_prefix,
 };
 pub use manifest::{CompletionReason, FrameEntry, MANIFEST_VERSION, Manifest, ManifestError};
 pub use messages::{LaunchMessage, parse_launch_line};

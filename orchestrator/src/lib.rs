@@ -7,6 +7,7 @@
 pub mod config;
 pub mod consume;
 pub mod detector;
+pub mod events;
 pub mod expected;
 pub mod http;
 pub mod jpeg;
@@ -17,6 +18,7 @@ pub mod recognize;
 pub mod result;
 pub mod select;
 pub mod shutdown;
+pub mod stats;
 pub mod status;
 pub mod store;
 pub mod supervise;

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use orchestrator::config::Config;
 use orchestrator::consume::{self, Consumer, ConsumerDeps};
+use orchestrator::events::{self, OutboxPlace};
 use orchestrator::expected::{self, ExpectedOrders};
 use orchestrator::http::{self, AppState};
 use orchestrator::logging::{self, LogFormat};
@@ -72,6 +73,10 @@ struct Loaded {
     orders: Orders,
     inventory: Inventory,
     detector: Option<Arc<orchestrator::detector::Detector>>,
+    /// The API's bearer tokens; `None`: open.
+    auth: Option<Arc<http::auth::Tokens>>,
+    /// Webhook secrets and MQTT credentials from the environment.
+    event_secrets: events::setup::Secrets,
 }
 
 fn supervise_settings(c: &Config) -> supervise::Settings {
@@ -125,6 +130,10 @@ fn load(path: &Path) -> Result<Loaded, String> {
     for w in &config.warnings {
         tracing::warn!("{}: {w}", path.display());
     }
+    let auth = http::auth::Tokens::load(&config.http, path, |k| std::env::var(k).ok())
+        .map_err(|e| format!("invalid configuration: {e}"))?;
+    let event_secrets = events::setup::secrets(&config.events, |k| std::env::var(k).ok())
+        .map_err(|e| format!("invalid configuration: {e}"))?;
     let orders = Orders::load(&config.orders_file)
         .map_err(|e| format!("orders_file {}: {e}", config.orders_file.display()))?;
     let inventory = Inventory::load(&config.inventory_file)
@@ -149,6 +158,8 @@ fn load(path: &Path) -> Result<Loaded, String> {
         orders,
         inventory,
         detector,
+        auth,
+        event_secrets,
     })
 }
 
@@ -303,6 +314,30 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
     } else {
         None
     };
+    let shutdown = Shutdown::new();
+    let events = events::setup::build(
+        &c.events,
+        l.event_secrets,
+        OutboxPlace {
+            store: consumer.store().clone(),
+            bucket: c.storage.results_bucket().to_owned(),
+            prefix: c.storage.results_prefix.clone(),
+        },
+        &consume::default_owner(),
+        shutdown.listener(),
+    )
+    .map_err(|e| (2, e))?;
+    events.start_delivery(&shutdown.listener());
+    consumer.set_events(events.clone());
+    if let Some(s) = &supervisor {
+        let s = s.clone();
+        tokio::spawn(events::station::watch(
+            events.clone(),
+            move || s.statuses(),
+            STATION_WATCH,
+            shutdown.listener(),
+        ));
+    }
     let consumer = c.processing.enabled.then_some(consumer);
     if let (Some(supervisor), Some(consumer)) = (&supervisor, &consumer) {
         let c = consumer.clone();
@@ -310,7 +345,6 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         let sup = supervisor.clone();
         consumer.on_marker(Box::new(move |s| sup.note_progress(s)));
     }
-    let shutdown = Shutdown::new();
     // orders_file: reloaded when it changes and on SIGHUP.
     let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
@@ -335,6 +369,8 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         consumer: consumer.clone(),
         metrics,
         expected: Some(expected),
+        auth: l.auth,
+        events: Some(events),
     });
     tracing::info!(
         stations = c.stations.len(),
@@ -367,6 +403,9 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
     tracing::info!("orchestrator stopped");
     Ok(())
 }
+
+/// How often station states are looked at for `station.state` events.
+const STATION_WATCH: Duration = Duration::from_millis(500);
 
 /// `storage.embedded_root`: an S3 server (s3s-fs, real SigV4 checks) inside this process,
 /// checking requests against the same AWS credentials the pipelines and we sign with.

@@ -34,3 +34,125 @@ pub async fn put_frames(
     }
     Ok(entries)
 }
+
+/// A real S3 server (oa_s3server, SigV4) on 127.0.0.1 over a scratch folder, and a store
+/// client signed with the same credentials; the folder goes when it is dropped.
+pub struct Scratch {
+    pub dir: std::path::PathBuf,
+    pub server: oa_s3server::S3Server,
+    pub store: Store,
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Scratch {
+    /// Sets the AWS credentials of the process (once: tests of one binary share them) and
+    /// serves `buckets`.
+    pub async fn start(tag: &str, access: &str, secret: &str, buckets: &[&str]) -> Scratch {
+        static CREDS: std::sync::Once = std::sync::Once::new();
+        CREDS.call_once(|| {
+            // SAFETY: before any test of this binary reads the environment on another
+            // thread through the AWS SDK (they all start here).
+            unsafe {
+                std::env::set_var("AWS_ACCESS_KEY_ID", access);
+                std::env::set_var("AWS_SECRET_ACCESS_KEY", secret);
+                std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
+            }
+        });
+        let dir = std::env::temp_dir().join(format!(
+            "oa-{tag}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        std::fs::create_dir_all(&dir).expect("scratch folder");
+        let server = oa_s3server::S3Server::start(oa_s3server::Options {
+            buckets: buckets.iter().map(|b| b.to_string()).collect(),
+            ..oa_s3server::Options::new(dir.join("s3"), access, secret)
+        })
+        .await
+        .expect("S3 server on 127.0.0.1");
+        let store = Store::connect(Some(&server.endpoint()), "us-east-1", true).await;
+        Scratch { dir, server, store }
+    }
+
+    /// A 320x240 JPEG of `videotestsrc pattern=N`, made by gst-launch-1.0 once per folder.
+    pub fn jpeg(&self, pattern: u32) -> Vec<u8> {
+        let out = self.dir.join(format!("pattern-{pattern}.jpg"));
+        if let Ok(b) = std::fs::read(&out) {
+            return b;
+        }
+        let status = std::process::Command::new("gst-launch-1.0")
+            .args([
+                "-q",
+                "videotestsrc",
+                "num-buffers=1",
+                &format!("pattern={pattern}"),
+                "!",
+                "video/x-raw,width=320,height=240",
+                "!",
+                "jpegenc",
+                "!",
+                "filesink",
+            ])
+            .arg(format!("location={}", out.display()))
+            .status()
+            .expect("gst-launch-1.0 runs (scripts/setup.sh installs it)");
+        assert!(status.success(), "gst-launch-1.0 made no JPEG");
+        std::fs::read(out).expect("the JPEG gst-launch-1.0 wrote")
+    }
+
+    /// Stores one frame and then the marker of `order` at `station`.
+    pub async fn put_order(&self, bucket: &str, station: &str, order: &str) {
+        let entries = put_frames(&self.store, bucket, station, order, 0, 1, &[self.jpeg(18)])
+            .await
+            .expect("frames stored");
+        let m = oa_contract::Manifest::new(
+            station,
+            order,
+            oa_contract::CompletionReason::NextOrder,
+            entries,
+            "test-1",
+        );
+        self.store
+            .put_marker(bucket, "", &m)
+            .await
+            .expect("marker stored");
+    }
+}
+
+/// Consumer settings for tests: fast polling, claims on, no orphan recovery, results in
+/// `bucket` under `results_prefix`.
+pub fn consumer_settings(
+    stations: &[&str],
+    bucket: &str,
+    results_prefix: &str,
+) -> crate::consume::Settings {
+    use std::time::Duration;
+    crate::consume::Settings {
+        stations: stations.iter().map(|s| s.to_string()).collect(),
+        layout: crate::store::Layout {
+            bucket: bucket.into(),
+            prefix: String::new(),
+            results_bucket: bucket.into(),
+            results_prefix: results_prefix.into(),
+        },
+        poll_interval: Duration::from_millis(50),
+        max_concurrent_orders: 2,
+        frames_per_order: 1,
+        claim: true,
+        claim_ttl: Duration::from_secs(600),
+        list_page_size: 100,
+        owner: "test-host".into(),
+        recognition_retry: Duration::from_secs(5),
+        orphan_after: None,
+        retry_delay: Duration::from_millis(200),
+        expected_wait: Duration::ZERO,
+    }
+}

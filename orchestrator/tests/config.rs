@@ -390,3 +390,139 @@ fn embedded_s3_defaults_and_checks_its_endpoint() {
     .to_string();
     assert!(e.starts_with("storage.endpoint"), "{e}");
 }
+
+/// `Tokens::load` for `s` at /etc/oa/orchestrator.toml, with `env` as the environment.
+fn tokens(
+    s: &str,
+    env: &[(&str, &str)],
+) -> Result<Option<std::sync::Arc<orchestrator::http::auth::Tokens>>, String> {
+    let c = load(s)?;
+    orchestrator::http::auth::Tokens::load(&c.http, Path::new("/etc/oa/orchestrator.toml"), |k| {
+        env.iter()
+            .find(|(name, _)| *name == k)
+            .map(|(_, v)| v.to_string())
+    })
+    .map_err(|e| e.to_string())
+}
+
+#[test]
+fn http_token_keys_default_and_tokens_never_come_from_the_config_file() {
+    let c = load(MINIMAL).unwrap();
+    assert_eq!(c.http.tokens_file, None);
+    assert!(!c.http.allow_anonymous);
+    // Only a path to them: a token in the file itself is an unknown key.
+    let e = err(&format!(
+        "{MINIMAL}[http]\ntokens = [\"0123456789abcdef\"]\n"
+    ));
+    assert!(e.contains("unknown field") && e.contains("tokens"), "{e}");
+    let c = load(&format!(
+        "{MINIMAL}[http]\nbind = \"0.0.0.0:8080\"\ntokens_file = \"api-tokens\"\nallow_anonymous = true\n"
+    ))
+    .unwrap();
+    assert_eq!(
+        c.http.tokens_file_in(Path::new("/etc/oa")).as_deref(),
+        Some(Path::new("/etc/oa/api-tokens")),
+        "relative to the configuration's folder"
+    );
+    assert!(c.http.allow_anonymous);
+}
+
+#[test]
+fn beyond_loopback_an_api_without_tokens_is_refused_naming_http_bind() {
+    let open = |bind: &str, extra: &str| format!("{MINIMAL}[http]\nbind = \"{bind}\"\n{extra}");
+    for bind in ["0.0.0.0:8080", "192.168.1.10:8080", "[::]:8080"] {
+        let e = tokens(&open(bind, ""), &[]).unwrap_err();
+        assert!(e.starts_with("http.bind: "), "{e}");
+        assert!(
+            e.contains("no API tokens") && e.contains("allow_anonymous"),
+            "{e}"
+        );
+        assert!(!e.contains('\n'), "one line: {e}");
+        // Explicitly open.
+        assert!(
+            tokens(&open(bind, "allow_anonymous = true\n"), &[])
+                .unwrap()
+                .is_none()
+        );
+        // With tokens.
+        let t = tokens(
+            &open(bind, ""),
+            &[("OA_API_READ_TOKENS", "read-token-0123456789")],
+        )
+        .unwrap()
+        .expect("tokens");
+        assert_eq!(t.len(), 1);
+    }
+    // On loopback, no tokens keeps the API open as before.
+    for bind in ["127.0.0.1:8080", "[::1]:8080", "[::ffff:127.0.0.1]:8080"] {
+        assert!(tokens(&open(bind, ""), &[]).unwrap().is_none(), "{bind}");
+    }
+    assert!(tokens(MINIMAL, &[]).unwrap().is_none());
+    // Tokens are asked for on loopback too once configured.
+    assert!(
+        tokens(
+            MINIMAL,
+            &[("OA_API_WRITE_TOKENS", "write-token-0123456789")]
+        )
+        .unwrap()
+        .is_some()
+    );
+    // A short token is a configuration error, whatever the bind.
+    let e = tokens(MINIMAL, &[("OA_API_WRITE_TOKENS", "short")]).unwrap_err();
+    assert!(e.starts_with("OA_API_WRITE_TOKENS: token 1: "), "{e}");
+    assert!(e.contains("guessed"), "{e}");
+}
+
+#[test]
+fn tokens_file_is_read_relative_to_the_config_and_errors_name_its_line() {
+    use orchestrator::http::auth::{Scope, Tokens};
+    let dir = std::env::temp_dir().join(format!("oa-config-tokens-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("orchestrator.toml");
+    std::fs::write(
+        &config,
+        format!("{MINIMAL}[http]\nbind = \"0.0.0.0:8080\"\ntokens_file = \"api-tokens\"\n"),
+    )
+    .unwrap();
+    let c = Config::load(&config).unwrap();
+    let env = |_: &str| None;
+    let e = Tokens::load(&c.http, &config, env).unwrap_err().to_string();
+    assert!(e.starts_with("http.tokens_file: "), "{e}");
+    assert!(
+        e.contains(&dir.join("api-tokens").display().to_string()),
+        "{e}"
+    );
+
+    let file = dir.join("api-tokens");
+    std::fs::write(
+        &file,
+        "# the till\nwrite write-token-0123456789\n\nread read-token-0123456789\n",
+    )
+    .unwrap();
+    let t = Tokens::load(&c.http, &config, env).unwrap().unwrap();
+    assert_eq!(t.scope_of("write-token-0123456789"), Some(Scope::Write));
+    assert_eq!(t.scope_of("read-token-0123456789"), Some(Scope::Read));
+    // The environment's are added to the file's.
+    let t = Tokens::load(&c.http, &config, |k| {
+        (k == "OA_API_READ_TOKENS").then(|| "read-token-from-the-env".to_owned())
+    })
+    .unwrap()
+    .unwrap();
+    assert_eq!(t.len(), 3);
+
+    std::fs::write(&file, "read read-token-0123456789\nread-token-0123456789\n").unwrap();
+    let e = Tokens::load(&c.http, &config, env).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        format!(
+            "http.tokens_file: {} line 2: expected `read <token>` or `write <token>`",
+            file.display()
+        )
+    );
+    // A file without tokens would silently open the API on loopback: refused.
+    std::fs::write(&file, "# nobody yet\n").unwrap();
+    let e = Tokens::load(&c.http, &config, env).unwrap_err().to_string();
+    assert!(e.contains("holds no tokens"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -134,6 +134,8 @@ impl Env {
                 consumer,
                 metrics: Arc::new(Metrics::new()),
                 expected: Some(expected),
+                auth: None,
+                events: None,
             }),
             self.shutdown.listener(),
         ));

@@ -203,6 +203,8 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             consumer: Some(consumer.clone()),
             metrics,
             expected: None,
+            auth: None,
+            events: None,
         }),
         rx.into(),
     ));

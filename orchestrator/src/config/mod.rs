@@ -11,6 +11,7 @@
 //! `recognition.endpoint`) are moved to their backend's table (`recognition.openai.endpoint`)
 //! with a warning in [`Config::warnings`].
 
+mod events;
 mod legacy;
 mod recognition;
 mod runtime;
@@ -22,6 +23,7 @@ use serde::Deserialize;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use events::{EventsConfig, MqttConfig, WebhookConfig};
 pub use recognition::{
     Backend, DEFAULT_LABELS_DET_MAX_SIDE, DEFAULT_LABELS_THREADS, LabelsConfig, OpenAiConfig,
     RecognitionConfig,
@@ -49,6 +51,8 @@ pub struct Config {
     pub processing: ProcessingConfig,
     /// The optional object detector for frame selection.
     pub selection: SelectionConfig,
+    /// Webhooks and MQTT.
+    pub events: EventsConfig,
     /// Deprecated forms found while loading, each naming its replacement.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -148,6 +152,7 @@ impl Config {
         self.supervision.validate(&resolve)?;
         self.processing.validate()?;
         self.selection.validate(&resolve)?;
+        self.events.validate()?;
         if !self.supervision.enabled && !self.processing.enabled {
             return Err(ConfigError::new(
                 "processing.enabled",

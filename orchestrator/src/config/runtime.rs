@@ -3,7 +3,7 @@
 use super::{ConfigError, DEFAULT_PIPELINES_DIR, Resolver, positive};
 use serde::Deserialize;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -11,13 +11,49 @@ pub struct HttpConfig {
     /// `address:port` of the API, health and metrics.
     #[serde(deserialize_with = "socket_addr")]
     pub bind: SocketAddr,
+    /// A file of API tokens, `read <token>` or `write <token>` per line (see
+    /// `http::auth`); relative to the configuration file's folder. The tokens themselves
+    /// never go in the configuration file.
+    pub tokens_file: Option<PathBuf>,
+    /// Serve the API without tokens on an address beyond loopback (refused otherwise).
+    pub allow_anonymous: bool,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tokens_file: None,
+            allow_anonymous: false,
         }
+    }
+}
+
+impl HttpConfig {
+    /// `tokens_file`, resolved against `config_dir`; `None` when not set (or empty).
+    pub fn tokens_file_in(&self, config_dir: &Path) -> Option<PathBuf> {
+        self.tokens_file
+            .as_deref()
+            .filter(|p| !p.as_os_str().is_empty())
+            .map(|p| Resolver(config_dir).path(p))
+    }
+
+    /// The bind rule: beyond loopback, an API without tokens is refused unless
+    /// `allow_anonymous`; on loopback it stays open.
+    pub fn check_access(&self, have_tokens: bool) -> Result<(), ConfigError> {
+        if have_tokens || self.allow_anonymous || self.bind.ip().to_canonical().is_loopback() {
+            return Ok(());
+        }
+        Err(ConfigError::new(
+            "http.bind",
+            format!(
+                "{} is not a loopback address and no API tokens are configured: anyone who \
+                 can reach it could read the orders and their photos; set \
+                 OA_API_READ_TOKENS / OA_API_WRITE_TOKENS or http.tokens_file, or \
+                 http.allow_anonymous = true to serve it without tokens anyway",
+                self.bind
+            ),
+        ))
     }
 }
 

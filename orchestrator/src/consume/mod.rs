@@ -225,6 +225,8 @@ pub struct Consumer {
     limit: Arc<Semaphore>,
     hints: Mutex<Option<mpsc::UnboundedSender<OrderKey>>>,
     progress: Mutex<Option<MarkerCallback>>,
+    /// Where final results are announced.
+    events: Mutex<Option<Arc<crate::events::Events>>>,
     processed: std::sync::atomic::AtomicU64,
     /// Outcome of the latest marker listing: `Err` holds why the store could not be read.
     storage: Mutex<Option<Result<(), String>>>,
@@ -279,6 +281,7 @@ impl Consumer {
             cursors: Mutex::new(HashMap::new()),
             hints: Mutex::new(None),
             progress: Mutex::new(None),
+            events: Mutex::new(None),
             processed: std::sync::atomic::AtomicU64::new(0),
             storage: Mutex::new(None),
         });
@@ -357,6 +360,11 @@ impl Consumer {
     }
 
     /// A marker was announced (e.g. by the pipeline's `order-stored` bus message).
+    /// Announces every final result from now on (`order.completed`, `order.mismatch`).
+    pub fn set_events(&self, events: Arc<crate::events::Events>) {
+        *self.events.lock().unwrap() = Some(events);
+    }
+
     pub fn hint(&self, station: &str, order: &str) {
         if let Some(tx) = self.hints.lock().unwrap().as_ref() {
             let _ = tx.send((station.to_owned(), order.to_owned()));
@@ -822,6 +830,13 @@ impl Consumer {
         timings.total = ms(start.duration_since(first_discovered) + start.elapsed());
         result.timings_ms = timings;
         let body = serde_json::to_vec_pretty(&result).expect("result serialises");
+        // Its outbox objects before the result: a crash in between leaves the event to be
+        // delivered, under the ID the order's retry announces again.
+        let events = self.events.lock().unwrap().clone();
+        let staged = match &events {
+            Some(e) => Some(e.stage(crate::events::order_event(&result)).await?),
+            None => None,
+        };
         if revision == 1 && !result_unreadable {
             // Fenced: a replica whose claim was taken over while it worked must not
             // overwrite the result of the one that took it over.
@@ -882,6 +897,10 @@ impl Consumer {
             .lock()
             .unwrap()
             .insert((station.clone(), order.clone()), result);
+        // After the result is readable through the API too.
+        if let (Some(events), Some(staged)) = (&events, staged) {
+            events.publish(staged);
+        }
         Ok(Processed::Done { marker_ms })
     }
 

@@ -7,18 +7,24 @@
 //!   `GET /api/orders/{station}/{order}`, one result;
 //!   `GET /api/orders/{station}/{order}/frames/{n}`, its n-th selected frame (JPEG);
 //! * `metrics`: `GET /metrics`, Prometheus text format;
+//! * `events`: `GET /api/events`, Server-Sent Events (order results, station changes),
+//!   resumable with `Last-Event-ID`;
+//! * `stats`: `GET /api/stats?since=`, per-station counts and mismatch rates;
 //! * `expected`: `PUT`/`GET`/`DELETE /api/expected-orders/{order}`, `GET` and `POST
 //!   /api/expected-orders`: the expected items of orders, from the till (1 MiB bodies).
 //!
 //! Errors are JSON (`{"error": ...}`, see [`ApiError`]): 404 for other paths, 405 for
 //! other methods.
 
+pub mod auth;
 mod error;
+mod events;
 mod expected;
 mod health;
 mod metrics;
 mod orders;
 mod stations;
+mod stats;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,6 +55,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `/api/expected-orders`; `None`: not served (404).
     pub expected: Option<Arc<crate::expected::ExpectedOrders>>,
+    /// The API's bearer tokens ([`auth`]); `None`: open, no token asked.
+    pub auth: Option<Arc<auth::Tokens>>,
+    /// `/api/events`; `None`: 404.
+    pub events: Option<Arc<crate::events::Events>>,
 }
 
 impl AppState {
@@ -76,6 +86,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(stations::router())
         .merge(orders::router())
         .merge(metrics::router())
+        .merge(events::router())
+        .merge(stats::router())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(
@@ -91,6 +103,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         // Merged after the layers: it reads bodies, and brings its own (larger) limit.
         .merge(expected::router())
+        // Last, so that it covers every route (`expected` too) and runs before the others.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require,
+        ))
         .with_state(state)
 }
 
@@ -156,6 +173,8 @@ mod tests {
             consumer: None,
             metrics: Arc::new(Metrics::new()),
             expected: None,
+            auth: None,
+            events: None,
         }));
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(n) = length {
