@@ -92,9 +92,9 @@ if [ ! -s "models/$DET_MODEL" ] || [ ! -s "models/$REC_MODEL" ]; then
 fi
 ls -l models/
 
-step "Python checkers the tests call (jsonschema: docs/events.schema.json)"
-if ! python3 -c "import jsonschema" 2>/dev/null; then
-    python3 -m pip install --quiet "jsonschema==4.26.0"
+step "Python checkers the tests call (jsonschema: docs/events.schema.json; openapi-spec-validator: /api/openapi.json)"
+if ! python3 -c "import jsonschema, openapi_spec_validator" 2>/dev/null; then
+    python3 -m pip install --quiet "jsonschema==4.26.0" "openapi-spec-validator==0.9.0"
 fi
 python3 -c "import jsonschema; print('jsonschema', jsonschema.__version__)" 2>/dev/null \
     || python3 -m pip show jsonschema | head -2

@@ -49,7 +49,7 @@ pub const ORDERS_FILE_CHECK: Duration = Duration::from_secs(5);
 const KNOWN_IN_ERROR: usize = 20;
 
 /// One order's expected items, as stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ExpectedOrder {
     pub order_id: String,
     pub items: Vec<Item>,

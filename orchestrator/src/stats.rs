@@ -6,7 +6,7 @@ use serde::Serialize;
 
 use crate::result::{OrderResult, OrderStatus};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Counts {
     /// Final results (every status below but `awaiting`).
     pub orders: u64,
@@ -43,14 +43,14 @@ impl Counts {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StationCounts {
     pub station_id: String,
     #[serde(flatten)]
     pub counts: Counts,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Stats {
     /// The start of the window in Unix ms; `null`: every result this process knows.
     pub since_unix_ms: Option<u64>,

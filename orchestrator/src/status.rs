@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum State {
     Starting,
@@ -29,7 +29,7 @@ impl State {
 }
 
 /// What the API and the metrics show about a station.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct StationStatus {
     pub station_id: String,
     pub state: State,
@@ -71,7 +71,7 @@ impl StationStatus {
 }
 
 /// Frame counters of a station's `minioframesink`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FrameCounts {
     pub received: u64,
     pub stored: u64,

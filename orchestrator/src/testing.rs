@@ -1,7 +1,11 @@
 //! Fixtures shared by the orchestrator's tests and benchmarks; not part of its API.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use oa_contract::{FrameEntry, frame_key};
 
+use crate::recognize::{Frame, RecognizeError, Recognizer};
+use crate::result::Item;
 use crate::store::{Store, StoreError};
 
 /// Capture time of frame 0 in the fixtures (Unix ms).
@@ -35,6 +39,21 @@ pub async fn put_frames(
     Ok(entries)
 }
 
+/// Makes a fresh folder `oa-{tag}-{pid}-{ns}` in the temporary folder and returns it; the
+/// caller removes it.
+pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "oa-{tag}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).expect("scratch folder");
+    dir
+}
+
 /// A real S3 server (oa_s3server, SigV4) on 127.0.0.1 over a scratch folder, and a store
 /// client signed with the same credentials; the folder goes when it is dropped.
 pub struct Scratch {
@@ -63,15 +82,7 @@ impl Scratch {
                 std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
             }
         });
-        let dir = std::env::temp_dir().join(format!(
-            "oa-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        std::fs::create_dir_all(&dir).expect("scratch folder");
+        let dir = scratch_dir(tag);
         let server = oa_s3server::S3Server::start(oa_s3server::Options {
             buckets: buckets.iter().map(|b| b.to_string()).collect(),
             ..oa_s3server::Options::new(dir.join("s3"), access, secret)
@@ -154,5 +165,56 @@ pub fn consumer_settings(
         orphan_after: None,
         retry_delay: Duration::from_millis(200),
         expected_wait: Duration::ZERO,
+    }
+}
+
+/// A recogniser test double: sees the same items in every order (whose frames must not
+/// be empty) and counts its calls; with [`RecognizerDouble::failing_first`], it is a VLM
+/// server that is down: its first calls fail as a connection error does (a failure that
+/// may pass).
+pub struct RecognizerDouble {
+    items: Vec<Item>,
+    failures: usize,
+    calls: AtomicUsize,
+}
+
+impl RecognizerDouble {
+    /// Sees `items` (name, quantity) in every order.
+    pub fn sees(items: &[(&str, u32)]) -> RecognizerDouble {
+        RecognizerDouble {
+            items: items
+                .iter()
+                .map(|(name, quantity)| Item {
+                    name: (*name).into(),
+                    quantity: *quantity,
+                })
+                .collect(),
+            failures: 0,
+            calls: AtomicUsize::new(0),
+        }
+    }
+
+    /// Its first `failures` calls fail as a refused connection does.
+    pub fn failing_first(self, failures: usize) -> RecognizerDouble {
+        RecognizerDouble { failures, ..self }
+    }
+
+    /// How many times it was called, failed calls included.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Recognizer for RecognizerDouble {
+    fn name(&self) -> &str {
+        "test-double"
+    }
+    async fn recognize(&self, frames: &[Frame]) -> Result<Vec<Item>, RecognizeError> {
+        assert!(!frames.is_empty(), "recognition of no frames");
+        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
+            return Err(RecognizeError::transient("connection refused"));
+        }
+        Ok(self.items.clone())
     }
 }

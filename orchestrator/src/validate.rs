@@ -27,7 +27,7 @@ use crate::result::{Item, OrderStatus, QuantityMismatch};
 pub const VALIDATION_EDIT_DISTANCE: usize = 2;
 
 /// The validation part of a result; [`crate::result::OrderResult`] stores it inline.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Validation {
     pub status: OrderStatus,
     pub expected: Vec<Item>,

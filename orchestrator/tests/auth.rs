@@ -5,18 +5,14 @@
 
 use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
-use std::sync::{Arc, Once};
-use std::time::SystemTime;
+use std::sync::Arc;
 
-use oa_s3server::{Options, S3Server};
 use orchestrator::expected::ExpectedOrders;
 use orchestrator::http::auth::Tokens;
 use orchestrator::http::{self, AppState};
-use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
 use orchestrator::shutdown::Shutdown;
-use orchestrator::store::Store;
+use orchestrator::testing::Scratch;
 
 const ACCESS: &str = "auth-access";
 const SECRET: &str = "auth-secret-0123456789";
@@ -27,66 +23,39 @@ const ITEMS: &str = r#"{"items":[{"name":"banana","quantity":2}]}"#;
 
 struct Served {
     addr: SocketAddr,
-    dir: PathBuf,
-    _server: S3Server,
+    _scratch: Scratch,
     shutdown: Shutdown,
 }
 
 impl Drop for Served {
     fn drop(&mut self) {
         self.shutdown.trigger();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 /// The API on 127.0.0.1:0 with expected orders (order `f1` in the orders file, 3 bananas)
 /// and `auth`.
 async fn serve(tag: &str, auth: Option<Arc<Tokens>>) -> Served {
-    static CREDS: Once = Once::new();
-    CREDS.call_once(|| unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    });
-    let dir = std::env::temp_dir().join(format!(
-        "oa-auth-{tag}-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let server = S3Server::start(Options {
-        buckets: vec![BUCKET.into()],
-        ..Options::new(dir.join("s3"), ACCESS, SECRET)
-    })
-    .await
-    .unwrap();
-    let store = Store::connect(Some(&server.endpoint()), "us-east-1", true).await;
+    let scratch = Scratch::start(&format!("auth-{tag}"), ACCESS, SECRET, &[BUCKET]).await;
     let inventory =
         Arc::new(Inventory::from_json(r#"{"items":[{"id":"1","name":"banana"}]}"#).unwrap());
     let base = Orders::from_json(r#"{"f1":[{"name":"banana","quantity":3}]}"#).unwrap();
-    let expected = ExpectedOrders::new(store, BUCKET, "", inventory, base);
+    let expected = ExpectedOrders::new(scratch.store.clone(), BUCKET, "", inventory, base);
     let listener = http::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = Shutdown::new();
     tokio::spawn(http::serve(
         listener,
         Arc::new(AppState {
-            supervisor: None,
-            consumer: None,
-            metrics: Arc::new(Metrics::new()),
             expected: Some(expected),
             auth,
-            events: None,
+            ..AppState::empty()
         }),
         shutdown.listener(),
     ));
     Served {
         addr,
-        dir,
-        _server: server,
+        _scratch: scratch,
         shutdown,
     }
 }

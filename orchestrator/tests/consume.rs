@@ -2,129 +2,37 @@
 //! across a restart and between two consumers, and per-order errors for missing or corrupt
 //! frames while the next orders still flow. Recognition is a test double.
 
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use oa_contract::{CompletionReason, FrameEntry, Manifest, frame_key};
-use oa_s3server::{Options, S3Server};
 use orchestrator::consume::{Consumer, ConsumerDeps, Settings};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
-use orchestrator::recognize::{Frame, RecognizeError, Recognizer};
-use orchestrator::result::{Item, OrderResult, OrderStatus};
-use orchestrator::store::{Layout, Store};
-use orchestrator::testing::put_frames;
+use orchestrator::recognize::Recognizer;
+use orchestrator::result::{OrderResult, OrderStatus};
+use orchestrator::testing::{RecognizerDouble, Scratch, consumer_settings, put_frames};
 use tokio::sync::watch;
 
 const ACCESS: &str = "consume-access";
 const SECRET: &str = "consume-secret-0123456789";
 const BUCKET: &str = "frames";
 
-/// Test double of a recogniser: sees an apple in every order and counts its calls; with
-/// `failures`, it is a VLM server that is down: its first `failures` calls fail as a
-/// connection error does (a failure that may pass).
-struct RecognizerDouble {
-    failures: usize,
-    calls: AtomicUsize,
-}
-
-impl RecognizerDouble {
-    /// How many times it was called.
-    fn count(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
-
-#[async_trait::async_trait]
-impl Recognizer for RecognizerDouble {
-    fn name(&self) -> &str {
-        "test-double"
-    }
-    async fn recognize(&self, frames: &[Frame]) -> Result<Vec<Item>, RecognizeError> {
-        assert!(!frames.is_empty());
-        if self.calls.fetch_add(1, Ordering::SeqCst) < self.failures {
-            return Err(RecognizeError::transient("connection refused"));
-        }
-        Ok(vec![Item {
-            name: "apple".into(),
-            quantity: 1,
-        }])
-    }
-}
-
 struct Env {
-    dir: PathBuf,
-    server: S3Server,
-    store: Store,
+    scratch: Scratch,
     jpegs: Vec<Vec<u8>>,
 }
 
-impl Drop for Env {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn jpeg(pattern: u32, dir: &std::path::Path) -> Vec<u8> {
-    let out = dir.join(format!("p{pattern}.jpg"));
-    let status = std::process::Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "videotestsrc",
-            "num-buffers=1",
-            &format!("pattern={pattern}"),
-            "!",
-            "video/x-raw,width=320,height=240",
-            "!",
-            "jpegenc",
-            "!",
-            "filesink",
-        ])
-        .arg(format!("location={}", out.display()))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::read(out).unwrap()
-}
-
 async fn env(tag: &str) -> Env {
-    static CREDS: Once = Once::new();
-    CREDS.call_once(|| unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    });
-    let dir = std::env::temp_dir().join(format!(
-        "oa-consume-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let server = S3Server::start(Options {
-        buckets: vec![BUCKET.into()],
-        ..Options::new(dir.join("s3"), ACCESS, SECRET)
-    })
-    .await
-    .unwrap();
-    let store = Store::connect(Some(&server.endpoint()), "us-east-1", true).await;
-    let jpegs = [0, 1, 18].iter().map(|p| jpeg(*p, &dir)).collect();
-    Env {
-        dir,
-        server,
-        store,
-        jpegs,
-    }
+    let scratch = Scratch::start(&format!("consume-{tag}"), ACCESS, SECRET, &[BUCKET]).await;
+    let jpegs = [0, 1, 18].iter().map(|p| scratch.jpeg(*p)).collect();
+    Env { scratch, jpegs }
 }
 
 impl Env {
     /// Stores `bodies` as frames 1 ms apart and then the marker of `order`.
     async fn put_order(&self, station: &str, order: &str, bodies: &[Vec<u8>]) {
-        let entries = put_frames(&self.store, BUCKET, station, order, 0, 1, bodies)
+        let entries = put_frames(&self.scratch.store, BUCKET, station, order, 0, 1, bodies)
             .await
             .unwrap();
         self.put_marker(station, order, entries).await;
@@ -139,9 +47,17 @@ impl Env {
         first_seq: u32,
         bodies: &[Vec<u8>],
     ) -> Vec<FrameEntry> {
-        put_frames(&self.store, BUCKET, station, order, first_seq, 1000, bodies)
-            .await
-            .unwrap()
+        put_frames(
+            &self.scratch.store,
+            BUCKET,
+            station,
+            order,
+            first_seq,
+            1000,
+            bodies,
+        )
+        .await
+        .unwrap()
     }
 
     async fn put_marker(&self, station: &str, order: &str, entries: Vec<FrameEntry>) {
@@ -152,11 +68,12 @@ impl Env {
             entries,
             "test-1",
         );
-        self.store.put_marker(BUCKET, "", &m).await.unwrap();
+        self.scratch.store.put_marker(BUCKET, "", &m).await.unwrap();
     }
 
     fn puts_of(&self, prefix: &str) -> Vec<String> {
-        self.server
+        self.scratch
+            .server
             .put_log()
             .into_iter()
             .filter(|k| k.starts_with(prefix))
@@ -165,6 +82,7 @@ impl Env {
 
     fn result(&self, station: &str, order: &str) -> Option<OrderResult> {
         let body = self
+            .scratch
             .server
             .read_object(BUCKET, &format!("results/{station}/{order}.json"))
             .ok()?;
@@ -178,7 +96,8 @@ impl Env {
 
     /// Stores `body` at `key` as JSON.
     async fn put_json(&self, key: &str, body: impl Into<Vec<u8>>) {
-        self.store
+        self.scratch
+            .store
             .put(BUCKET, key, body.into(), "application/json")
             .await
             .unwrap();
@@ -217,26 +136,17 @@ impl Env {
         orphan_after: Option<Duration>,
     ) -> Arc<Consumer> {
         Consumer::new(ConsumerDeps {
-            store: self.store.clone(),
+            store: self.scratch.store.clone(),
             settings: Settings {
-                stations: vec!["station_1".into(), "station_2".into()],
-                layout: Layout {
-                    bucket: BUCKET.into(),
-                    prefix: String::new(),
-                    results_bucket: BUCKET.into(),
-                    results_prefix: String::new(),
-                },
-                poll_interval: Duration::from_millis(50),
                 max_concurrent_orders: 3,
                 frames_per_order: 2,
-                claim: true,
                 claim_ttl,
                 list_page_size: 7,
                 owner: owner.into(),
                 recognition_retry,
                 retry_delay: Duration::from_millis(100),
                 orphan_after,
-                expected_wait: Duration::ZERO,
+                ..consumer_settings(&["station_1", "station_2"], BUCKET, "")
             },
             recognizer,
             orders: Arc::new(
@@ -280,7 +190,7 @@ async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_stat
         3 + 2,
         "3 failed calls and 2 good ones, recorded per order"
     );
-    assert_eq!(flaky.count(), 5);
+    assert_eq!(flaky.calls(), 5);
 
     // Down for good: after the retry window, a final recognition-failed with its attempts.
     let (e, down) =
@@ -288,7 +198,7 @@ async fn failures_that_may_pass_are_retried_with_backoff_then_given_a_final_stat
     let res = e.result("station_1", "384").unwrap();
     assert_eq!(res.validation.status, OrderStatus::RecognitionFailed);
     assert!(res.recognition_attempts >= 2, "{res:?}");
-    assert_eq!(res.recognition_attempts as usize, down.count());
+    assert_eq!(res.recognition_attempts as usize, down.calls());
     assert!(res.error.unwrap().contains("connection refused"));
 }
 
@@ -308,10 +218,7 @@ async fn recognise_with_a_flaky_vlm(
     {
         e.put_order(station, order, &e.jpegs).await;
     }
-    let flaky = Arc::new(RecognizerDouble {
-        failures,
-        calls: AtomicUsize::new(0),
-    });
+    let flaky = Arc::new(RecognizerDouble::sees(&[("apple", 1)]).failing_first(failures));
     let c = e.consumer_with(
         "host-a",
         flaky.clone(),
@@ -335,14 +242,12 @@ async fn an_unreadable_result_does_not_count_as_done() {
     e.put_json("results/station_1/384.json", b"{not json").await;
     let rec = e.process(1).await;
     assert_eq!(e.status("station_1", "384"), OrderStatus::Validated);
-    assert_eq!(rec.count(), 1);
+    assert_eq!(rec.calls(), 1);
 }
 
+/// A recogniser that sees an apple in every order.
 fn double() -> Arc<RecognizerDouble> {
-    Arc::new(RecognizerDouble {
-        failures: 0,
-        calls: AtomicUsize::new(0),
-    })
+    Arc::new(RecognizerDouble::sees(&[("apple", 1)]))
 }
 
 /// Waits (20 s at most) until `c` has processed `n` orders.
@@ -424,7 +329,7 @@ async fn each_order_is_processed_once_across_a_restart() {
     .await;
     r2.stop().await;
     assert_eq!(c2.processed_count(), 0, "nothing processed twice");
-    assert_eq!(rec.count(), 4);
+    assert_eq!(rec.calls(), 4);
     let mut results = e.puts_of("results/");
     results.sort();
     assert_eq!(
@@ -478,7 +383,7 @@ async fn two_consumers_on_one_bucket_process_each_order_once() {
         a.processed_count() + b.processed_count(),
         orders.len() as u64
     );
-    assert_eq!(ra.count() + rb.count(), orders.len());
+    assert_eq!(ra.calls() + rb.calls(), orders.len());
     for o in &orders {
         assert_eq!(
             e.status("station_1", o),
@@ -534,7 +439,7 @@ async fn missing_or_corrupt_frames_give_a_per_order_error_and_the_next_orders_fl
     let ok = e.result("station_1", "3").unwrap();
     assert_eq!(ok.validation.status, OrderStatus::Validated);
     assert!(ok.error.is_none());
-    assert_eq!(rec.count(), 1, "only order 3 reached recognition");
+    assert_eq!(rec.calls(), 1, "only order 3 reached recognition");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -621,7 +526,7 @@ async fn a_stale_claim_of_a_dead_orchestrator_is_taken_over_once() {
         "exactly one second takeover"
     );
     assert_eq!(
-        ra.count() + rb.count(),
+        ra.calls() + rb.calls(),
         2,
         "only the stale orders were recognised"
     );
@@ -661,7 +566,7 @@ async fn a_marker_replaced_by_a_superset_is_processed_once_more() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     r.stop().await;
     assert_eq!(c.processed_count(), 2);
-    assert_eq!(rec.count(), 2);
+    assert_eq!(rec.calls(), 2);
     assert_eq!(e.puts_of("results/").len(), 2);
     let second = e.result(station, order).unwrap();
     assert_eq!(second.revision, 2);
@@ -702,7 +607,7 @@ async fn a_marker_replaced_by_a_superset_is_processed_once_more() {
     )
     .await;
     assert_eq!(b.processed_count() + cc.processed_count(), 1);
-    assert_eq!(rb.count() + rc.count(), 1);
+    assert_eq!(rb.calls() + rc.calls(), 1);
     assert_eq!(e.puts_of("results/").len(), 3);
     assert_eq!(e.puts_of("claims/station_1/384.rev3").len(), 1);
     let third = e.result(station, order).unwrap();
@@ -722,11 +627,11 @@ async fn the_store_is_checked_for_conditional_puts_and_the_probe_removed() {
     let left: Vec<String> = e
         .puts_of("claims/")
         .into_iter()
-        .filter(|k| e.server.read_object(BUCKET, k).is_ok())
+        .filter(|k| e.scratch.server.read_object(BUCKET, k).is_ok())
         .collect();
     assert!(left.is_empty(), "probe left behind: {left:?}");
     // A store that cannot be reached is an error to report, not a verdict.
-    e.server.stop().await;
+    e.scratch.server.stop().await;
     assert!(c.check_conditional_put().await.is_err());
 }
 
@@ -760,7 +665,11 @@ async fn an_order_left_without_a_marker_is_recovered_once_with_every_frame() {
         "one replica wrote it"
     );
     assert_eq!(e.puts_of("station_1/2/__EOS__").len(), 1);
-    let marker = e.server.read_object(BUCKET, "station_1/2/__EOS__").unwrap();
+    let marker = e
+        .scratch
+        .server
+        .read_object(BUCKET, "station_1/2/__EOS__")
+        .unwrap();
     let m = Manifest::from_json(&marker).unwrap();
     assert_eq!(m.reason, CompletionReason::Recovered);
     assert_eq!(m.frames, frames, "every stored frame, in capture order");
@@ -779,14 +688,11 @@ async fn a_claim_renewed_at_every_retry_is_not_taken_over() {
     let e = env("renew").await;
     e.put_order("station_1", "384", &e.jpegs).await;
     let ttl = Duration::from_millis(2500);
-    let flaky = Arc::new(RecognizerDouble {
-        failures: 5,
-        calls: AtomicUsize::new(0),
-    });
+    let flaky = Arc::new(RecognizerDouble::sees(&[("apple", 1)]).failing_first(5));
     let a = e.consumer_with("host-a", flaky.clone(), ttl, Duration::from_secs(60), None);
     let run_a = run(&a);
     wait_until(Duration::from_secs(10), "host-a's first attempt", || {
-        flaky.count() >= 1
+        flaky.calls() >= 1
     })
     .await;
     let healthy = double();
@@ -805,7 +711,7 @@ async fn a_claim_renewed_at_every_retry_is_not_taken_over() {
     run_a.stop().await;
     run_b.stop().await;
     assert_eq!(
-        healthy.count(),
+        healthy.calls(),
         0,
         "host-b took over a claim host-a renewed"
     );

@@ -1,7 +1,8 @@
 //! Events out, on real parts: a real S3 server (oa_s3server, SigV4) for results and the
 //! webhook outbox, a webhook receiver on 127.0.0.1 that is down and then up, the real
 //! axum router for Server-Sent Events, and Debian's mosquitto broker and mosquitto_sub.
-//! Recognition is a test double (it sees one apple and one banana in every bag).
+//! Recognition is a test double (`testing::RecognizerDouble`: one apple and one banana in
+//! every bag).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -22,10 +23,8 @@ use orchestrator::events::{Events, OutboxPlace};
 use orchestrator::http::{self, AppState};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
-use orchestrator::recognize::{Frame, RecognizeError, Recognizer};
-use orchestrator::result::Item;
 use orchestrator::shutdown::Shutdown;
-use orchestrator::testing::{Scratch, consumer_settings};
+use orchestrator::testing::{RecognizerDouble, Scratch, consumer_settings};
 use sha2::Sha256;
 
 const ACCESS: &str = "events-access";
@@ -34,24 +33,6 @@ const BUCKET: &str = "frames";
 const RESULTS_PREFIX: &str = "r/";
 const HOOK_SECRET: &[u8] = b"hook-secret-for-tests";
 const STATION: &str = "station_1";
-
-/// Test double: one apple and one banana in every bag.
-struct RecognizerDouble;
-
-#[async_trait::async_trait]
-impl Recognizer for RecognizerDouble {
-    fn name(&self) -> &str {
-        "test-double"
-    }
-    async fn recognize(&self, _frames: &[Frame]) -> Result<Vec<Item>, RecognizeError> {
-        Ok(["apple", "banana"]
-            .map(|n| Item {
-                name: n.into(),
-                quantity: 1,
-            })
-            .to_vec())
-    }
-}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -85,7 +66,7 @@ fn consumer(s: &Scratch) -> Arc<Consumer> {
     Consumer::new(ConsumerDeps {
         store: s.store.clone(),
         settings: consumer_settings(&[STATION], BUCKET, RESULTS_PREFIX),
-        recognizer: Arc::new(RecognizerDouble),
+        recognizer: Arc::new(RecognizerDouble::sees(&[("apple", 1), ("banana", 1)])),
         // 1 is what the bag holds, 2 is not (a banana too many), 3 is not known.
         orders: Arc::new(
             Orders::from_json(
@@ -422,12 +403,8 @@ async fn server_sent_events_resume_after_the_last_event_id_and_lose_nothing() {
     let server = tokio::spawn(http::serve(
         listener,
         Arc::new(AppState {
-            supervisor: None,
-            consumer: None,
-            metrics: Arc::new(Metrics::new()),
-            expected: None,
-            auth: None,
             events: Some(events.clone()),
+            ..AppState::empty()
         }),
         shutdown.listener(),
     ));

@@ -4,23 +4,18 @@
 //! without recognising it again, or `unknown-order` after the wait), and the orders file
 //! reloaded when it changes or on SIGHUP. Recognition is a test double.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Once};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use oa_contract::{CompletionReason, Manifest};
-use oa_s3server::{Options, S3Server};
 use orchestrator::consume::{Consumer, ConsumerDeps, Settings};
 use orchestrator::expected::{ExpectedOrders, ORDERS_FILE_CHECK, Source};
 use orchestrator::http::{self, AppState};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
-use orchestrator::recognize::{Frame, RecognizeError, Recognizer};
 use orchestrator::result::{Item, OrderResult, OrderStatus};
 use orchestrator::shutdown::{Hangups, Shutdown};
-use orchestrator::store::{Layout, Store};
-use orchestrator::testing::put_frames;
+use orchestrator::testing::{RecognizerDouble, Scratch, consumer_settings};
 use serde_json::{Value, json};
 
 const ACCESS: &str = "expected-access";
@@ -30,21 +25,8 @@ const BUCKET: &str = "frames";
 const RESULTS_PREFIX: &str = "r/";
 
 /// Sees one green apple and one banana in every order; counts its calls.
-#[derive(Default)]
-struct RecognizerDouble {
-    calls: AtomicUsize,
-}
-
-#[async_trait::async_trait]
-impl Recognizer for RecognizerDouble {
-    fn name(&self) -> &str {
-        "test-double"
-    }
-    async fn recognize(&self, frames: &[Frame]) -> Result<Vec<Item>, RecognizeError> {
-        assert!(!frames.is_empty());
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Ok(vec![item("apple", 1), item("banana", 1)])
-    }
+fn double() -> Arc<RecognizerDouble> {
+    Arc::new(RecognizerDouble::sees(&[("apple", 1), ("banana", 1)]))
 }
 
 fn item(name: &str, quantity: u32) -> Item {
@@ -64,46 +46,19 @@ fn inventory() -> Arc<Inventory> {
 }
 
 struct Env {
-    dir: PathBuf,
-    server: S3Server,
-    store: Store,
+    scratch: Scratch,
     shutdown: Shutdown,
 }
 
 impl Drop for Env {
     fn drop(&mut self) {
         self.shutdown.trigger();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 async fn env(tag: &str) -> Env {
-    static CREDS: Once = Once::new();
-    CREDS.call_once(|| unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    });
-    let dir = std::env::temp_dir().join(format!(
-        "oa-expected-{tag}-{}-{}",
-        std::process::id(),
-        SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let server = S3Server::start(Options {
-        buckets: vec![BUCKET.into()],
-        ..Options::new(dir.join("s3"), ACCESS, SECRET)
-    })
-    .await
-    .unwrap();
-    let store = Store::connect(Some(&server.endpoint()), "us-east-1", true).await;
     Env {
-        dir,
-        server,
-        store,
+        scratch: Scratch::start(&format!("expected-{tag}"), ACCESS, SECRET, &[BUCKET]).await,
         shutdown: Shutdown::new(),
     }
 }
@@ -111,7 +66,7 @@ async fn env(tag: &str) -> Env {
 impl Env {
     fn service(&self, base: Orders) -> Arc<ExpectedOrders> {
         ExpectedOrders::new(
-            self.store.clone(),
+            self.scratch.store.clone(),
             BUCKET,
             RESULTS_PREFIX,
             inventory(),
@@ -150,26 +105,11 @@ impl Env {
         retry_delay: Duration,
     ) -> Arc<Consumer> {
         Consumer::new(ConsumerDeps {
-            store: self.store.clone(),
+            store: self.scratch.store.clone(),
             settings: Settings {
-                stations: vec!["station_1".into()],
-                layout: Layout {
-                    bucket: BUCKET.into(),
-                    prefix: String::new(),
-                    results_bucket: BUCKET.into(),
-                    results_prefix: RESULTS_PREFIX.into(),
-                },
-                poll_interval: Duration::from_millis(50),
-                max_concurrent_orders: 2,
-                frames_per_order: 1,
-                claim: true,
-                claim_ttl: Duration::from_secs(600),
-                list_page_size: 100,
-                owner: "host-a".into(),
-                recognition_retry: Duration::from_secs(5),
-                orphan_after: None,
                 retry_delay,
                 expected_wait,
+                ..consumer_settings(&["station_1"], BUCKET, RESULTS_PREFIX)
             },
             recognizer,
             orders: Arc::new(Orders::default()),
@@ -182,22 +122,12 @@ impl Env {
 
     /// Stores one frame and the marker of `order` at station_1.
     async fn put_order(&self, order: &str) {
-        let jpeg = jpeg(&self.dir);
-        let entries = put_frames(&self.store, BUCKET, "station_1", order, 0, 1, &[jpeg])
-            .await
-            .unwrap();
-        let m = Manifest::new(
-            "station_1",
-            order,
-            CompletionReason::NextOrder,
-            entries,
-            "test-1",
-        );
-        self.store.put_marker(BUCKET, "", &m).await.unwrap();
+        self.scratch.put_order(BUCKET, "station_1", order).await;
     }
 
     fn stored_result(&self, order: &str) -> Option<OrderResult> {
         let body = self
+            .scratch
             .server
             .read_object(
                 BUCKET,
@@ -206,31 +136,6 @@ impl Env {
             .ok()?;
         Some(serde_json::from_slice(&body).unwrap())
     }
-}
-
-fn jpeg(dir: &Path) -> Vec<u8> {
-    let out = dir.join("frame.jpg");
-    if let Ok(b) = std::fs::read(&out) {
-        return b;
-    }
-    let status = std::process::Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "videotestsrc",
-            "num-buffers=1",
-            "pattern=18",
-            "!",
-            "video/x-raw,width=320,height=240",
-            "!",
-            "jpegenc",
-            "!",
-            "filesink",
-        ])
-        .arg(format!("location={}", out.display()))
-        .status()
-        .unwrap();
-    assert!(status.success());
-    std::fs::read(out).unwrap()
 }
 
 /// One request; status and body as JSON (`Value::Null` for an empty body).
@@ -295,7 +200,8 @@ async fn expected_orders_round_trip_through_the_api_and_the_bucket() {
     assert!(created["updated_unix_ms"].as_i64().unwrap() > 1_700_000_000_000);
     // Stored where the contract says, with the body the API answered.
     let stored: Value = serde_json::from_slice(
-        &e.server
+        &e.scratch
+            .server
             .read_object(BUCKET, "r/expected/384.json")
             .expect("stored at {results_prefix}expected/{order_id}.json"),
     )
@@ -386,7 +292,12 @@ async fn expected_orders_round_trip_through_the_api_and_the_bucket() {
     assert_eq!(call("DELETE", &one("384"), None).await, (204, Value::Null));
     assert_eq!(call("GET", &one("384"), None).await.0, 404);
     assert_eq!(call("DELETE", &one("384"), None).await.0, 404);
-    assert!(e.server.read_object(BUCKET, "r/expected/384.json").is_err());
+    assert!(
+        e.scratch
+            .server
+            .read_object(BUCKET, "r/expected/384.json")
+            .is_err()
+    );
     assert_eq!(call("DELETE", &one("f1"), None).await.0, 204);
     let (_, f1) = call("GET", &one("f1"), None).await;
     assert_eq!(f1["source"], "orders_file");
@@ -465,7 +376,13 @@ async fn bad_input_is_a_400_naming_the_field_and_a_bad_batch_stores_nothing() {
             .0,
         404
     );
-    assert!(e.server.put_log().iter().all(|k| !k.contains("expected/")));
+    assert!(
+        e.scratch
+            .server
+            .put_log()
+            .iter()
+            .all(|k| !k.contains("expected/"))
+    );
 
     // Bodies are bounded.
     let big = format!(
@@ -479,7 +396,7 @@ async fn bad_input_is_a_400_naming_the_field_and_a_bad_batch_stores_nothing() {
 async fn an_order_done_before_its_items_awaits_them_and_is_validated_when_they_arrive() {
     let e = env("late").await;
     let svc = e.service(Orders::default());
-    let rec = Arc::new(RecognizerDouble::default());
+    let rec = double();
     // Looks at it again only after 30 s: what validates it sooner is the PUT's wake.
     let c = e.consumer(
         svc.clone(),
@@ -495,7 +412,7 @@ async fn an_order_done_before_its_items_awaits_them_and_is_validated_when_they_a
             .is_some_and(|r| r.validation.status == OrderStatus::AwaitingOrder)
     })
     .await;
-    assert_eq!(rec.calls.load(Ordering::SeqCst), 1);
+    assert_eq!(rec.calls(), 1);
     assert_eq!(c.awaiting_count(), 1);
     assert!(
         e.stored_result("500").is_none(),
@@ -527,7 +444,7 @@ async fn an_order_done_before_its_items_awaits_them_and_is_validated_when_they_a
     assert_eq!(r.revision, 1);
     assert!(put_at.elapsed() < Duration::from_secs(2));
     assert_eq!(
-        rec.calls.load(Ordering::SeqCst),
+        rec.calls(),
         1,
         "validated from the held recognition, not recognised again"
     );
@@ -547,7 +464,7 @@ async fn an_order_done_before_its_items_awaits_them_and_is_validated_when_they_a
 async fn an_order_whose_items_never_come_is_unknown_after_the_wait() {
     let e = env("never").await;
     let svc = e.service(Orders::default());
-    let rec = Arc::new(RecognizerDouble::default());
+    let rec = double();
     let wait = Duration::from_millis(1500);
     let c = e.consumer(svc, rec.clone(), wait, Duration::from_millis(100));
     let task = tokio::spawn(c.clone().run(e.shutdown.listener()));
@@ -570,7 +487,7 @@ async fn an_order_whose_items_never_come_is_unknown_after_the_wait() {
         waited >= wait - Duration::from_millis(300) && waited < wait + Duration::from_secs(2),
         "unknown-order after about expected_wait: {waited:?}"
     );
-    assert_eq!(rec.calls.load(Ordering::SeqCst), 1, "recognised once");
+    assert_eq!(rec.calls(), 1, "recognised once");
     // The order leaves the awaiting set once its final result is stored.
     wait_until(Duration::from_secs(2), "the awaiting set emptied", || {
         c.awaiting_count() == 0
@@ -597,7 +514,7 @@ fn write_orders(path: &Path, body: &str, mtime: SystemTime) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_orders_file_is_reloaded_when_it_changes_and_a_bad_edit_keeps_the_old() {
     let e = env("reload").await;
-    let path = e.dir.join("orders.json");
+    let path = e.scratch.dir.join("orders.json");
     let t0 = SystemTime::now() - Duration::from_secs(60);
     write_orders(&path, r#"{"1":[{"name":"apple"}]}"#, t0);
     let svc = e.service(Orders::load(&path).unwrap());
@@ -648,7 +565,7 @@ async fn the_orders_file_is_reloaded_when_it_changes_and_a_bad_edit_keeps_the_ol
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_reloads_the_orders_file() {
     let e = env("sighup").await;
-    let path = e.dir.join("orders.json");
+    let path = e.scratch.dir.join("orders.json");
     let t0 = SystemTime::now() - Duration::from_secs(60);
     write_orders(&path, r#"{"1":[{"name":"apple"}]}"#, t0);
     let svc = e.service(Orders::load(&path).unwrap());

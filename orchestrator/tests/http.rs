@@ -6,36 +6,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oa_contract::{CompletionReason, FrameEntry, Manifest, frame_key, marker_key};
-use oa_s3server::{Options, S3Server};
+use oa_contract::{CompletionReason, Manifest};
 use orchestrator::consume::{self, Consumer, ConsumerDeps};
 use orchestrator::http::{self, AppState};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
-use orchestrator::recognize::{Frame, RecognizeError, Recognizer};
-use orchestrator::result::Item;
 use orchestrator::status::State;
-use orchestrator::store::{Layout, Store};
 use orchestrator::supervise::{self, StationSpec, StorageTarget, Supervisor};
+use orchestrator::testing::{RecognizerDouble, Scratch, consumer_settings, put_frames};
 
 const ACCESS: &str = "http-access";
 const SECRET: &str = "http-secret-0123456789";
-
-/// Test double: sees one apple.
-struct RecognizerDouble;
-
-#[async_trait::async_trait]
-impl Recognizer for RecognizerDouble {
-    fn name(&self) -> &str {
-        "test-double"
-    }
-    async fn recognize(&self, _frames: &[Frame]) -> Result<Vec<Item>, RecognizeError> {
-        Ok(vec![Item {
-            name: "apple".into(),
-            quantity: 1,
-        }])
-    }
-}
 
 /// A blocking HTTP/1.1 GET; returns status, content type and body.
 fn get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
@@ -69,14 +50,8 @@ fn json(addr: SocketAddr, path: &str) -> (u16, serde_json::Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_answer_and_metrics_pass_promtool() {
-    unsafe {
-        std::env::set_var("AWS_ACCESS_KEY_ID", ACCESS);
-        std::env::set_var("AWS_SECRET_ACCESS_KEY", SECRET);
-        std::env::set_var("AWS_EC2_METADATA_DISABLED", "true");
-    }
-    let dir = std::env::temp_dir().join(format!("oa-http-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = Scratch::start("http", ACCESS, SECRET, &["frames"]).await;
+    let dir = &scratch.dir;
     std::fs::write(
         dir.join("ok.pipeline"),
         "videotestsrc is-live=true ! fakesink\n",
@@ -107,81 +82,41 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
     .unwrap();
 
     // One stored order, processed.
-    let server = S3Server::start(Options {
-        buckets: vec!["frames".into()],
-        ..Options::new(dir.join("s3"), ACCESS, SECRET)
-    })
+    let store = scratch.store.clone();
+    let jpeg = scratch.jpeg(0);
+    let entries = put_frames(
+        &store,
+        "frames",
+        "station_1",
+        "384",
+        0,
+        1,
+        std::slice::from_ref(&jpeg),
+    )
     .await
     .unwrap();
-    let store = Store::connect(Some(&server.endpoint()), "us-east-1", true).await;
-    let jpg = dir.join("f.jpg");
-    assert!(
-        std::process::Command::new("gst-launch-1.0")
-            .args([
-                "-q",
-                "videotestsrc",
-                "num-buffers=1",
-                "!",
-                "jpegenc",
-                "!",
-                "filesink"
-            ])
-            .arg(format!("location={}", jpg.display()))
-            .status()
-            .unwrap()
-            .success()
-    );
-    let jpeg = std::fs::read(&jpg).unwrap();
-    let key = frame_key("", "station_1", "384", 1000, 0).unwrap();
-    store
-        .put("frames", &key, jpeg.clone(), "image/jpeg")
-        .await
-        .unwrap();
+    let key = entries[0].key.clone();
     let manifest = Manifest::new(
         "station_1",
         "384",
         CompletionReason::IdleTimeout,
-        vec![FrameEntry {
-            key: key.clone(),
-            seq: 0,
-            unix_ms: 1000,
-            bytes: jpeg.len() as u64,
-        }],
+        entries,
         "station_1-1-1",
     );
-    store
-        .put(
-            "frames",
-            &marker_key("", "station_1", "384").unwrap(),
-            manifest.to_json(),
-            "application/json",
-        )
-        .await
-        .unwrap();
+    store.put_marker("frames", "", &manifest).await.unwrap();
     let metrics = Arc::new(Metrics::new());
     let consumer = Consumer::new(ConsumerDeps {
         store,
         settings: consume::Settings {
-            stations: vec!["station_1".into()],
-            layout: Layout {
-                bucket: "frames".into(),
-                prefix: String::new(),
-                results_bucket: "frames".into(),
-                results_prefix: String::new(),
-            },
-            poll_interval: Duration::from_millis(50),
-            max_concurrent_orders: 2,
             frames_per_order: 3,
-            claim: true,
-            claim_ttl: Duration::from_secs(600),
             list_page_size: 1000,
             owner: "http-test".into(),
             recognition_retry: Duration::ZERO,
             retry_delay: Duration::from_millis(100),
-            orphan_after: None,
-            expected_wait: Duration::ZERO,
+            ..consumer_settings(&["station_1"], "frames", "")
         },
-        recognizer: Arc::new(RecognizerDouble),
+        // Sees one apple.
+        recognizer: Arc::new(RecognizerDouble::sees(&[("apple", 1)])),
         orders: Arc::new(Orders::from_json(r#"{"384":[{"name":"apple","quantity":2}]}"#).unwrap()),
         inventory: Arc::new(
             Inventory::from_json(r#"{"items":[{"id":"001","name":"apple","aliases":[]}]}"#)
@@ -294,7 +229,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
 
     // The store goes away: not ready, and the reason says so; back again: ready.
     if res.is_ok() {
-        server.stop().await;
+        scratch.server.stop().await;
         let ready = move |want: u16| {
             let deadline = Instant::now() + Duration::from_secs(20);
             loop {
@@ -317,7 +252,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             );
         });
         if res.is_ok() {
-            server.restart().await.unwrap();
+            scratch.server.restart().await.unwrap();
             res = tokio::task::spawn_blocking(move || {
                 ready(200);
             })
@@ -328,6 +263,5 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
     sup.shutdown().await;
     let _ = consumer_task.await;
     let _ = http_task.await;
-    let _ = std::fs::remove_dir_all(&dir);
     res.unwrap();
 }

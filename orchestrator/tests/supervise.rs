@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use orchestrator::status::State;
 use orchestrator::supervise::{Settings, StationSpec, StorageTarget, Supervisor};
+use orchestrator::testing::scratch_dir;
 
 const OK_PIPELINE: &str = "# {station_id}\nvideotestsrc is-live=true ! fakesink\n";
 const BROKEN_PIPELINE: &str = "no_such_element_xyz ! fakesink\n";
@@ -21,15 +22,7 @@ struct Dir(PathBuf);
 
 impl Dir {
     fn new(tag: &str) -> Dir {
-        let d = std::env::temp_dir().join(format!(
-            "oa-supervise-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
+        let d = scratch_dir(&format!("supervise-{tag}"));
         std::fs::write(d.join("ok.pipeline"), OK_PIPELINE).unwrap();
         std::fs::write(d.join("broken.pipeline"), BROKEN_PIPELINE).unwrap();
         Dir(d)

@@ -26,6 +26,7 @@ use std::sync::{Arc, Mutex};
 
 pub mod chaos;
 pub mod effects;
+pub mod pos;
 pub mod run;
 pub mod vlm;
 

@@ -249,6 +249,10 @@ pub(crate) struct Tweaks {
     /// Extra lines of `[supervision]` and `[processing]`.
     pub supervision: String,
     pub processing: String,
+    /// `processing.expected_wait_s`; `None`: 5.
+    pub expected_wait_s: Option<u32>,
+    /// Tables appended after the stations (e.g. `[events]`); empty: none.
+    pub extra: String,
 }
 
 /// The orchestrator's configuration for the simulated stations at `urls`.
@@ -286,18 +290,23 @@ shutdown_grace_s = 10
 [processing]
 poll_interval_ms = 200
 # The scenario's unknown orders never get expected items: a short wait shows them sooner.
-expected_wait_s = 5
+expected_wait_s = {expected_wait_s}
 frames_per_order = 4
 {processing}"#,
         pipelines = repo_root().join("pipelines").display(),
         plugins = release_dir().display(),
         supervision = tweaks.supervision,
         processing = tweaks.processing,
+        expected_wait_s = tweaks.expected_wait_s.unwrap_or(5),
     );
     for (id, url) in urls {
         toml.push_str(&format!(
             "\n[[stations]]\nid = \"{id}\"\nsource = \"{url}\"\nidle_timeout_ms = 3000\n"
         ));
+    }
+    if !tweaks.extra.is_empty() {
+        toml.push('\n');
+        toml.push_str(&tweaks.extra);
     }
     toml
 }
@@ -705,5 +714,260 @@ impl std::fmt::Display for Evaluation {
             p(100.0),
             self.latencies_ms.len()
         )
+    }
+}
+
+/// When [`run_with_pos`] stores an order's expected items.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutWhen {
+    /// As soon as the orchestrator serves its API: before the order's bag is complete.
+    AtStart,
+    /// Once `GET /api/orders` shows the order `awaiting-order` (its bag is complete).
+    WhenAwaiting,
+}
+
+/// An order whose expected items the point of sale stores through the API.
+#[derive(Debug, Clone)]
+pub struct PosPut {
+    pub station_id: String,
+    pub order_id: String,
+    pub items: Vec<(String, u32)>,
+    pub when: PutWhen,
+}
+
+/// A PUT as it was made.
+#[derive(Debug, Clone)]
+pub struct PutRecord {
+    pub put: PosPut,
+    /// Unix ms the PUT was answered.
+    pub at_ms: u64,
+    /// Whether the order's `__EOS__` marker (its complete bag) was in the bucket then.
+    pub bag_complete: bool,
+    /// The order's status in `GET /api/orders` just before (`None`: not listed).
+    pub status_before: Option<String>,
+    /// The PUT's HTTP status, or why it failed.
+    pub reply: Result<u16, String>,
+}
+
+/// The point of sale's side of the run: an events port of the orchestrator.
+pub struct PosOutcome {
+    pub outcome: Outcome,
+    /// The orders PUT (those asked for that never became `awaiting-order` are missing).
+    pub puts: Vec<PutRecord>,
+    /// The orders asked for that were never PUT, and why.
+    pub not_put: Vec<(PosPut, String)>,
+    /// The webhook's secret (`X-OA-Signature` is its HMAC-SHA256 of each body).
+    pub webhook_secret: String,
+    pub webhook: Vec<crate::pos::WebhookDelivery>,
+    /// The MQTT topic prefix (events on `{topic}/{station}/{type}`).
+    pub mqtt_topic: String,
+    pub mqtt: Vec<crate::pos::MqttMessage>,
+    pub sse: Vec<crate::pos::SseMessage>,
+    /// Why the SSE stream ended (`None`: still open when the run ended).
+    pub sse_ended: Option<String>,
+}
+
+/// [`run`] with a point of sale: the orchestrator starts with an empty `orders_file`
+/// (`{}`), `processing.expected_wait_s = expected_wait_s`, a webhook to a receiver here
+/// (signed with a secret passed in its environment), MQTT to a mosquitto started here
+/// (read by `mosquitto_sub`), and an SSE client on `/api/events`; `puts` are stored
+/// through `PUT /api/expected-orders/{id}` as they ask. Returns once every expected order
+/// has a result and the webhook has one order event per result (or the time is up), and
+/// the orchestrator has stopped.
+pub fn run_with_pos(
+    scenario: &Path,
+    tag: &str,
+    puts: &[PosPut],
+    expected_wait_s: u32,
+) -> PosOutcome {
+    use crate::pos;
+    let orchestrator_bin = release_dir().join("orchestrator");
+    assert!(
+        orchestrator_bin.exists(),
+        "{} is missing: build it first with `cargo build --release` (scripts/test.sh does)",
+        orchestrator_bin.display()
+    );
+    assert!(
+        release_dir().join("libgstorderaccuracy.so").exists(),
+        "{} has no libgstorderaccuracy.so: run `cargo build --release`",
+        release_dir().display()
+    );
+    let started = Instant::now();
+    let dir = TempDir::new(tag);
+    let plan = Plan::new(Scenario::load(scenario).unwrap()).unwrap();
+    plan.write_files(&dir.0).unwrap();
+    // Every expected item comes from the point of sale.
+    std::fs::write(dir.0.join("orders.json"), "{}\n").unwrap();
+    let truth = plan.ground_truth();
+
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = rt
+        .block_on(S3Server::start(Options {
+            buckets: vec![BUCKET.into()],
+            ..Options::new(dir.0.join("s3"), ACCESS_KEY, SECRET_KEY)
+        }))
+        .unwrap();
+    let bucket_dir = dir.0.join("s3").join(BUCKET);
+    let hook = pos::WebhookReceiver::start(rt.handle());
+    let broker = pos::Broker::start(&dir.0);
+    let mqtt_topic = "oa-pos".to_string();
+    // Subscribed before the orchestrator starts: it misses nothing.
+    let sub = pos::Subscriber::start(broker.port, &mqtt_topic);
+    let secret = format!("pos-secret-{}", std::process::id());
+
+    let sim = Simulator::serve(&plan, 0, AtEnd::Hold).unwrap();
+    let http_port = pos::free_port();
+    let addr = format!("127.0.0.1:{http_port}");
+    let tweaks = Tweaks {
+        expected_wait_s: Some(expected_wait_s),
+        extra: format!(
+            "[[events.webhook]]\nname = \"pos\"\nurl = \"{}\"\nsecret_env = \"OA_WEBHOOK_SECRET\"\n\
+             timeout_s = 5\nmax_backoff_s = 2\n\n[events.mqtt]\nhost = \"127.0.0.1\"\n\
+             port = {}\ntopic = \"{mqtt_topic}\"\nqos = 1\n",
+            hook.url(),
+            broker.port
+        ),
+        ..Tweaks::default()
+    };
+    let toml = config_toml(&s3.endpoint(), http_port, sim.urls(), &tweaks);
+    let cfg = dir.0.join("orchestrator.toml");
+    std::fs::write(&cfg, toml).unwrap();
+    let mut orch = Orchestrator::spawn(
+        &cfg,
+        &dir.0.join("orchestrator.log"),
+        &[("OA_WEBHOOK_SECRET", secret.as_str())],
+    );
+    let up = pos::wait_until(Duration::from_secs(30), || {
+        if let Ok(Some(status)) = orch.child.try_wait() {
+            panic!(
+                "orchestrator exited early ({status}); log:\n{}",
+                orch.log_text()
+            );
+        }
+        pos::http(&addr, "GET", "/healthz", None).is_ok_and(|(s, _)| s == 200)
+    });
+    assert!(up, "the orchestrator's API is not up:\n{}", orch.log_tail());
+    // An ID that is not retained: every event retained so far (the stations' first
+    // states), then every new one.
+    let sse = pos::SseReader::connect(&addr, "/api/events?last_event_id=pos-start")
+        .unwrap_or_else(|e| panic!("GET /api/events: {e}\n{}", orch.log_tail()));
+
+    let marker_exists = |p: &PosPut| {
+        bucket_dir
+            .join(&p.station_id)
+            .join(&p.order_id)
+            .join("__EOS__")
+            .exists()
+    };
+    let do_put = |p: &PosPut, status_before: Option<String>| PutRecord {
+        bag_complete: marker_exists(p),
+        reply: pos::put_expected(&addr, &p.order_id, &p.items).map_err(|e| e.to_string()),
+        at_ms: pos::now_ms(),
+        put: p.clone(),
+        status_before,
+    };
+    let mut records = Vec::new();
+    for p in puts.iter().filter(|p| p.when == PutWhen::AtStart) {
+        records.push(do_put(p, None));
+    }
+    let mut late: Vec<&PosPut> = puts
+        .iter()
+        .filter(|p| p.when == PutWhen::WhenAwaiting)
+        .collect();
+
+    let expected = truth.orders.len();
+    let order_events = |hook: &pos::WebhookReceiver| {
+        let mut ids: Vec<String> = hook
+            .snapshot()
+            .iter()
+            .filter_map(|d| d.header("idempotency-key").map(str::to_string))
+            .filter(|k| k.starts_with("order:"))
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids.len()
+    };
+    let longest = truth.durations_s.values().cloned().fold(0.0, f64::max);
+    let deadline =
+        Instant::now() + Duration::from_secs_f64(longest + f64::from(expected_wait_s) + 120.0);
+    loop {
+        if let Some(status) = orch.child.try_wait().unwrap() {
+            panic!(
+                "orchestrator exited early ({status}); log:\n{}",
+                orch.log_text()
+            );
+        }
+        if !late.is_empty()
+            && let Ok(listed) = pos::list_orders(&addr)
+        {
+            late.retain(|p| {
+                let status = listed
+                    .iter()
+                    .find(|(st, o, _)| *st == p.station_id && *o == p.order_id)
+                    .map(|(_, _, s)| s.clone());
+                if status.as_deref() == Some("awaiting-order") {
+                    records.push(do_put(p, status));
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        let done = read_results(&bucket_dir).len();
+        if done >= expected && late.is_empty() && order_events(&hook) >= done {
+            break;
+        }
+        if Instant::now() > deadline {
+            tracing::warn!(
+                "time is up with {done} of {expected} results, {} webhook order events",
+                order_events(&hook)
+            );
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Anything still on its way (a duplicate, a late MQTT or SSE message) gets its chance.
+    std::thread::sleep(Duration::from_secs(3));
+    interrupt(&orch.child);
+    let stop_deadline = Instant::now() + Duration::from_secs(30);
+    while orch.child.try_wait().unwrap().is_none() && Instant::now() < stop_deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = writeln!(
+        std::io::stderr(),
+        "orchestrator log tail:\n{}",
+        orch.log_tail()
+    );
+    let stream_starts = plan
+        .stations
+        .iter()
+        .zip(sim.stream_starts())
+        .filter_map(|(st, t)| Some((st.station_id.clone(), t?)))
+        .collect();
+    drop(sim);
+    let markers = read_markers(&bucket_dir);
+    let outcome = Outcome {
+        truth,
+        results: read_results(&bucket_dir),
+        frames: read_frames(&bucket_dir, &markers),
+        result_times: result_times(&bucket_dir),
+        stream_starts,
+        markers,
+        seconds: started.elapsed().as_secs_f64(),
+        log_tail: orch.log_tail(),
+    };
+    PosOutcome {
+        outcome,
+        puts: records,
+        not_put: late
+            .into_iter()
+            .map(|p| (p.clone(), "never shown awaiting-order".to_string()))
+            .collect(),
+        webhook_secret: secret,
+        webhook: hook.snapshot(),
+        mqtt_topic,
+        mqtt: sub.snapshot(),
+        sse: sse.snapshot(),
+        sse_ended: sse.ended.lock().unwrap().clone(),
     }
 }

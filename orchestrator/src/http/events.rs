@@ -19,6 +19,7 @@ use axum::routing::get;
 use oa_contract::events::EVENT_TYPES;
 use serde::Deserialize;
 
+use super::openapi::ApiErrorBody;
 use super::{ApiError, Shared};
 use crate::events::Filter;
 
@@ -27,7 +28,7 @@ pub(super) fn router() -> Router<Shared> {
 }
 
 #[derive(Deserialize)]
-struct Params {
+pub(super) struct Params {
     types: Option<String>,
     station: Option<String>,
     last_event_id: Option<String>,
@@ -50,7 +51,16 @@ fn parse_types(s: &str) -> Result<Vec<String>, ApiError> {
     Ok(out)
 }
 
-async fn stream(
+#[utoipa::path(get, path = "/api/events", operation_id = "streamEvents", tag = "events",
+    params(
+        ("types" = Option<String>, Query, description = "Comma-separated event types: order.completed, order.mismatch, station.state"),
+        ("station" = Option<String>, Query, description = "Only this station's events"),
+        ("last_event_id" = Option<String>, Query, description = "Resume after this event (as the Last-Event-ID header)"),
+        ("Last-Event-ID" = Option<String>, Header, description = "Resume after this event")),
+    responses(
+        (status = 200, description = "Server-Sent Events: id = the event's id, event = its type, data = the event (docs/events.schema.json)", content_type = "text/event-stream", body = String),
+        (status = 400, description = "An unknown event type", body = ApiErrorBody)))]
+pub(super) async fn stream(
     State(state): State<Shared>,
     headers: HeaderMap,
     params: Result<Query<Params>, QueryRejection>,

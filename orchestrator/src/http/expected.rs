@@ -27,7 +27,9 @@ use tower::ServiceBuilder;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
+use super::openapi::{ApiErrorBody, BatchBody, BatchReply, ExpectedItemsBody};
 use super::{ApiError, Shared};
+use crate::expected::ExpectedOrder;
 use crate::expected::{ExpectedOrders, MAX_BATCH, Written};
 
 /// A batch of 500 orders of a few items each fits.
@@ -81,7 +83,15 @@ fn store_failed(e: impl std::fmt::Display) -> ApiError {
     ApiError::bad_gateway(e.to_string())
 }
 
-async fn put_one(
+#[utoipa::path(put, path = "/api/expected-orders/{order_id}", operation_id = "putExpectedOrder", tag = "expected-orders",
+    params(("order_id" = String, Path)),
+    request_body = ExpectedItemsBody,
+    responses(
+        (status = 201, description = "Stored", body = ExpectedOrder),
+        (status = 200, description = "Replaced", body = ExpectedOrder),
+        (status = 400, description = "Bad input; the message names the field", body = ApiErrorBody),
+        (status = 502, description = "The store could not be written", body = ApiErrorBody)))]
+pub(super) async fn put_one(
     State(state): State<Shared>,
     path: Result<Path<String>, PathRejection>,
     body: Result<Bytes, BytesRejection>,
@@ -111,7 +121,12 @@ fn order_id_of(path: Result<Path<String>, PathRejection>) -> Result<String, ApiE
     Ok(order_id)
 }
 
-async fn one(
+#[utoipa::path(get, path = "/api/expected-orders/{order_id}", operation_id = "getExpectedOrder", tag = "expected-orders",
+    params(("order_id" = String, Path)),
+    responses(
+        (status = 200, description = "The stored items, or the orders_file entry (with \"source\": \"orders_file\")", body = ExpectedOrder),
+        (status = 404, description = "Not known", body = ApiErrorBody)))]
+pub(super) async fn one(
     State(state): State<Shared>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -131,7 +146,12 @@ async fn one(
     }
 }
 
-async fn delete_one(
+#[utoipa::path(delete, path = "/api/expected-orders/{order_id}", operation_id = "deleteExpectedOrder", tag = "expected-orders",
+    params(("order_id" = String, Path)),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "Nothing stored through the API for it", body = ApiErrorBody)))]
+pub(super) async fn delete_one(
     State(state): State<Shared>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -147,11 +167,16 @@ async fn delete_one(
 }
 
 #[derive(Deserialize)]
-struct ListQuery {
+pub(super) struct ListQuery {
     limit: Option<String>,
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/expected-orders", operation_id = "listExpectedOrders", tag = "expected-orders",
+    params(("limit" = Option<usize>, Query, description = "1..=500, default 100")),
+    responses(
+        (status = 200, description = "The newest stored orders", body = [ExpectedOrder]),
+        (status = 400, description = "Bad input; the message names the field", body = ApiErrorBody)))]
+pub(super) async fn list(
     State(state): State<Shared>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -171,7 +196,13 @@ async fn list(
     Ok(super::json(StatusCode::OK, &orders))
 }
 
-async fn batch(
+#[utoipa::path(post, path = "/api/expected-orders", operation_id = "putExpectedOrders", tag = "expected-orders",
+    request_body = BatchBody,
+    responses(
+        (status = 200, description = "Every order stored", body = BatchReply),
+        (status = 400, description = "Bad input; the message names the field", body = ApiErrorBody),
+        (status = 502, description = "The store failed midway; sending the batch again is safe", body = ApiErrorBody)))]
+pub(super) async fn batch(
     State(state): State<Shared>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {

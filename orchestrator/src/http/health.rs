@@ -7,6 +7,7 @@ use axum::response::Response;
 use axum::routing::get;
 
 use super::Shared;
+use super::openapi::Readiness;
 use crate::consume::Consumer;
 use crate::status::{State as Pipeline, StationStatus};
 
@@ -16,11 +17,17 @@ pub(super) fn router() -> Router<Shared> {
         .route("/readyz", get(readyz))
 }
 
-async fn healthz() -> &'static str {
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "health",
+    responses((status = 200, description = "The process serves (liveness)", body = String, content_type = "text/plain")))]
+pub(super) async fn healthz() -> &'static str {
     "ok\n"
 }
 
-async fn readyz(State(state): State<Shared>) -> Response {
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "health",
+    responses(
+        (status = 200, description = "Every pipeline runs and the store was listed", body = Readiness),
+        (status = 503, description = "Not ready, with the reasons", body = Readiness)))]
+pub(super) async fn readyz(State(state): State<Shared>) -> Response {
     let reasons = not_ready(&state.statuses(), state.consumer.as_deref());
     let status = if reasons.is_empty() {
         StatusCode::OK

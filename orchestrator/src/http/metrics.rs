@@ -13,7 +13,9 @@ pub(super) fn router() -> Router<Shared> {
     Router::new().route("/metrics", get(scrape))
 }
 
-async fn scrape(State(state): State<Shared>) -> impl IntoResponse {
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String, content_type = "text/plain")))]
+pub(super) async fn scrape(State(state): State<Shared>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         state.metrics.render(&state.statuses()),

@@ -10,6 +10,7 @@
 //! * `events`: `GET /api/events`, Server-Sent Events (order results, station changes),
 //!   resumable with `Last-Event-ID`;
 //! * `stats`: `GET /api/stats?since=`, per-station counts and mismatch rates;
+//! * `openapi`: `GET /api/openapi.json`, the OpenAPI 3.1 description of all of these;
 //! * `expected`: `PUT`/`GET`/`DELETE /api/expected-orders/{order}`, `GET` and `POST
 //!   /api/expected-orders`: the expected items of orders, from the till (1 MiB bodies).
 //!
@@ -22,6 +23,7 @@ mod events;
 mod expected;
 mod health;
 mod metrics;
+pub mod openapi;
 mod orders;
 mod stations;
 mod stats;
@@ -62,6 +64,19 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// Nothing but fresh metrics: every resource 404s until its field is set (tests and
+    /// tools build on it with `..AppState::empty()`).
+    pub fn empty() -> AppState {
+        AppState {
+            supervisor: None,
+            consumer: None,
+            metrics: Arc::new(Metrics::new()),
+            expected: None,
+            auth: None,
+            events: None,
+        }
+    }
+
     fn statuses(&self) -> Vec<StationStatus> {
         self.supervisor
             .as_ref()
@@ -88,6 +103,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(metrics::router())
         .merge(events::router())
         .merge(stats::router())
+        .merge(openapi::router())
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(
@@ -168,14 +184,7 @@ mod tests {
     use crate::shutdown::Shutdown;
 
     async fn call(method: &str, uri: &str, length: Option<usize>) -> (StatusCode, String) {
-        let app = router(Arc::new(AppState {
-            supervisor: None,
-            consumer: None,
-            metrics: Arc::new(Metrics::new()),
-            expected: None,
-            auth: None,
-            events: None,
-        }));
+        let app = router(Arc::new(AppState::empty()));
         let mut req = Request::builder().method(method).uri(uri);
         if let Some(n) = length {
             req = req.header(header::CONTENT_LENGTH, n);

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
 
+use super::openapi::ApiErrorBody;
 use super::{ApiError, Shared};
 use crate::result::OrderResult;
 
@@ -19,12 +20,17 @@ pub(super) fn router() -> Router<Shared> {
 }
 
 #[derive(Deserialize)]
-struct Filter {
+pub(super) struct Filter {
     station: Option<String>,
     status: Option<String>,
 }
 
-async fn list(
+#[utoipa::path(get, path = "/api/orders", operation_id = "listOrders", tag = "orders",
+    params(
+        ("station" = Option<String>, Query, description = "Only this station's results"),
+        ("status" = Option<String>, Query, description = "Only results with this status (e.g. mismatch)")),
+    responses((status = 200, description = "The results known to this process", body = [OrderResult])))]
+pub(super) async fn list(
     State(state): State<Shared>,
     filter: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -55,7 +61,12 @@ fn no_result() -> ApiError {
     ApiError::not_found("no result for this order")
 }
 
-async fn one(
+#[utoipa::path(get, path = "/api/orders/{station}/{order}", operation_id = "getOrder", tag = "orders",
+    params(("station" = String, Path), ("order" = String, Path)),
+    responses(
+        (status = 200, description = "The order's result", body = OrderResult),
+        (status = 404, description = "No result for this order", body = ApiErrorBody)))]
+pub(super) async fn one(
     State(state): State<Shared>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
@@ -68,7 +79,14 @@ async fn one(
     Ok(super::json(StatusCode::OK, &r))
 }
 
-async fn frame(
+#[utoipa::path(get, path = "/api/orders/{station}/{order}/frames/{n}", operation_id = "getOrderFrame", tag = "orders",
+    params(("station" = String, Path), ("order" = String, Path),
+        ("n" = usize, Path, description = "Index into the result's selected_frames")),
+    responses(
+        (status = 200, description = "The selected frame", content_type = "image/jpeg", body = Vec<u8>),
+        (status = 404, description = "No such result or frame", body = ApiErrorBody),
+        (status = 502, description = "The store could not be read", body = ApiErrorBody)))]
+pub(super) async fn frame(
     State(state): State<Shared>,
     path: Result<Path<(String, String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {

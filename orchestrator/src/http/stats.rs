@@ -9,6 +9,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 
+use super::openapi::ApiErrorBody;
 use super::{ApiError, Shared};
 use crate::stats;
 
@@ -17,11 +18,16 @@ pub(super) fn router() -> Router<Shared> {
 }
 
 #[derive(Deserialize)]
-struct Params {
+pub(super) struct Params {
     since: Option<String>,
 }
 
-async fn get_stats(
+#[utoipa::path(get, path = "/api/stats", operation_id = "getStats", tag = "orders",
+    params(("since" = Option<String>, Query, description = "Unix ms, or a span back from now: 90s, 15m, 8h, 7d")),
+    responses(
+        (status = 200, description = "Counts and mismatch rate per station", body = stats::Stats),
+        (status = 400, description = "A bad since", body = ApiErrorBody)))]
+pub(super) async fn get_stats(
     State(state): State<Shared>,
     params: Result<Query<Params>, QueryRejection>,
 ) -> Result<Response, ApiError> {
