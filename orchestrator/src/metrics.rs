@@ -290,8 +290,14 @@ impl Metrics {
 
     /// The Prometheus text exposition ([`CONTENT_TYPE`]).
     pub fn render(&self, stations: &[StationStatus]) -> String {
+        self.render_with(stations, &SinkCounts::default())
+    }
+
+    /// [`Metrics::render`] with the event sinks' counters.
+    pub fn render_with(&self, stations: &[StationStatus], sinks: &SinkCounts) -> String {
         let mut scrape = Registry::default();
         scrape.register_collector(Box::new(Pipelines(stations.to_vec())));
+        scrape.register_collector(Box::new(sinks.clone()));
         let mut out = String::new();
         text::encode_registry(&mut out, &self.registry)
             .and_then(|()| text::encode_registry(&mut out, &scrape))
@@ -350,6 +356,128 @@ impl Collector for Pipelines {
                 })
             },
         )
+    }
+}
+
+/// The event sinks' counters at scrape time (filled by `crate::events`).
+#[derive(Debug, Clone, Default)]
+pub struct SinkCounts {
+    /// Events handed to the subscribers since start.
+    pub published: u64,
+    pub webhooks: Vec<WebhookCounts>,
+    pub mqtt: Option<MqttCounts>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct WebhookCounts {
+    pub name: String,
+    pub pending: u64,
+    pub delivered: u64,
+    pub failed_attempts: u64,
+    pub refused: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct MqttCounts {
+    pub queued: u64,
+    pub dropped: u64,
+    pub acknowledged: u64,
+    pub connection_failures: u64,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabel {
+    webhook: Value,
+}
+
+/// Name, help, type and value of one per-webhook family.
+type WebhookFamily = (
+    &'static str,
+    &'static str,
+    MetricType,
+    fn(&WebhookCounts) -> u64,
+);
+
+impl Collector for SinkCounts {
+    fn encode(&self, mut out: DescriptorEncoder) -> std::fmt::Result {
+        let total = |out: &mut DescriptorEncoder, name: &str, help: &str, v: u64| {
+            let m = out.encode_descriptor(name, help, None, MetricType::Counter)?;
+            ConstCounter::new(v).encode(m)
+        };
+        total(
+            &mut out,
+            "oa_events_published",
+            "Events (order results, station changes) handed to the subscribers.",
+            self.published,
+        )?;
+        let hooks: [WebhookFamily; 4] = [
+            (
+                "oa_webhook_pending",
+                "Events waiting for the webhook's receiver (in the outbox).",
+                MetricType::Gauge,
+                |w| w.pending,
+            ),
+            (
+                "oa_webhook_delivered",
+                "Events the webhook's receiver accepted.",
+                MetricType::Counter,
+                |w| w.delivered,
+            ),
+            (
+                "oa_webhook_failed_attempts",
+                "Deliveries that failed and were tried again later.",
+                MetricType::Counter,
+                |w| w.failed_attempts,
+            ),
+            (
+                "oa_webhook_refused",
+                "Events the receiver refused for good (400, 410, 413, 422), dropped.",
+                MetricType::Counter,
+                |w| w.refused,
+            ),
+        ];
+        if !self.webhooks.is_empty() {
+            for (name, help, kind, value) in hooks {
+                let mut m = out.encode_descriptor(name, help, None, kind)?;
+                for w in &self.webhooks {
+                    let labels = WebhookLabel {
+                        webhook: w.name.as_str().into(),
+                    };
+                    let f = m.encode_family(&labels)?;
+                    match kind {
+                        MetricType::Gauge => ConstGauge::new(value(w) as i64).encode(f)?,
+                        _ => ConstCounter::new(value(w)).encode(f)?,
+                    }
+                }
+            }
+        }
+        if let Some(q) = &self.mqtt {
+            total(
+                &mut out,
+                "oa_mqtt_queued",
+                "Events queued for the MQTT broker.",
+                q.queued,
+            )?;
+            total(
+                &mut out,
+                "oa_mqtt_dropped",
+                "Events not published: the queue was full while the broker was unreachable.",
+                q.dropped,
+            )?;
+            total(
+                &mut out,
+                "oa_mqtt_acknowledged",
+                "Publications the broker acknowledged (QoS 1 and 2).",
+                q.acknowledged,
+            )?;
+            total(
+                &mut out,
+                "oa_mqtt_connection_failures",
+                "Connection attempts to the MQTT broker that failed, and connections that broke.",
+                q.connection_failures,
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -461,6 +589,32 @@ mod tests {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
         assert!(!text.contains("# EOF"), "{text}");
+        assert!(!text.contains("oa_webhook"), "no webhook, no series");
+        let text = m.render_with(
+            &[],
+            &SinkCounts {
+                published: 5,
+                webhooks: vec![WebhookCounts {
+                    name: "pos".into(),
+                    pending: 2,
+                    delivered: 3,
+                    ..WebhookCounts::default()
+                }],
+                mqtt: Some(MqttCounts {
+                    dropped: 4,
+                    ..MqttCounts::default()
+                }),
+            },
+        );
+        for want in [
+            "oa_events_published_total 5\n",
+            "# TYPE oa_webhook_pending gauge\n",
+            "oa_webhook_pending{webhook=\"pos\"} 2\n",
+            "oa_webhook_delivered_total{webhook=\"pos\"} 3\n",
+            "oa_mqtt_dropped_total 4\n",
+        ] {
+            assert!(text.contains(want), "missing {want:?} in:\n{text}");
+        }
         assert!(
             !text.contains("oa_order_queue_seconds"),
             "no observation, no series"

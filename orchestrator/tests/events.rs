@@ -346,6 +346,14 @@ async fn a_webhook_down_then_up_gets_every_event_signed_once_per_key_across_a_re
         m
     });
     assert_eq!(by_key.len(), 3, "duplicates share their key: {by_key:?}");
+    // What /metrics shows of it.
+    let counts = events2.counts();
+    let hook = &counts.webhooks[0];
+    assert_eq!(
+        (hook.name.as_str(), hook.delivered, hook.pending),
+        ("pos", 4, 0)
+    );
+    assert!(hook.failed_attempts >= 2, "two 503s: {hook:?}");
     let latency = hits[2].at_ms.saturating_sub(events[2].time_unix_ms);
     println!("order 3: result computed -> webhook received in {latency} ms");
     second.trigger();
@@ -658,6 +666,12 @@ async fn a_mosquitto_subscriber_receives_every_event_queued_while_the_broker_was
     }
     let got: Vec<String> = messages.iter().map(|m| m.2.id.clone()).collect();
     assert_eq!(got, sent, "every event, in order");
+    let mqtt = events.counts().mqtt.unwrap();
+    assert_eq!((mqtt.queued, mqtt.dropped), (12, 0));
+    assert!(
+        mqtt.connection_failures >= 1 && mqtt.acknowledged >= 2,
+        "{mqtt:?}"
+    );
     let station_events: Vec<Event> = messages.iter().map(|m| m.2.clone()).collect();
     check_schema(&s.dir, &station_events);
     let mut latencies: Vec<u64> = messages[2..]

@@ -195,6 +195,31 @@ impl Events {
         self.published.load(Ordering::Relaxed)
     }
 
+    /// The sinks' counters, for `/metrics`.
+    pub fn counts(&self) -> crate::metrics::SinkCounts {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        crate::metrics::SinkCounts {
+            published: self.published(),
+            webhooks: self
+                .webhooks
+                .iter()
+                .map(|w| crate::metrics::WebhookCounts {
+                    name: w.name().to_owned(),
+                    pending: w.pending() as u64,
+                    delivered: load(&w.counts.delivered),
+                    failed_attempts: load(&w.counts.failed_attempts),
+                    refused: load(&w.counts.refused),
+                })
+                .collect(),
+            mqtt: self.mqtt.as_ref().map(|m| crate::metrics::MqttCounts {
+                queued: load(&m.counts.queued),
+                dropped: load(&m.counts.dropped),
+                acknowledged: load(&m.counts.acknowledged),
+                connection_failures: load(&m.counts.connection_failures),
+            }),
+        }
+    }
+
     /// Writes the event's outbox object for every webhook that wants it.
     pub async fn stage(&self, event: Event) -> Result<Staged, StoreError> {
         let json: Arc<str> = serde_json::to_string(&event)

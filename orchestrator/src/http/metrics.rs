@@ -18,6 +18,13 @@ pub(super) fn router() -> Router<Shared> {
 pub(super) async fn scrape(State(state): State<Shared>) -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
-        state.metrics.render(&state.statuses()),
+        state.metrics.render_with(
+            &state.statuses(),
+            &state
+                .events
+                .as_ref()
+                .map(|e| e.counts())
+                .unwrap_or_default(),
+        ),
     )
 }
