@@ -75,6 +75,8 @@ struct Loaded {
     detector: Option<Arc<orchestrator::detector::Detector>>,
     /// The API's bearer tokens; `None`: open.
     auth: Option<Arc<http::auth::Tokens>>,
+    /// `http.tls_cert` and `http.tls_key`, read.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     /// Webhook secrets and MQTT credentials from the environment.
     event_secrets: events::setup::Secrets,
 }
@@ -132,6 +134,10 @@ fn load(path: &Path) -> Result<Loaded, String> {
     }
     let auth = http::auth::Tokens::load(&config.http, path, |k| std::env::var(k).ok())
         .map_err(|e| format!("invalid configuration: {e}"))?;
+    let tls = match (&config.http.tls_cert, &config.http.tls_key) {
+        (Some(cert), Some(key)) => Some(http::tls::acceptor(cert, key)?),
+        _ => None,
+    };
     let event_secrets = events::setup::secrets(&config.events, |k| std::env::var(k).ok())
         .map_err(|e| format!("invalid configuration: {e}"))?;
     let orders = Orders::load(&config.orders_file)
@@ -159,6 +165,7 @@ fn load(path: &Path) -> Result<Loaded, String> {
         inventory,
         detector,
         auth,
+        tls,
         event_secrets,
     })
 }
@@ -377,10 +384,19 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         pipelines = c.supervision.enabled,
         processing = c.processing.enabled,
         http = %c.http.bind,
+        https = c.http.tls_cert.is_some(),
         version = env!("CARGO_PKG_VERSION"),
         "orchestrator started"
     );
-    let http_task = tokio::spawn(http::serve(listener, state, shutdown.listener()));
+    let http_task = match l.tls {
+        Some(acceptor) => tokio::spawn(http::serve_tls(
+            listener,
+            state,
+            acceptor,
+            shutdown.listener(),
+        )),
+        None => tokio::spawn(http::serve(listener, state, shutdown.listener())),
+    };
     let sig = signals.recv().await;
     tracing::info!("{sig} received: stopping");
     if let Some(supervisor) = &supervisor {

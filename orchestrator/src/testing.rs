@@ -218,3 +218,49 @@ impl Recognizer for RecognizerDouble {
         Ok(self.items.clone())
     }
 }
+
+/// The files [`test_pki`] writes.
+pub struct TestPki {
+    /// The CA certificate clients trust.
+    pub ca: std::path::PathBuf,
+    /// The server certificate for 127.0.0.1 (and `localhost`), signed by the CA.
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with `openssl` (P-256,
+/// valid 2 days) in `dir`.
+pub fn test_pki(dir: &std::path::Path) -> TestPki {
+    std::fs::create_dir_all(dir).expect("PKI folder");
+    std::fs::write(
+        dir.join("leaf.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\n\
+         extendedKeyUsage=serverAuth\n",
+    )
+    .expect("leaf.ext");
+    let ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes";
+    let steps = [
+        format!("req -x509 {ec} -keyout ca.key -out ca.pem -days 2 -subj /CN=oa-test-CA"),
+        format!("req {ec} -keyout leaf.key -out leaf.csr -subj /CN=127.0.0.1"),
+        "x509 -req -in leaf.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out leaf.pem \
+         -days 2 -extfile leaf.ext"
+            .to_owned(),
+    ];
+    for args in steps {
+        let out = std::process::Command::new("openssl")
+            .args(args.split_whitespace())
+            .current_dir(dir)
+            .output()
+            .expect("openssl (Debian package openssl, installed by scripts/setup.sh)");
+        assert!(
+            out.status.success(),
+            "openssl {args}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    TestPki {
+        ca: dir.join("ca.pem"),
+        cert: dir.join("leaf.pem"),
+        key: dir.join("leaf.key"),
+    }
+}

@@ -21,7 +21,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_rustls::rustls;
 
 /// What the test double answers to one request.
 #[derive(Clone)]
@@ -369,106 +368,21 @@ async fn unreachable_endpoint_is_an_error_not_a_panic() {
     assert!(e.to_string().contains("failed after 2 attempts"), "{e}");
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, made with `openssl`, in a
+/// A CA and a server certificate for 127.0.0.1 signed by it (`testing::test_pki`), in a
 /// fresh folder: (folder, CA certificate path, TLS acceptor with the server certificate).
 fn test_pki() -> (
     std::path::PathBuf,
     std::path::PathBuf,
     tokio_rustls::TlsAcceptor,
 ) {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let dir = std::env::temp_dir().join(format!(
         "oa-openai-tls-{}-{:?}",
         std::process::id(),
         std::thread::current().id()
     ));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(
-        dir.join("leaf.ext"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let steps: [Vec<&str>; 3] = [
-        [
-            &["req", "-x509"][..],
-            &ec,
-            &[
-                "-keyout",
-                "ca.key",
-                "-out",
-                "ca.pem",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=oa test CA",
-            ],
-        ]
-        .concat(),
-        [
-            &["req"][..],
-            &ec,
-            &[
-                "-keyout",
-                "leaf.key",
-                "-out",
-                "leaf.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        ]
-        .concat(),
-        vec![
-            "x509",
-            "-req",
-            "-in",
-            "leaf.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "leaf.pem",
-            "-days",
-            "2",
-            "-extfile",
-            "leaf.ext",
-        ],
-    ];
-    for args in steps {
-        let out = std::process::Command::new("openssl")
-            .args(&args)
-            .current_dir(&dir)
-            .output()
-            .expect("openssl (Debian package openssl, installed by scripts/setup.sh)");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(dir.join("leaf.pem"))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(dir.join("leaf.key")).unwrap();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .unwrap();
-    let ca = dir.join("ca.pem");
-    (dir, ca, tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    let pki = orchestrator::testing::test_pki(&dir);
+    let acceptor = orchestrator::http::tls::acceptor(&pki.cert, &pki.key).unwrap();
+    (dir, pki.ca, acceptor)
 }
 
 #[tokio::test]

@@ -153,6 +153,7 @@ impl Config {
         self.processing.validate()?;
         self.selection.validate(&resolve)?;
         self.events.validate()?;
+        self.http.validate(&resolve)?;
         if !self.supervision.enabled && !self.processing.enabled {
             return Err(ConfigError::new(
                 "processing.enabled",

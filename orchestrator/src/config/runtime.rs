@@ -17,6 +17,9 @@ pub struct HttpConfig {
     pub tokens_file: Option<PathBuf>,
     /// Serve the API without tokens on an address beyond loopback (refused otherwise).
     pub allow_anonymous: bool,
+    /// PEM certificate chain and private key: HTTPS instead of HTTP (both or neither).
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -25,11 +28,34 @@ impl Default for HttpConfig {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tokens_file: None,
             allow_anonymous: false,
+            tls_cert: None,
+            tls_key: None,
         }
     }
 }
 
 impl HttpConfig {
+    pub(super) fn validate(&mut self, resolve: &Resolver<'_>) -> Result<(), ConfigError> {
+        let set = |p: &Option<PathBuf>| {
+            p.as_ref()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| resolve.path(p))
+        };
+        self.tls_cert = set(&self.tls_cert);
+        self.tls_key = set(&self.tls_key);
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(_), None) => Err(ConfigError::new(
+                "http.tls_key",
+                "missing: tls_cert needs its private key",
+            )),
+            (None, Some(_)) => Err(ConfigError::new(
+                "http.tls_cert",
+                "missing: tls_key needs its certificate",
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// `tokens_file`, resolved against `config_dir`; `None` when not set (or empty).
     pub fn tokens_file_in(&self, config_dir: &Path) -> Option<PathBuf> {
         self.tokens_file

@@ -27,6 +27,7 @@ pub mod openapi;
 mod orders;
 mod stations;
 mod stats;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -158,6 +159,16 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, String> {
 /// flight are answered.
 pub async fn serve(listener: TcpListener, state: Arc<AppState>, stopping: Stopping) {
     serve_router(listener, router(state), stopping).await;
+}
+
+/// [`serve`] over TLS (`http.tls_cert`, `http.tls_key`, see [`tls::acceptor`]).
+pub async fn serve_tls(
+    listener: TcpListener,
+    state: Arc<AppState>,
+    acceptor: tokio_rustls::TlsAcceptor,
+    stopping: Stopping,
+) {
+    tls::serve(listener, router(state), acceptor, stopping).await;
 }
 
 async fn serve_router(listener: TcpListener, app: Router, mut stopping: Stopping) {
