@@ -25,6 +25,7 @@ mod health;
 mod metrics;
 pub mod openapi;
 mod orders;
+mod server;
 mod stations;
 mod stats;
 pub mod tls;
@@ -168,17 +169,11 @@ pub async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     stopping: Stopping,
 ) {
-    tls::serve(listener, router(state), acceptor, stopping).await;
+    server::serve(listener, router(state), Some(acceptor), stopping).await;
 }
 
-async fn serve_router(listener: TcpListener, app: Router, mut stopping: Stopping) {
-    let stopped = async move { stopping.wait().await };
-    if let Err(e) = axum::serve(listener, app)
-        .with_graceful_shutdown(stopped)
-        .await
-    {
-        tracing::error!("http: {e}");
-    }
+async fn serve_router(listener: TcpListener, app: Router, stopping: Stopping) {
+    server::serve(listener, app, None, stopping).await;
 }
 
 #[cfg(test)]
@@ -246,6 +241,38 @@ mod tests {
             call("GET", "/healthz", Some(BODY_LIMIT + 1)).await.0,
             StatusCode::PAYLOAD_TOO_LARGE
         );
+    }
+
+    #[tokio::test]
+    async fn a_client_that_trickles_its_headers_is_dropped() {
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = Shutdown::new();
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(AppState::empty()),
+            shutdown.listener(),
+        ));
+        let started = std::time::Instant::now();
+        let client = tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            // The request line and one header, never the blank line that ends them.
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: test\r\n")
+                .unwrap();
+            let mut raw = Vec::new();
+            let _ = s.read_to_end(&mut raw);
+            raw
+        });
+        let raw = client.await.unwrap();
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(9) && waited < Duration::from_secs(20),
+            "dropped after {waited:?}"
+        );
+        assert!(!String::from_utf8_lossy(&raw).contains("200 OK"));
+        shutdown.trigger();
+        server.await.unwrap();
     }
 
     #[tokio::test]
