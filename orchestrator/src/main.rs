@@ -170,6 +170,33 @@ fn load(path: &Path) -> Result<Loaded, String> {
     })
 }
 
+/// What `check-config` says of a good configuration: what will run and where it
+/// listens, so that a typo that disables something shows.
+fn summary(l: &Loaded) -> String {
+    let c = &l.config;
+    let mut parts = vec![
+        format!("{} station(s)", c.stations.len()),
+        format!("{} order(s) known", l.orders.len()),
+        format!(
+            "API on {}://{}{}",
+            if l.tls.is_some() { "https" } else { "http" },
+            c.http.bind,
+            match &l.auth {
+                Some(_) => " with tokens",
+                None => " open (no tokens)",
+            }
+        ),
+    ];
+    if !c.events.webhooks.is_empty() {
+        let names: Vec<&str> = c.events.webhooks.iter().map(|w| w.name.as_str()).collect();
+        parts.push(format!("webhooks: {}", names.join(", ")));
+    }
+    if let Some(m) = &c.events.mqtt {
+        parts.push(format!("MQTT to {}:{} under {}/", m.host, m.port, m.topic));
+    }
+    format!("configuration OK: {}", parts.join("; "))
+}
+
 fn main() -> ExitCode {
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // A long-running daemon whose worker threads take turns on the OCR engine: with
@@ -183,11 +210,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::CheckConfig(a) => match load(&a.config) {
             Ok(l) => {
-                println!(
-                    "configuration OK: {} station(s), {} order(s) known",
-                    l.config.stations.len(),
-                    l.orders.len()
-                );
+                println!("{}", summary(&l));
                 ExitCode::SUCCESS
             }
             Err(e) => {
