@@ -115,6 +115,16 @@ impl Orchestrator {
         }
     }
 
+    /// Panics, with the log, when the orchestrator has exited.
+    pub(crate) fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!(
+                "orchestrator exited early ({status}); log:\n{}",
+                self.log_text()
+            );
+        }
+    }
+
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -315,6 +325,22 @@ frames_per_order = 4
 /// the time is up) and the orchestrator has stopped. Panics, with the reason, when a part
 /// is missing or fails.
 pub fn run(scenario: &Path, tag: &str) -> Outcome {
+    match run_scenario(scenario, tag, None) {
+        Ran::Plain(outcome) => outcome,
+        Ran::Pos(pos) => pos.outcome,
+    }
+}
+
+/// What one [`run_scenario`] produced: with a point of sale or without.
+enum Ran {
+    Plain(Outcome),
+    Pos(PosOutcome),
+}
+
+/// The runner behind [`run`] and [`run_with_pos`]: the S3 server, the simulator, the
+/// configuration and the orchestrator, the wait for the results, the interrupt and the
+/// outcome; `pos` adds the point of sale's parts ([`PosSide`]).
+fn run_scenario(scenario: &Path, tag: &str, pos: Option<PosOptions<'_>>) -> Ran {
     let orchestrator_bin = release_dir().join("orchestrator");
     assert!(
         orchestrator_bin.exists(),
@@ -330,6 +356,10 @@ pub fn run(scenario: &Path, tag: &str) -> Outcome {
     let dir = TempDir::new(tag);
     let plan = Plan::new(Scenario::load(scenario).unwrap()).unwrap();
     plan.write_files(&dir.0).unwrap();
+    if pos.is_some() {
+        // Every expected item comes from the point of sale.
+        std::fs::write(dir.0.join("orders.json"), "{}\n").unwrap();
+    }
     let truth = plan.ground_truth();
 
     // The S3 server runs on this runtime; declared first, so it outlives the server.
@@ -341,41 +371,59 @@ pub fn run(scenario: &Path, tag: &str) -> Outcome {
         }))
         .unwrap();
     let bucket_dir = dir.0.join("s3").join(BUCKET);
+    let mut pos = pos.map(|p| PosSide::start(p, &rt, &dir.0));
     // Hold: a pipeline the orchestrator restarts sees an empty table, not a replay.
     let sim = Simulator::serve(&plan, 0, AtEnd::Hold).unwrap();
 
-    let http_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let toml = config_toml(&s3.endpoint(), http_port, sim.urls(), &Tweaks::default());
+    let http_port = crate::pos::free_port();
+    let addr = format!("127.0.0.1:{http_port}");
+    let tweaks = pos.as_ref().map(PosSide::tweaks).unwrap_or_default();
+    let toml = config_toml(&s3.endpoint(), http_port, sim.urls(), &tweaks);
     let cfg = dir.0.join("orchestrator.toml");
     std::fs::write(&cfg, toml).unwrap();
-    let mut orch = Orchestrator::spawn(&cfg, &dir.0.join("orchestrator.log"), &[]);
+    let env = pos.as_ref().map(PosSide::env);
+    let mut orch = Orchestrator::spawn(
+        &cfg,
+        &dir.0.join("orchestrator.log"),
+        env.as_ref().map_or(&[][..], |e| &e[..]),
+    );
+    if let Some(p) = &mut pos {
+        p.connect(&mut orch, &addr, &bucket_dir);
+    }
 
     let expected = truth.orders.len();
     let longest = truth.durations_s.values().cloned().fold(0.0, f64::max);
-    let deadline = Instant::now() + Duration::from_secs_f64(longest + 120.0);
+    let wait_s = pos.as_ref().map_or(0.0, |p| f64::from(p.expected_wait_s));
+    let deadline = Instant::now() + Duration::from_secs_f64(longest + wait_s + 120.0);
+    // The point of sale polls more often, for its late PUTs.
+    let (poll, settle) = match pos {
+        Some(_) => (Duration::from_millis(200), Duration::from_secs(3)),
+        None => (Duration::from_millis(500), Duration::from_secs(4)),
+    };
     loop {
-        if let Some(status) = orch.child.try_wait().unwrap() {
-            panic!(
-                "orchestrator exited early ({status}); log:\n{}",
-                orch.log_text()
-            );
+        orch.assert_running();
+        if let Some(p) = &mut pos {
+            p.poll(&addr, &bucket_dir);
         }
         let done = read_results(&bucket_dir).len();
-        if done >= expected {
+        if done >= expected && pos.as_ref().is_none_or(|p| p.settled(done)) {
             break;
         }
         if Instant::now() > deadline {
-            tracing::warn!("time is up with {done} of {expected} results");
+            match &pos {
+                Some(p) => tracing::warn!(
+                    "time is up with {done} of {expected} results, {} webhook order events",
+                    p.order_events()
+                ),
+                None => tracing::warn!("time is up with {done} of {expected} results"),
+            }
             break;
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(poll);
     }
-    // Anything that was still on its way (a split or a duplicate) gets its chance to show.
-    std::thread::sleep(Duration::from_secs(4));
+    // Anything that was still on its way (a split or a duplicate, a late MQTT or SSE
+    // message) gets its chance to show.
+    std::thread::sleep(settle);
     interrupt(&orch.child);
     let stop_deadline = Instant::now() + Duration::from_secs(30);
     while orch.child.try_wait().unwrap().is_none() && Instant::now() < stop_deadline {
@@ -394,7 +442,7 @@ pub fn run(scenario: &Path, tag: &str) -> Outcome {
         .collect();
     drop(sim);
     let markers = read_markers(&bucket_dir);
-    Outcome {
+    let outcome = Outcome {
         truth,
         results: read_results(&bucket_dir),
         frames: read_frames(&bucket_dir, &markers),
@@ -403,6 +451,10 @@ pub fn run(scenario: &Path, tag: &str) -> Outcome {
         markers,
         seconds: started.elapsed().as_secs_f64(),
         log_tail: orch.log_tail(),
+    };
+    match pos {
+        Some(p) => Ran::Pos(p.finish(outcome)),
+        None => Ran::Plain(outcome),
     }
 }
 
@@ -780,104 +832,130 @@ pub fn run_with_pos(
     puts: &[PosPut],
     expected_wait_s: u32,
 ) -> PosOutcome {
-    use crate::pos;
-    let orchestrator_bin = release_dir().join("orchestrator");
-    assert!(
-        orchestrator_bin.exists(),
-        "{} is missing: build it first with `cargo build --release` (scripts/test.sh does)",
-        orchestrator_bin.display()
-    );
-    assert!(
-        release_dir().join("libgstorderaccuracy.so").exists(),
-        "{} has no libgstorderaccuracy.so: run `cargo build --release`",
-        release_dir().display()
-    );
-    let started = Instant::now();
-    let dir = TempDir::new(tag);
-    let plan = Plan::new(Scenario::load(scenario).unwrap()).unwrap();
-    plan.write_files(&dir.0).unwrap();
-    // Every expected item comes from the point of sale.
-    std::fs::write(dir.0.join("orders.json"), "{}\n").unwrap();
-    let truth = plan.ground_truth();
-
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let s3 = rt
-        .block_on(S3Server::start(Options {
-            buckets: vec![BUCKET.into()],
-            ..Options::new(dir.0.join("s3"), ACCESS_KEY, SECRET_KEY)
-        }))
-        .unwrap();
-    let bucket_dir = dir.0.join("s3").join(BUCKET);
-    let hook = pos::WebhookReceiver::start(rt.handle());
-    let broker = pos::Broker::start(&dir.0);
-    let mqtt_topic = "oa-pos".to_string();
-    // Subscribed before the orchestrator starts: it misses nothing.
-    let sub = pos::Subscriber::start(broker.port, &mqtt_topic);
-    let secret = format!("pos-secret-{}", std::process::id());
-
-    let sim = Simulator::serve(&plan, 0, AtEnd::Hold).unwrap();
-    let http_port = pos::free_port();
-    let addr = format!("127.0.0.1:{http_port}");
-    let tweaks = Tweaks {
-        expected_wait_s: Some(expected_wait_s),
-        extra: format!(
-            "[[events.webhook]]\nname = \"pos\"\nurl = \"{}\"\nsecret_env = \"OA_WEBHOOK_SECRET\"\n\
-             timeout_s = 5\nmax_backoff_s = 2\n\n[events.mqtt]\nhost = \"127.0.0.1\"\n\
-             port = {}\ntopic = \"{mqtt_topic}\"\nqos = 1\n",
-            hook.url(),
-            broker.port
-        ),
-        ..Tweaks::default()
+    let options = PosOptions {
+        puts,
+        expected_wait_s,
     };
-    let toml = config_toml(&s3.endpoint(), http_port, sim.urls(), &tweaks);
-    let cfg = dir.0.join("orchestrator.toml");
-    std::fs::write(&cfg, toml).unwrap();
-    let mut orch = Orchestrator::spawn(
-        &cfg,
-        &dir.0.join("orchestrator.log"),
-        &[("OA_WEBHOOK_SECRET", secret.as_str())],
-    );
-    let up = pos::wait_until(Duration::from_secs(30), || {
-        if let Ok(Some(status)) = orch.child.try_wait() {
-            panic!(
-                "orchestrator exited early ({status}); log:\n{}",
-                orch.log_text()
-            );
-        }
-        pos::http(&addr, "GET", "/healthz", None).is_ok_and(|(s, _)| s == 200)
-    });
-    assert!(up, "the orchestrator's API is not up:\n{}", orch.log_tail());
-    // An ID that is not retained: every event retained so far (the stations' first
-    // states), then every new one.
-    let sse = pos::SseReader::connect(&addr, "/api/events?last_event_id=pos-start")
-        .unwrap_or_else(|e| panic!("GET /api/events: {e}\n{}", orch.log_tail()));
-
-    let marker_exists = |p: &PosPut| {
-        bucket_dir
-            .join(&p.station_id)
-            .join(&p.order_id)
-            .join("__EOS__")
-            .exists()
-    };
-    let do_put = |p: &PosPut, status_before: Option<String>| PutRecord {
-        bag_complete: marker_exists(p),
-        reply: pos::put_expected(&addr, &p.order_id, &p.items).map_err(|e| e.to_string()),
-        at_ms: pos::now_ms(),
-        put: p.clone(),
-        status_before,
-    };
-    let mut records = Vec::new();
-    for p in puts.iter().filter(|p| p.when == PutWhen::AtStart) {
-        records.push(do_put(p, None));
+    match run_scenario(scenario, tag, Some(options)) {
+        Ran::Pos(pos) => pos,
+        Ran::Plain(_) => unreachable!("a run with a point of sale ends with its outcome"),
     }
-    let mut late: Vec<&PosPut> = puts
-        .iter()
-        .filter(|p| p.when == PutWhen::WhenAwaiting)
-        .collect();
+}
 
-    let expected = truth.orders.len();
-    let order_events = |hook: &pos::WebhookReceiver| {
-        let mut ids: Vec<String> = hook
+/// What [`run_scenario`] adds for a point of sale.
+struct PosOptions<'a> {
+    puts: &'a [PosPut],
+    expected_wait_s: u32,
+}
+
+/// The point of sale's parts during a run (dropped in this order: the subscriber before
+/// its broker).
+struct PosSide<'a> {
+    hook: crate::pos::WebhookReceiver,
+    sub: crate::pos::Subscriber,
+    broker: crate::pos::Broker,
+    mqtt_topic: String,
+    secret: String,
+    expected_wait_s: u32,
+    /// Connected once the orchestrator's API is up.
+    sse: Option<crate::pos::SseReader>,
+    /// The PUTs made, and those still waiting for their order to be `awaiting-order`.
+    records: Vec<PutRecord>,
+    late: Vec<&'a PosPut>,
+    puts: &'a [PosPut],
+}
+
+impl<'a> PosSide<'a> {
+    /// The webhook receiver (on `rt`), mosquitto (configured in `dir`) and its subscriber:
+    /// subscribed before the orchestrator starts, it misses nothing.
+    fn start(options: PosOptions<'a>, rt: &tokio::runtime::Runtime, dir: &Path) -> Self {
+        let hook = crate::pos::WebhookReceiver::start(rt.handle());
+        let broker = crate::pos::Broker::start(dir);
+        let mqtt_topic = "oa-pos".to_string();
+        let sub = crate::pos::Subscriber::start(broker.port, &mqtt_topic);
+        PosSide {
+            hook,
+            sub,
+            broker,
+            mqtt_topic,
+            secret: format!("pos-secret-{}", std::process::id()),
+            expected_wait_s: options.expected_wait_s,
+            sse: None,
+            records: Vec::new(),
+            late: options
+                .puts
+                .iter()
+                .filter(|p| p.when == PutWhen::WhenAwaiting)
+                .collect(),
+            puts: options.puts,
+        }
+    }
+
+    /// The wait, the webhook and MQTT in the orchestrator's configuration.
+    fn tweaks(&self) -> Tweaks {
+        Tweaks {
+            expected_wait_s: Some(self.expected_wait_s),
+            extra: format!(
+                "[[events.webhook]]\nname = \"pos\"\nurl = \"{}\"\nsecret_env = \"OA_WEBHOOK_SECRET\"\n\
+                 timeout_s = 5\nmax_backoff_s = 2\n\n[events.mqtt]\nhost = \"127.0.0.1\"\n\
+                 port = {}\ntopic = \"{}\"\nqos = 1\n",
+                self.hook.url(),
+                self.broker.port,
+                self.mqtt_topic
+            ),
+            ..Tweaks::default()
+        }
+    }
+
+    /// The orchestrator's environment: the webhook's secret.
+    fn env(&self) -> [(&'static str, &str); 1] {
+        [("OA_WEBHOOK_SECRET", self.secret.as_str())]
+    }
+
+    /// Once the orchestrator's API at `addr` is up: the SSE client, and the PUTs at start.
+    fn connect(&mut self, orch: &mut Orchestrator, addr: &str, bucket_dir: &Path) {
+        let up = crate::pos::wait_until(Duration::from_secs(30), || {
+            orch.assert_running();
+            crate::pos::http(addr, "GET", "/healthz", None).is_ok_and(|(s, _)| s == 200)
+        });
+        assert!(up, "the orchestrator's API is not up:\n{}", orch.log_tail());
+        // An ID that is not retained: every event retained so far (the stations' first
+        // states), then every new one.
+        let sse = crate::pos::SseReader::connect(addr, "/api/events?last_event_id=pos-start")
+            .unwrap_or_else(|e| panic!("GET /api/events: {e}\n{}", orch.log_tail()));
+        self.sse = Some(sse);
+        for p in self.puts.iter().filter(|p| p.when == PutWhen::AtStart) {
+            self.records.push(put(addr, bucket_dir, p, None));
+        }
+    }
+
+    /// PUTs the late orders that `GET /api/orders` now shows `awaiting-order`.
+    fn poll(&mut self, addr: &str, bucket_dir: &Path) {
+        if self.late.is_empty() {
+            return;
+        }
+        let Ok(listed) = crate::pos::list_orders(addr) else {
+            return;
+        };
+        let records = &mut self.records;
+        self.late.retain(|p| {
+            let status = listed
+                .iter()
+                .find(|(st, o, _)| *st == p.station_id && *o == p.order_id)
+                .map(|(_, _, s)| s.clone());
+            if status.as_deref() == Some("awaiting-order") {
+                records.push(put(addr, bucket_dir, p, status));
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// How many orders the webhook announced (by `Idempotency-Key`, duplicates dropped).
+    fn order_events(&self) -> usize {
+        let mut ids: Vec<String> = self
+            .hook
             .snapshot()
             .iter()
             .filter_map(|d| d.header("idempotency-key").map(str::to_string))
@@ -886,88 +964,45 @@ pub fn run_with_pos(
         ids.sort();
         ids.dedup();
         ids.len()
-    };
-    let longest = truth.durations_s.values().cloned().fold(0.0, f64::max);
-    let deadline =
-        Instant::now() + Duration::from_secs_f64(longest + f64::from(expected_wait_s) + 120.0);
-    loop {
-        if let Some(status) = orch.child.try_wait().unwrap() {
-            panic!(
-                "orchestrator exited early ({status}); log:\n{}",
-                orch.log_text()
-            );
-        }
-        if !late.is_empty()
-            && let Ok(listed) = pos::list_orders(&addr)
-        {
-            late.retain(|p| {
-                let status = listed
-                    .iter()
-                    .find(|(st, o, _)| *st == p.station_id && *o == p.order_id)
-                    .map(|(_, _, s)| s.clone());
-                if status.as_deref() == Some("awaiting-order") {
-                    records.push(do_put(p, status));
-                    false
-                } else {
-                    true
-                }
-            });
-        }
-        let done = read_results(&bucket_dir).len();
-        if done >= expected && late.is_empty() && order_events(&hook) >= done {
-            break;
-        }
-        if Instant::now() > deadline {
-            tracing::warn!(
-                "time is up with {done} of {expected} results, {} webhook order events",
-                order_events(&hook)
-            );
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
-    // Anything still on its way (a duplicate, a late MQTT or SSE message) gets its chance.
-    std::thread::sleep(Duration::from_secs(3));
-    interrupt(&orch.child);
-    let stop_deadline = Instant::now() + Duration::from_secs(30);
-    while orch.child.try_wait().unwrap().is_none() && Instant::now() < stop_deadline {
-        std::thread::sleep(Duration::from_millis(200));
+
+    /// Whether, with `done` results, every PUT is made and the webhook has an order event
+    /// per result.
+    fn settled(&self, done: usize) -> bool {
+        self.late.is_empty() && self.order_events() >= done
     }
-    let _ = writeln!(
-        std::io::stderr(),
-        "orchestrator log tail:\n{}",
-        orch.log_tail()
-    );
-    let stream_starts = plan
-        .stations
-        .iter()
-        .zip(sim.stream_starts())
-        .filter_map(|(st, t)| Some((st.station_id.clone(), t?)))
-        .collect();
-    drop(sim);
-    let markers = read_markers(&bucket_dir);
-    let outcome = Outcome {
-        truth,
-        results: read_results(&bucket_dir),
-        frames: read_frames(&bucket_dir, &markers),
-        result_times: result_times(&bucket_dir),
-        stream_starts,
-        markers,
-        seconds: started.elapsed().as_secs_f64(),
-        log_tail: orch.log_tail(),
-    };
-    PosOutcome {
-        outcome,
-        puts: records,
-        not_put: late
-            .into_iter()
-            .map(|p| (p.clone(), "never shown awaiting-order".to_string()))
-            .collect(),
-        webhook_secret: secret,
-        webhook: hook.snapshot(),
-        mqtt_topic,
-        mqtt: sub.snapshot(),
-        sse: sse.snapshot(),
-        sse_ended: sse.ended.lock().unwrap().clone(),
+
+    fn finish(self, outcome: Outcome) -> PosOutcome {
+        let sse = self.sse.as_ref();
+        PosOutcome {
+            outcome,
+            not_put: self
+                .late
+                .iter()
+                .map(|p| ((*p).clone(), "never shown awaiting-order".to_string()))
+                .collect(),
+            puts: self.records,
+            webhook_secret: self.secret,
+            webhook: self.hook.snapshot(),
+            mqtt_topic: self.mqtt_topic,
+            mqtt: self.sub.snapshot(),
+            sse: sse.map(crate::pos::SseReader::snapshot).unwrap_or_default(),
+            sse_ended: sse.and_then(|s| s.ended.lock().unwrap().clone()),
+        }
+    }
+}
+
+/// PUTs `p`'s expected items to the orchestrator's API at `addr`, and records it.
+fn put(addr: &str, bucket_dir: &Path, p: &PosPut, status_before: Option<String>) -> PutRecord {
+    let marker = bucket_dir
+        .join(&p.station_id)
+        .join(&p.order_id)
+        .join("__EOS__");
+    PutRecord {
+        bag_complete: marker.exists(),
+        reply: crate::pos::put_expected(addr, &p.order_id, &p.items).map_err(|e| e.to_string()),
+        at_ms: crate::pos::now_ms(),
+        put: p.clone(),
+        status_before,
     }
 }
