@@ -61,8 +61,10 @@ struct StatusLabels {
     status: Value,
 }
 
-// One series per pipeline restart: unbounded over a long run, kept because it is how an
-// operator tells which child stored an order.
+// How an operator tells which child stored an order; a new value at every pipeline
+// restart, so only the latest `INSTANCES_PER_STATION` of each station are kept.
+const INSTANCES_PER_STATION: usize = 4;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     station: Value,
@@ -117,6 +119,8 @@ pub struct Metrics {
     recognition_latency: Latency,
     frames_uploaded: Family<StationLabel, Counter>,
     orders_by_instance: Family<InstanceLabels, Counter>,
+    /// Per station, its instances in `orders_by_instance`, least recently seen first.
+    instances: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
     markers_seen: Family<StationLabel, Counter>,
     list_requests: Family<StationLabel, Counter>,
     orders_recovered: Family<StationLabel, Counter>,
@@ -153,6 +157,7 @@ impl Metrics {
             recognition_latency: latency(),
             frames_uploaded: Family::default(),
             orders_by_instance: Family::default(),
+            instances: Default::default(),
             markers_seen: Family::default(),
             list_requests: Family::default(),
             orders_recovered: Family::default(),
@@ -189,7 +194,7 @@ impl Metrics {
             ),
             (
                 "oa_orders_by_pipeline_instance",
-                "Orders processed, by the pipeline instance that stored them",
+                "Orders processed, by the pipeline instance that stored them (the latest 4 instances of each station)",
                 Box::new(m.orders_by_instance.clone()),
             ),
             (
@@ -237,12 +242,7 @@ impl Metrics {
         self.frames_uploaded
             .get_or_create(&station)
             .inc_by(o.frames);
-        self.orders_by_instance
-            .get_or_create(&InstanceLabels {
-                station: o.station.into(),
-                pipeline_instance: o.pipeline_instance.into(),
-            })
-            .inc();
+        self.count_instance(o.station, o.pipeline_instance);
         for (hist, v) in [
             (&self.order_latency, o.latency_s),
             (&self.queue_latency, o.queue_s),
@@ -252,6 +252,25 @@ impl Metrics {
                 hist.get_or_create(&station).observe(v);
             }
         }
+    }
+
+    fn count_instance(&self, station: &str, instance: &str) {
+        let labels = |i: &str| InstanceLabels {
+            station: station.into(),
+            pipeline_instance: i.into(),
+        };
+        let mut all = self.instances.lock().unwrap();
+        let seen = all.entry(station.to_owned()).or_default();
+        seen.retain(|i| i != instance);
+        seen.push(instance.to_owned());
+        while seen.len() > INSTANCES_PER_STATION {
+            let oldest = seen.remove(0);
+            self.orders_by_instance.remove(&labels(&oldest));
+        }
+        drop(all);
+        self.orders_by_instance
+            .get_or_create(&labels(instance))
+            .inc();
     }
 
     pub fn marker_seen(&self, station: &str) {
@@ -590,6 +609,33 @@ mod tests {
         }
         assert!(!text.contains("# EOF"), "{text}");
         assert!(!text.contains("oa_webhook"), "no webhook, no series");
+        // Pipeline instances: the latest 4 of a station, however often it restarts.
+        for n in 0..10 {
+            m.order(&OrderObservation {
+                station: "s9",
+                status: "validated",
+                pipeline_instance: &format!("s9-{}", n % 6),
+                frames: 1,
+                latency_s: None,
+                queue_s: None,
+                recognition_s: None,
+            });
+        }
+        let text = m.render(&[]);
+        let kept: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("oa_orders_by_pipeline_instance_total{station=\"s9\""))
+            .collect();
+        assert_eq!(kept.len(), 4, "{kept:?}");
+        // 0..=5, then 0..=3 again: 4 and 5 are the least recently seen; 0 to 3 came back
+        // after being dropped, counting from 1 again.
+        for gone in ["s9-4", "s9-5"] {
+            assert!(
+                !kept.iter().any(|l| l.contains(&format!("\"{gone}\""))),
+                "{gone} kept: {kept:?}"
+            );
+        }
+        assert!(text.contains("oa_orders_total{station=\"s9\",status=\"validated\"} 10\n"));
         let text = m.render_with(
             &[],
             &SinkCounts {
