@@ -11,19 +11,8 @@ use std::time::Duration;
 use oa_contract::events::Event;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
+use crate::config::MqttConfig;
 use crate::shutdown::Stopping;
-
-pub struct MqttSettings {
-    pub host: String,
-    pub port: u16,
-    pub topic: String,
-    pub client_id: String,
-    pub qos: u8,
-    pub types: Vec<String>,
-    pub credentials: Option<(String, String)>,
-    pub keep_alive: Duration,
-    pub queue: usize,
-}
 
 #[derive(Debug, Default)]
 pub struct MqttCounts {
@@ -56,11 +45,17 @@ pub fn topic_of(prefix: &str, e: &Event) -> String {
 }
 
 impl Mqtt {
-    /// Starts the client's event loop (it connects in the background).
-    pub fn start(s: MqttSettings, mut stopping: Stopping) -> Mqtt {
-        let mut opts = MqttOptions::new(s.client_id.clone(), s.host.clone(), s.port);
-        opts.set_keep_alive(s.keep_alive.max(Duration::from_secs(5)));
-        if let Some((user, password)) = &s.credentials {
+    /// Starts the client's event loop (it connects in the background) as `client_id`
+    /// (`s.client_id` resolved), with the credentials the environment holds.
+    pub fn start(
+        s: &MqttConfig,
+        client_id: String,
+        credentials: Option<(String, String)>,
+        mut stopping: Stopping,
+    ) -> Mqtt {
+        let mut opts = MqttOptions::new(client_id, s.host.clone(), s.port);
+        opts.set_keep_alive(Duration::from_secs(s.keep_alive_s).max(Duration::from_secs(5)));
+        if let Some((user, password)) = credentials {
             opts.set_credentials(user, password);
         }
         let (client, mut eventloop) = AsyncClient::new(opts, s.queue.max(1));
@@ -105,9 +100,9 @@ impl Mqtt {
         });
         Mqtt {
             client,
-            topic: s.topic,
+            topic: s.topic.clone(),
             qos: qos(s.qos),
-            types: s.types,
+            types: s.types.clone(),
             counts,
         }
     }

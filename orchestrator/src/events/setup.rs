@@ -6,7 +6,7 @@ use std::time::Duration;
 use crate::config::{ConfigError, EventsConfig};
 use crate::shutdown::Stopping;
 
-use super::mqtt::{Mqtt, MqttSettings};
+use super::mqtt::Mqtt;
 use super::webhook::{Webhook, WebhookSettings};
 use super::{Events, EventsDeps, OutboxPlace};
 
@@ -91,20 +91,7 @@ pub fn build(
         } else {
             m.client_id.clone()
         };
-        Mqtt::start(
-            MqttSettings {
-                host: m.host.clone(),
-                port: m.port,
-                topic: m.topic.clone(),
-                client_id,
-                qos: m.qos,
-                types: m.types.clone(),
-                credentials: secrets.mqtt.clone(),
-                keep_alive: Duration::from_secs(m.keep_alive_s),
-                queue: m.queue,
-            },
-            stopping.clone(),
-        )
+        Mqtt::start(m, client_id, secrets.mqtt.clone(), stopping.clone())
     });
     Ok(Events::new(EventsDeps {
         outbox,
