@@ -1,5 +1,10 @@
 //! Station and order IDs become parts of object keys, so only a narrow alphabet is allowed:
 //! `[A-Za-z0-9][A-Za-z0-9_-]{0,63}`. OCR noise, path separators, `..` and unicode are refused.
+//!
+//! An order number the till hands out again (a daily reset, a counter that wraps) is a new
+//! *occurrence* of that ID at the station: its objects live under the order key
+//! `{order}.{n}` (n ≥ 2; the first occurrence is the bare ID, as it always was). IDs hold
+//! no `.`, so an order key can never be mistaken for another order's ID.
 
 use std::fmt;
 
@@ -32,6 +37,8 @@ pub enum IdError {
     TooLong(IdKind, usize),
     BadFirstChar(IdKind, char),
     BadChar(IdKind, char),
+    /// An order key's `.{n}` is not a number ≥ 2 without leading zeros.
+    BadOccurrence(String),
 }
 
 impl fmt::Display for IdError {
@@ -47,6 +54,11 @@ impl fmt::Display for IdError {
             IdError::BadChar(k, c) => write!(
                 f,
                 "{k} may only hold letters, digits, '_' and '-', not {c:?}"
+            ),
+            IdError::BadOccurrence(n) => write!(
+                f,
+                "order key occurrence {n:?} must be a number from 2 up, without leading zeros \
+                 (the first occurrence is the bare order ID)"
             ),
         }
     }
@@ -75,9 +87,86 @@ pub fn is_valid_id(id: &str) -> bool {
     validate_id(IdKind::Order, id).is_ok()
 }
 
+/// Checks an order key: an order ID, or `{id}.{n}` for its n-th occurrence (n ≥ 2).
+/// Key builders and parsers take order keys; what OCR reads is checked with [`validate_id`].
+pub fn validate_order_key(key: &str) -> Result<(), IdError> {
+    let (id, occurrence) = match key.split_once('.') {
+        Some((id, n)) => (id, Some(n)),
+        None => (key, None),
+    };
+    validate_id(IdKind::Order, id)?;
+    if let Some(n) = occurrence
+        && parse_occurrence(n).is_none()
+    {
+        return Err(IdError::BadOccurrence(n.to_owned()));
+    }
+    Ok(())
+}
+
+/// `n` as an occurrence number: decimal, ≥ 2, no leading zero, no sign.
+fn parse_occurrence(n: &str) -> Option<u32> {
+    if n.starts_with('0') || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    n.parse().ok().filter(|&n| n >= 2)
+}
+
+/// The order ID and occurrence of an order key: `("384", 1)` for `384`, `("384", 2)` for
+/// `384.2`. Takes keys [`validate_order_key`] accepts; anything after a `.` that is not an
+/// occurrence counts as occurrence 1 of the whole key.
+pub fn split_order_key(key: &str) -> (&str, u32) {
+    match key.split_once('.') {
+        Some((id, n)) => match parse_occurrence(n) {
+            Some(n) => (id, n),
+            None => (key, 1),
+        },
+        None => (key, 1),
+    }
+}
+
+/// The order key of occurrence `n` of `order`: the bare ID for the first.
+pub fn order_key(order: &str, occurrence: u32) -> String {
+    if occurrence <= 1 {
+        order.to_owned()
+    } else {
+        format!("{order}.{occurrence}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn order_keys_name_occurrences() {
+        for key in ["384", "384.2", "A7-5521.17", "x.4294967295"] {
+            assert_eq!(validate_order_key(key), Ok(()), "{key}");
+            let (id, n) = split_order_key(key);
+            assert_eq!(order_key(id, n), key);
+        }
+        assert_eq!(split_order_key("384"), ("384", 1));
+        assert_eq!(split_order_key("384.12"), ("384", 12));
+        assert_eq!(order_key("384", 1), "384");
+        for (key, want) in [
+            ("384.1", IdError::BadOccurrence("1".into())),
+            ("384.0", IdError::BadOccurrence("0".into())),
+            ("384.02", IdError::BadOccurrence("02".into())),
+            ("384.", IdError::BadOccurrence(String::new())),
+            ("384.x", IdError::BadOccurrence("x".into())),
+            ("384.2.3", IdError::BadOccurrence("2.3".into())),
+            ("384.+2", IdError::BadOccurrence("+2".into())),
+            (
+                "384.99999999999",
+                IdError::BadOccurrence("99999999999".into()),
+            ),
+            (".2", IdError::Empty(IdKind::Order)),
+            ("a/b.2", IdError::BadChar(IdKind::Order, '/')),
+        ] {
+            assert_eq!(validate_order_key(key), Err(want), "{key}");
+        }
+        // What OCR reads stays an ID: a '.' is refused there.
+        assert!(validate_id(IdKind::Order, "384.2").is_err());
+    }
 
     #[test]
     fn accepts_contract_alphabet() {

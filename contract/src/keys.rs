@@ -6,8 +6,12 @@
 //! events.
 //!
 //! `seq` is zero-padded to six digits so that a lexicographic listing is capture order.
+//!
+//! `{order}` in the frame, marker, result and claim keys is an *order key*: the order ID,
+//! or `{id}.{n}` for the n-th time the same number was used at the station (see
+//! [`crate::validate_order_key`]). Expected orders are the till's: always the bare ID.
 
-use crate::ids::{IdError, IdKind, validate_id};
+use crate::ids::{IdError, IdKind, split_order_key, validate_id, validate_order_key};
 use std::fmt;
 
 /// File name of the completion marker, written last for every order.
@@ -25,11 +29,39 @@ pub fn station_prefix(prefix: &str, station: &str) -> Result<String, IdError> {
     Ok(format!("{prefix}{station}/"))
 }
 
-/// `{prefix}{station}/{order}/`: everything one order stores.
+/// `{prefix}{station}/{order}/`: everything one order (an order key) stores.
 pub fn order_prefix(prefix: &str, station: &str, order: &str) -> Result<String, IdError> {
     validate_id(IdKind::Station, station)?;
-    validate_id(IdKind::Order, order)?;
+    validate_order_key(order)?;
     Ok(format!("{prefix}{station}/{order}/"))
+}
+
+/// `{prefix}{station}/{order}.`: a LIST with this prefix and the delimiter `/` names, as
+/// common prefixes, the folders of every later occurrence of order ID `order`.
+pub fn occurrences_prefix(prefix: &str, station: &str, order: &str) -> Result<String, IdError> {
+    validate_id(IdKind::Station, station)?;
+    validate_id(IdKind::Order, order)?;
+    Ok(format!("{prefix}{station}/{order}."))
+}
+
+/// The occurrence (≥ 2) a common prefix `{prefix}{station}/{order}.{n}/` of a LIST under
+/// [`occurrences_prefix`] names; `None` for anything else.
+pub fn parse_occurrence_prefix(
+    prefix: &str,
+    station: &str,
+    order: &str,
+    common_prefix: &str,
+) -> Option<u32> {
+    let key = common_prefix
+        .strip_prefix(prefix)?
+        .strip_prefix(station)?
+        .strip_prefix('/')?
+        .strip_suffix('/')?;
+    validate_order_key(key).ok()?;
+    match split_order_key(key) {
+        (id, n) if id == order && n >= 2 => Some(n),
+        _ => None,
+    }
 }
 
 /// Key of one frame.
@@ -54,10 +86,10 @@ pub fn marker_key(prefix: &str, station: &str, order: &str) -> Result<String, Id
     ))
 }
 
-/// Key of an order's result.
+/// Key of an order's result (`order` is an order key).
 pub fn result_key(prefix: &str, station: &str, order: &str) -> Result<String, IdError> {
     validate_id(IdKind::Station, station)?;
-    validate_id(IdKind::Order, order)?;
+    validate_order_key(order)?;
     Ok(format!("{prefix}{RESULTS_DIR}/{station}/{order}.json"))
 }
 
@@ -65,8 +97,8 @@ pub fn result_key(prefix: &str, station: &str, order: &str) -> Result<String, Id
 pub const CLAIMS_DIR: &str = "claims";
 
 /// Key of the claim on computing result `revision` of an order: `claims/{station}/{order}`
-/// for the first, `claims/{station}/{order}.rev{revision}` for a reprocess (order IDs hold
-/// no `.`, so the two never collide).
+/// for the first, `claims/{station}/{order}.rev{revision}` for a reprocess (`order` is an
+/// order key; an occurrence is all digits after its `.`, so the two never collide).
 pub fn claim_key(
     prefix: &str,
     station: &str,
@@ -74,7 +106,7 @@ pub fn claim_key(
     revision: u32,
 ) -> Result<String, IdError> {
     validate_id(IdKind::Station, station)?;
-    validate_id(IdKind::Order, order)?;
+    validate_order_key(order)?;
     Ok(if revision <= 1 {
         format!("{prefix}{CLAIMS_DIR}/{station}/{order}")
     } else {
@@ -184,7 +216,7 @@ pub fn parse_key(prefix: &str, key: &str) -> Result<ParsedKey, KeyError> {
         return Err(KeyError::Shape);
     };
     validate_id(IdKind::Station, station).map_err(KeyError::Id)?;
-    validate_id(IdKind::Order, order).map_err(KeyError::Id)?;
+    validate_order_key(order).map_err(KeyError::Id)?;
     let (station, order) = (station.to_owned(), order.to_owned());
     if file == MARKER_NAME {
         return Ok(ParsedKey::Marker { station, order });
@@ -305,5 +337,55 @@ mod tests {
             claim_key("", "s1", "a.b", 1).is_err(),
             "order IDs hold no '.'"
         );
+        assert_eq!(
+            claim_key("", "s1", "384.2", 2).unwrap(),
+            "claims/s1/384.2.rev2"
+        );
+        assert_ne!(
+            claim_key("", "s1", "384.2", 1).unwrap(),
+            claim_key("", "s1", "384", 2).unwrap()
+        );
+    }
+
+    #[test]
+    fn occurrences_live_beside_the_first() {
+        assert_eq!(
+            frame_key("p/", "s", "384.2", 5, 1).unwrap(),
+            "p/s/384.2/frame_5_000001.jpg"
+        );
+        assert_eq!(
+            result_key("", "s", "384.3").unwrap(),
+            "results/s/384.3.json"
+        );
+        assert_eq!(
+            parse_key("p/", "p/s/384.2/__EOS__").unwrap(),
+            ParsedKey::Marker {
+                station: "s".into(),
+                order: "384.2".into()
+            }
+        );
+        assert!(parse_key("p/", "p/s/384.1/__EOS__").is_err());
+        assert!(
+            expected_key("", "384.2").is_err(),
+            "the till's IDs are bare"
+        );
+        let list = occurrences_prefix("p/", "s", "384").unwrap();
+        assert_eq!(list, "p/s/384.");
+        assert!(occurrences_prefix("p/", "s", "384.2").is_err());
+        for (common, want) in [
+            ("p/s/384.2/", Some(2)),
+            ("p/s/384.10/", Some(10)),
+            ("p/s/384.1/", None),
+            ("p/s/384.x/", None),
+            ("p/s/3840/", None),
+            ("p/s/384.2", None),
+            ("p/t/384.2/", None),
+        ] {
+            assert_eq!(
+                parse_occurrence_prefix("p/", "s", "384", common),
+                want,
+                "{common}"
+            );
+        }
     }
 }

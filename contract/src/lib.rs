@@ -18,12 +18,15 @@ pub mod messages;
 mod pipeline;
 mod roi;
 
-pub use ids::{IdError, IdKind, MAX_ID_LEN, is_valid_id, validate_id};
+pub use ids::{
+    IdError, IdKind, MAX_ID_LEN, is_valid_id, order_key, split_order_key, validate_id,
+    validate_order_key,
+};
 pub use keys::{
     CLAIMS_DIR, EXPECTED_DIR, FRAME_EXTENSION, FRAME_PREFIX, KeyError, MARKER_NAME, OUTBOX_DIR,
     ParsedKey, RESULTS_DIR, claim_key, expected_key, expected_prefix, frame_key, marker_key,
-    order_prefix, outbox_key, outbox_prefix, parse_expected_key, parse_key, result_key,
-    station_prefix,
+    occurrences_prefix, order_prefix, outbox_key, outbox_prefix, parse_expected_key, parse_key,
+    parse_occurrence_prefix, result_key, station_prefix,
 };
 pub use manifest::{CompletionReason, FrameEntry, MANIFEST_VERSION, Manifest, ManifestError};
 pub use messages::{LaunchMessage, parse_launch_line};

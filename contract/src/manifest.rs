@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-use crate::ids::{IdError, IdKind, validate_id};
+use crate::ids::{IdError, IdKind, split_order_key, validate_id, validate_order_key};
 
 /// The only manifest version this crate writes and reads.
 pub const MANIFEST_VERSION: u32 = 1;
@@ -66,7 +66,12 @@ pub struct FrameEntry {
 pub struct Manifest {
     pub version: u32,
     pub station_id: String,
+    /// The order key: the slip's order ID, or `{id}.{n}` when the number came back.
     pub order_id: String,
+    /// Which use of the slip's number this order is, from 2 up; absent for the first (as in
+    /// every manifest written before numbers could come back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrence: Option<u32>,
     pub reason: CompletionReason,
     pub frame_count: u32,
     pub frames: Vec<FrameEntry>,
@@ -81,7 +86,15 @@ pub enum ManifestError {
     Json(serde_json::Error),
     Version(u32),
     Id(IdError),
-    FrameCount { declared: u32, listed: usize },
+    FrameCount {
+        declared: u32,
+        listed: usize,
+    },
+    /// `occurrence` does not match the order key's `.{n}`.
+    Occurrence {
+        order_key: String,
+        declared: Option<u32>,
+    },
 }
 
 impl fmt::Display for ManifestError {
@@ -96,6 +109,14 @@ impl fmt::Display for ManifestError {
             ManifestError::FrameCount { declared, listed } => {
                 write!(f, "manifest declares {declared} frames but lists {listed}")
             }
+            ManifestError::Occurrence {
+                order_key,
+                declared,
+            } => write!(
+                f,
+                "manifest of order {order_key} declares occurrence {declared:?}, which its \
+                 order key does not name"
+            ),
         }
     }
 }
@@ -103,7 +124,8 @@ impl fmt::Display for ManifestError {
 impl std::error::Error for ManifestError {}
 
 impl Manifest {
-    /// Builds a manifest from the frames stored for an order, in capture order.
+    /// Builds a manifest from the frames stored for an order (`order_id` is its order key),
+    /// in capture order.
     pub fn new(
         station_id: &str,
         order_id: &str,
@@ -116,6 +138,7 @@ impl Manifest {
             version: MANIFEST_VERSION,
             station_id: station_id.to_owned(),
             order_id: order_id.to_owned(),
+            occurrence: Some(split_order_key(order_id).1).filter(|&n| n > 1),
             reason,
             frame_count: frames.len() as u32,
             first_unix_ms: frames.iter().map(|f| f.unix_ms).min(),
@@ -136,7 +159,14 @@ impl Manifest {
             return Err(ManifestError::Version(m.version));
         }
         validate_id(IdKind::Station, &m.station_id).map_err(ManifestError::Id)?;
-        validate_id(IdKind::Order, &m.order_id).map_err(ManifestError::Id)?;
+        validate_order_key(&m.order_id).map_err(ManifestError::Id)?;
+        let occurrence = split_order_key(&m.order_id).1;
+        if m.occurrence.unwrap_or(1) != occurrence {
+            return Err(ManifestError::Occurrence {
+                order_key: m.order_id,
+                declared: m.occurrence,
+            });
+        }
         if m.frame_count as usize != m.frames.len() {
             return Err(ManifestError::FrameCount {
                 declared: m.frame_count,
@@ -203,6 +233,31 @@ mod tests {
             Manifest::from_json(&m.to_json()),
             Err(ManifestError::Id(_))
         ));
+    }
+
+    #[test]
+    fn occurrences_are_declared_and_checked() {
+        let first = Manifest::new("s1", "384", CompletionReason::NextOrder, vec![], "i");
+        assert_eq!(first.occurrence, None);
+        let v: serde_json::Value = serde_json::from_slice(&first.to_json()).unwrap();
+        assert!(
+            v.get("occurrence").is_none(),
+            "first occurrences look as before"
+        );
+        let again = Manifest::new("s1", "384.3", CompletionReason::NextOrder, vec![], "i");
+        assert_eq!(again.occurrence, Some(3));
+        let v: serde_json::Value = serde_json::from_slice(&again.to_json()).unwrap();
+        assert_eq!(v["occurrence"], 3);
+        assert_eq!(Manifest::from_json(&again.to_json()).unwrap(), again);
+        let mut wrong = again.clone();
+        wrong.occurrence = Some(2);
+        assert!(matches!(
+            Manifest::from_json(&wrong.to_json()),
+            Err(ManifestError::Occurrence { .. })
+        ));
+        let mut wrong = first;
+        wrong.occurrence = Some(2);
+        assert!(Manifest::from_json(&wrong.to_json()).is_err());
     }
 
     #[test]

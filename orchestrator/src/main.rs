@@ -117,6 +117,7 @@ fn station_specs(c: &Config) -> Vec<(StationSpec, CameraEnv)> {
                 pipeline: s.pipeline.clone(),
                 roi: s.roi.clone(),
                 idle_timeout_ms: s.idle_timeout_ms,
+                reuse_after_s: s.reuse_after_s,
             };
             let camera = CameraEnv {
                 user_env: s.camera_user_env.clone(),

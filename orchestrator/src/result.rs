@@ -44,8 +44,14 @@ pub struct Timings {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderResult {
+    /// The order key: the slip's order ID, or `{id}.{n}` for the n-th order the till gave
+    /// that number at this station (see `occurrence`).
     pub order_id: String,
     pub station_id: String,
+    /// From 2 up when the number had been used at the station before (`reuse_after_s`);
+    /// absent for the first order with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub occurrence: Option<u32>,
     /// `status` to `accuracy`, stored inline as they always were.
     #[serde(flatten)]
     pub validation: Validation,

@@ -142,6 +142,7 @@ mod tests {
         OrderResult {
             order_id: "1".into(),
             station_id: station.into(),
+            occurrence: None,
             validation: Validation::unvalidated(status, vec![], vec![]),
             selected_frames: vec![],
             recognizer: "r".into(),

@@ -62,6 +62,7 @@ fn defaults() {
     assert_eq!(c.processing.max_concurrent_orders, 4);
     assert!(c.processing.claim);
     assert_eq!(c.stations[0].idle_timeout_ms, 10_000);
+    assert_eq!(c.stations[0].reuse_after_s, 1_800);
     assert_eq!(c.orders_file, Path::new("/etc/oa/orders.json"));
     assert_eq!(c.recognition.backend, Backend::Labels);
     assert_eq!(
@@ -264,6 +265,25 @@ fn other_invalid_fields_are_named() {
     assert_eq!(c.stations[0].roi.as_deref(), Some("10,20,300,80"));
     let e = err(&MINIMAL.replace("orders_file = \"orders.json\"\n", ""));
     assert!(e.starts_with("orders_file:"), "{e}");
+    // A reuse window inside the idle timeout would split one order.
+    let station = |extra: &str| {
+        MINIMAL.replace(
+            "id = \"station_1\"",
+            &format!("id = \"station_1\"\n{extra}"),
+        )
+    };
+    let e = err(&station("idle_timeout_ms = 5000\nreuse_after_s = 5"));
+    assert!(
+        e.starts_with("stations[0].reuse_after_s:") && e.contains("5000 ms"),
+        "{e}"
+    );
+    let c = load(&station("idle_timeout_ms = 5000\nreuse_after_s = 6")).unwrap();
+    assert_eq!(c.stations[0].reuse_after_s, 6);
+    let c = load(&station("reuse_after_s = 0")).unwrap();
+    assert_eq!(
+        c.stations[0].reuse_after_s, 0,
+        "0: numbers are never new orders"
+    );
 }
 
 #[test]

@@ -77,6 +77,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             pipeline: "ok.pipeline".into(),
             roi: None,
             idle_timeout_ms: 1000,
+            reuse_after_s: 1800,
         }],
     )
     .unwrap();

@@ -55,6 +55,7 @@ fn station(id: &str, pipeline: &str) -> StationSpec {
         pipeline: pipeline.into(),
         roi: None,
         idle_timeout_ms: 1000,
+        reuse_after_s: 1800,
     }
 }
 

@@ -59,7 +59,7 @@ SRT
 PIPELINE=$(grep -v '^[[:space:]]*#' pipelines/test-source.pipeline | tr '\n' ' ' \
     | sed -e "s|{source}|$WORK/slips.srt|" -e 's|{station_id}|station_1|' \
           -e 's| roi="{roi}"||' -e 's|{idle_timeout_ms}|5000|' -e "s|{endpoint}|$ENDPOINT|" \
-          -e 's|{bucket}|frames|' -e 's| prefix="{prefix}"||' -e 's|{pipeline_instance}|bench-1|')
+          -e 's|{bucket}|frames|' -e 's| prefix="{prefix}"||' -e 's|{pipeline_instance}|bench-1|' -e 's|{reuse_after_s}|1800|')
 # shellcheck disable=SC2086 # split into words on purpose
 GST_DEBUG=${GST_DEBUG:-eosmarker:4} gst-launch-1.0 -e $PIPELINE > "$WORK/launch.log" 2>&1 < /dev/null &
 LP=$!

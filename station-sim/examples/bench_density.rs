@@ -222,6 +222,7 @@ fn run(
             ("bucket", BUCKET.to_string()),
             ("prefix", String::new()),
             ("pipeline_instance", format!("density-{n}-{id}")),
+            ("reuse_after_s", "1800".to_string()),
         ]);
         let line = render_pipeline(template, &values).expect("pipeline template");
         let log = std::fs::File::create(work.join(format!("{id}-{n}.log"))).unwrap();

@@ -69,6 +69,11 @@ pub struct Scenario {
     /// Look of every slip unless a station or order overrides it.
     #[serde(default)]
     pub look: LookPatch,
+    /// The stations' `reuse_after_s`; set, an order ID may appear again on a station at
+    /// least this long (plus 2 s) after its previous order there ends: a new order, expected
+    /// under the order key `{id}.{n}`. Unset: the orchestrator's default, IDs unique.
+    #[serde(default)]
+    pub reuse_after_s: Option<u32>,
     pub stations: Vec<Station>,
 }
 
@@ -254,7 +259,10 @@ pub struct Look {
 /// One order on a station's timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedOrder {
+    /// The ID printed on the slip.
     pub order_id: String,
+    /// Where the order is stored: the ID, or `{id}.{n}` for its n-th use on the station.
+    pub order_key: String,
     /// Seconds from the start of the stream: the slip and the items are in view in
     /// `[start_s, end_s)`.
     pub start_s: f64,
@@ -298,6 +306,8 @@ pub struct QuantityMismatch {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ExpectedOrder {
     pub station_id: String,
+    /// The order key its result and marker are stored under (the slip's ID, or `{id}.{n}`
+    /// when the number was used on the station before).
     pub order_id: String,
     /// `validated`, `mismatch` or `unknown-order` (the orchestrator's statuses).
     pub status: String,
@@ -551,9 +561,33 @@ impl Plan {
                 if !valid_id(&o.id) {
                     return Err(format!("{at}.id: {:?} is not a valid order ID", o.id));
                 }
-                if st.orders[..oi].iter().any(|p| p.id == o.id) {
-                    return Err(format!("{at}.id: {:?} appears twice on the station", o.id));
+                let before: Vec<&PlannedOrder> = orders
+                    .iter()
+                    .filter(|p: &&PlannedOrder| p.order_id == o.id)
+                    .collect();
+                if let Some(last) = before.last() {
+                    let gap = t - last.end_s;
+                    match scenario.reuse_after_s {
+                        Some(r) if gap >= f64::from(r) + 2.0 => {}
+                        Some(r) => {
+                            return Err(format!(
+                                "{at}.id: {:?} comes back {gap} s after its previous order on \
+                                 the station ends; a reused number needs at least \
+                                 reuse_after_s + 2 = {} s",
+                                o.id,
+                                r + 2
+                            ));
+                        }
+                        None => {
+                            return Err(format!(
+                                "{at}.id: {:?} appears twice on the station (set \
+                                 reuse_after_s to reuse numbers)",
+                                o.id
+                            ));
+                        }
+                    }
                 }
+                let order_key = oa_contract::order_key(&o.id, before.len() as u32 + 1);
                 if !(o.slip_s >= 1.0 && o.pause_s >= 0.0) {
                     return Err(format!("{at}: slip_s must be >= 1 and pause_s >= 0"));
                 }
@@ -590,7 +624,8 @@ impl Plan {
                         && *prev != ordered
                     {
                         return Err(format!(
-                            "{at}.ordered: order {:?} is ordered differently on another station",
+                            "{at}.ordered: order {:?} is ordered differently elsewhere \
+                             (orders.json holds one list per ID)",
                             o.id
                         ));
                     }
@@ -629,6 +664,7 @@ impl Plan {
                 };
                 orders.push(PlannedOrder {
                     order_id: o.id.clone(),
+                    order_key,
                     start_s: t,
                     end_s: t + o.slip_s,
                     ordered: o.ordered.clone(),
@@ -708,7 +744,7 @@ impl Plan {
                 };
                 orders.push(ExpectedOrder {
                     station_id: st.station_id.clone(),
-                    order_id: o.order_id.clone(),
+                    order_id: o.order_key.clone(),
                     status: status.into(),
                     ordered,
                     packed,
@@ -1375,8 +1411,46 @@ packed = [{ name = "banana" }]
     }
 
     #[test]
+    fn a_reused_number_is_a_new_order_key_only_after_reuse_after_s() {
+        // 101 ends at 8 s, 102 shows 11..17 s; with pause_s = 3 the third order starts at 20 s.
+        let again = SMALL.replace("\"999\"", "\"101\"").replace(
+            "in_orders_json = false\n",
+            "ordered = [{ name = \"banana\", quantity = 2 }, { name = \"green apple\" }]\n",
+        );
+        let e = Plan::new(Scenario::from_toml(&again).unwrap()).unwrap_err();
+        assert!(
+            e.contains("appears twice") && e.contains("reuse_after_s"),
+            "{e}"
+        );
+        let soon = format!("reuse_after_s = 11\n{again}");
+        let e = Plan::new(Scenario::from_toml(&soon).unwrap()).unwrap_err();
+        assert!(
+            e.starts_with("stations[0].orders[2].id") && e.contains("13 s"),
+            "{e}"
+        );
+        let later = format!("reuse_after_s = 10\n{again}");
+        let plan = Plan::new(Scenario::from_toml(&later).unwrap()).unwrap();
+        let keys: Vec<&str> = plan.stations[0]
+            .orders
+            .iter()
+            .map(|o| o.order_key.as_str())
+            .collect();
+        assert_eq!(keys, ["101", "102", "101.2"]);
+        let gt = plan.ground_truth();
+        assert_eq!(gt.orders[2].order_id, "101.2");
+        assert_eq!(
+            gt.orders[2].status, "mismatch",
+            "the same expected items as 101"
+        );
+        assert_eq!(plan.stations[0].orders[2].slip_text, "ORDER #101");
+        assert_eq!(plan.orders_json().as_object().unwrap().len(), 2);
+    }
+
+    #[test]
     fn shipped_scenarios_load() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+        let plan = Plan::new(Scenario::load(&dir.join("reused-numbers.toml")).unwrap()).unwrap();
+        assert_eq!(plan.stations[0].orders[2].order_key, "384.2");
         for f in ["demo.toml", "varied-slips.toml", "occlusions.toml"] {
             let plan = Plan::new(Scenario::load(&dir.join(f)).unwrap()).unwrap();
             assert_eq!(plan.stations.len(), 2, "{f}");

@@ -263,6 +263,8 @@ pub(crate) struct Tweaks {
     pub expected_wait_s: Option<u32>,
     /// Tables appended after the stations (e.g. `[events]`); empty: none.
     pub extra: String,
+    /// Every station's `reuse_after_s`; `None`: the default.
+    pub reuse_after_s: Option<u32>,
 }
 
 /// The orchestrator's configuration for the simulated stations at `urls`.
@@ -313,6 +315,9 @@ frames_per_order = 4
         toml.push_str(&format!(
             "\n[[stations]]\nid = \"{id}\"\nsource = \"{url}\"\nidle_timeout_ms = 3000\n"
         ));
+        if let Some(s) = tweaks.reuse_after_s {
+            toml.push_str(&format!("reuse_after_s = {s}\n"));
+        }
     }
     if !tweaks.extra.is_empty() {
         toml.push('\n');
@@ -377,7 +382,10 @@ fn run_scenario(scenario: &Path, tag: &str, pos: Option<PosOptions<'_>>) -> Ran 
 
     let http_port = crate::pos::free_port();
     let addr = format!("127.0.0.1:{http_port}");
-    let tweaks = pos.as_ref().map(PosSide::tweaks).unwrap_or_default();
+    let tweaks = Tweaks {
+        reuse_after_s: plan.scenario.reuse_after_s,
+        ..pos.as_ref().map(PosSide::tweaks).unwrap_or_default()
+    };
     let toml = config_toml(&s3.endpoint(), http_port, sim.urls(), &tweaks);
     let cfg = dir.0.join("orchestrator.toml");
     std::fs::write(&cfg, toml).unwrap();
@@ -1000,7 +1008,13 @@ fn put(addr: &str, bucket_dir: &Path, p: &PosPut, status_before: Option<String>)
         .join("__EOS__");
     PutRecord {
         bag_complete: marker.exists(),
-        reply: crate::pos::put_expected(addr, &p.order_id, &p.items).map_err(|e| e.to_string()),
+        // The till knows a reused number by the number alone.
+        reply: crate::pos::put_expected(
+            addr,
+            oa_contract::split_order_key(&p.order_id).0,
+            &p.items,
+        )
+        .map_err(|e| e.to_string()),
         at_ms: crate::pos::now_ms(),
         put: p.clone(),
         status_before,

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gstorderaccuracy::events::OrderComplete;
 use gstorderaccuracy::meta::OrderTag;
-use oa_contract::{CompletionReason, Manifest, frame_key, marker_key};
+use oa_contract::{CompletionReason, Manifest, frame_key, marker_key, result_key};
 use oa_s3server::S3Server;
 use oa_test_support::s3::{BUCKET, SECRET_KEY, ScratchS3};
 
@@ -616,4 +616,145 @@ fn a_restarted_sink_continues_an_order_from_its_stored_marker() {
     assert_eq!(stored_frames(&s, &c), [(0, 10_005)]);
     assert_eq!(u64_prop(&second, "orders-repeated"), 1);
     second.pipeline.set_state(gst::State::Null).unwrap();
+}
+
+const HOUR_MS: u64 = 3_600_000;
+
+/// Pushes frames `range` of `order` (frame `i` taken at `t0 + i` ms), then its
+/// OrderComplete.
+fn push_at(run: &Run, order: &str, t0: u64, range: std::ops::Range<u32>) {
+    let n = range.len() as u32;
+    for i in range {
+        let buffer = frame(i, "s1", Some(order), t0 + u64::from(i));
+        run.src.push_buffer(buffer).unwrap();
+    }
+    assert!(run.src.send_event(complete("s1", order, n)));
+}
+
+/// `(key, seq, unix_ms)` of the frames `m` lists; each is stored with the bytes of frame
+/// `i` for the `unix_ms` it was pushed at (`t0 + i`, with `t0` from `starts`).
+fn listed(server: &S3Server, m: &Manifest, starts: &[u64]) -> Vec<(u32, u64)> {
+    for f in &m.frames {
+        assert_eq!(
+            f.key,
+            frame_key("", "s1", &m.order_id, f.unix_ms, f.seq).unwrap()
+        );
+        let t0 = starts
+            .iter()
+            .copied()
+            .filter(|&t| t <= f.unix_ms)
+            .max()
+            .unwrap();
+        let i = (f.unix_ms - t0) as u32;
+        assert_eq!(
+            server.read_object(BUCKET, &f.key).unwrap(),
+            jpeg(i),
+            "{}",
+            f.key
+        );
+    }
+    m.frames.iter().map(|f| (f.seq, f.unix_ms)).collect()
+}
+
+/// The simulated clock is the frames' own `unix_ms`: the same slip number an hour after its
+/// order's last frame is another order, its frames and marker under `A.2`; the number seen
+/// again a few seconds later (the slip briefly out of view) continues `A.2`; a restarted
+/// sink finds `A.2` with one LIST and puts the next return two hours later in `A.3`.
+#[test]
+fn a_number_that_comes_back_after_reuse_after_is_a_new_order() {
+    let s = server();
+    let t0 = 1_700_000_000_000;
+    let t1 = t0 + HOUR_MS;
+    let t1b = t1 + 5_000;
+    let run = pipeline(&s.endpoint(), &[("pipeline-instance", "run-1".to_value())]);
+    assert_eq!(run.sink.property::<u32>("reuse-after"), 1_800);
+    run.pipeline.set_state(gst::State::Playing).unwrap();
+    push_at(&run, "A", t0, 0..3);
+    push_at(&run, "A", t1, 0..2);
+    push_at(&run, "B", t1 + 2_000, 0..1);
+    push_at(&run, "A", t1b, 2..4);
+    run.src.end_of_stream().unwrap();
+    let out = wait_end(&run, Duration::from_secs(30), || {});
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(u64_prop(&run, "orders-reused"), 1);
+    assert_eq!(u64_prop(&run, "orders-repeated"), 1, "A.2 continued once");
+    run.pipeline.set_state(gst::State::Null).unwrap();
+
+    // The first order is untouched: written once, its three frames, no occurrence.
+    let first = manifest(&s, "s1", "A");
+    assert_eq!(first.occurrence, None);
+    assert_eq!(
+        listed(&s, &first, &[t0]),
+        [(0, t0), (1, t0 + 1), (2, t0 + 2)]
+    );
+    let marker = marker_key("", "s1", "A").unwrap();
+    assert_eq!(s.put_log().iter().filter(|k| **k == marker).count(), 1);
+
+    let again = manifest(&s, "s1", "A.2");
+    assert_eq!(
+        (again.order_id.as_str(), again.occurrence),
+        ("A.2", Some(2))
+    );
+    assert_eq!(
+        listed(&s, &again, &[t1, t1b]),
+        [(0, t1), (1, t1 + 1), (2, t1b + 2), (3, t1b + 3)],
+        "seq starts again at 0 and the brief return continues it"
+    );
+    let stored: Vec<String> = out
+        .order_stored
+        .iter()
+        .map(|m| m.get::<String>("order-id").unwrap())
+        .collect();
+    assert_eq!(stored, ["A", "A.2", "B", "A.2"]);
+
+    // A restart knows A only from the bucket.
+    let t2 = t1 + 2 * HOUR_MS;
+    let second = pipeline(&s.endpoint(), &[("pipeline-instance", "run-2".to_value())]);
+    second.pipeline.set_state(gst::State::Playing).unwrap();
+    push_at(&second, "A", t2, 0..1);
+    push_at(&second, "A", t2 + 10_000, 1..2);
+    second.src.end_of_stream().unwrap();
+    let out = wait_end(&second, Duration::from_secs(30), || {});
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(u64_prop(&second, "orders-reused"), 1);
+    second.pipeline.set_state(gst::State::Null).unwrap();
+    let third = manifest(&s, "s1", "A.3");
+    assert_eq!(third.occurrence, Some(3));
+    assert_eq!(
+        listed(&s, &third, &[t2, t2 + 10_000]),
+        [(0, t2), (1, t2 + 10_001)]
+    );
+    assert_eq!(
+        manifest(&s, "s1", "A.2"),
+        again,
+        "A.2 untouched by the restart"
+    );
+    assert_eq!(manifest(&s, "s1", "A"), first);
+    // Results and claims of occurrences are named the same way.
+    assert_eq!(result_key("", "s1", "A.3").unwrap(), "results/s1/A.3.json");
+}
+
+#[test]
+fn reuse_after_zero_keeps_every_return_in_the_first_order() {
+    let s = server();
+    let t0 = 1_700_000_000_000;
+    let run = pipeline(&s.endpoint(), &[("reuse-after", 0u32.to_value())]);
+    run.pipeline.set_state(gst::State::Playing).unwrap();
+    push_at(&run, "A", t0, 0..1);
+    push_at(&run, "A", t0 + 24 * HOUR_MS, 1..2);
+    run.src.end_of_stream().unwrap();
+    let out = wait_end(&run, Duration::from_secs(30), || {});
+    assert!(out.error.is_none(), "{:?}", out.error);
+    run.pipeline.set_state(gst::State::Null).unwrap();
+    let a = manifest(&s, "s1", "A");
+    assert_eq!(
+        listed(&s, &a, &[t0, t0 + 24 * HOUR_MS]),
+        [(0, t0), (1, t0 + 24 * HOUR_MS + 1)]
+    );
+    assert_eq!(u64_prop(&run, "orders-reused"), 0);
+    assert!(
+        !s.put_log().iter().any(|k| k.starts_with("s1/A.")),
+        "{:?}",
+        s.put_log()
+    );
 }

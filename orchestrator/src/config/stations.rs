@@ -8,6 +8,8 @@ use std::path::Path;
 
 /// Pipeline file used for `rtsp://` and `rtsps://` sources when none is named.
 pub const DEFAULT_RTSP_PIPELINE: &str = "rtsp-camera.pipeline";
+/// `reuse_after_s` when none is given: half an hour.
+pub const DEFAULT_REUSE_AFTER_S: u32 = 1_800;
 /// Pipeline file used for `file://` URIs and plain paths when none is named.
 pub const DEFAULT_FILE_PIPELINE: &str = "recorded-file.pipeline";
 
@@ -26,6 +28,10 @@ pub struct StationConfig {
     /// `None` for the whole frame.
     pub roi: Option<String>,
     pub idle_timeout_ms: u32,
+    /// Seconds after an order's last frame from which its number, seen again at this
+    /// station, is a new order (the till reused it), stored as `{order}.{n}`; sooner, the
+    /// slip was only out of view and the order continues. 0: a number always continues.
+    pub reuse_after_s: u32,
     /// Name of a variable of the orchestrator's environment holding the camera's user
     /// name (passed to the pipeline as `OA_CAMERA_USER`); must be set.
     pub camera_user_env: Option<String>,
@@ -42,6 +48,7 @@ impl Default for StationConfig {
             pipeline: String::new(),
             roi: None,
             idle_timeout_ms: 10_000,
+            reuse_after_s: DEFAULT_REUSE_AFTER_S,
             camera_user_env: None,
             camera_password_env: None,
         }
@@ -107,6 +114,19 @@ impl StationConfig {
         };
         if self.idle_timeout_ms == 0 {
             return Err(ConfigError::new(f("idle_timeout_ms"), "must be > 0"));
+        }
+        if self.reuse_after_s != 0
+            && u64::from(self.reuse_after_s) * 1_000 <= u64::from(self.idle_timeout_ms)
+        {
+            return Err(ConfigError::new(
+                f("reuse_after_s"),
+                format!(
+                    "{} s would split an order whose slip is out of view for less than \
+                     idle_timeout_ms ({} ms); make it longer, or 0 to never treat a number \
+                     as reused",
+                    self.reuse_after_s, self.idle_timeout_ms
+                ),
+            ));
         }
         let userinfo = split_userinfo(&self.source).1;
         let in_source = (

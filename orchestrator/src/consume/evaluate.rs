@@ -45,7 +45,9 @@ pub fn evaluate(
     expected: Option<&[Item]>,
     inventory: &Inventory,
 ) -> OrderResult {
+    let occurrence = Some(oa_contract::split_order_key(&header.order_id).1).filter(|&n| n > 1);
     let mut r = OrderResult {
+        occurrence,
         order_id: header.order_id,
         station_id: header.station_id,
         validation: Validation::unvalidated(

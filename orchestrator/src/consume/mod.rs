@@ -305,14 +305,15 @@ impl Consumer {
     }
 
     /// The expected items of `order_id` were just stored: every order with that ID held
-    /// for them (or in flight now) is looked at again at once.
+    /// for them (or in flight now), whichever occurrence of the number, is looked at again
+    /// at once.
     pub fn expected_arrived(&self, order_id: &str) {
         let mut keys: Vec<OrderKey> = self
             .awaiting
             .lock()
             .unwrap()
             .keys()
-            .filter(|k| k.1 == order_id)
+            .filter(|k| oa_contract::split_order_key(&k.1).0 == order_id)
             .cloned()
             .collect();
         keys.extend(
@@ -320,7 +321,7 @@ impl Consumer {
                 .lock()
                 .unwrap()
                 .iter()
-                .filter(|k| k.1 == order_id)
+                .filter(|k| oa_contract::split_order_key(&k.1).0 == order_id)
                 .cloned(),
         );
         if keys.is_empty() {
@@ -761,7 +762,11 @@ impl Consumer {
             return Ok(Processed::RetryLater(error.clone()));
         }
         let t = Instant::now();
-        let expected = self.expected.lookup(order).await?;
+        // A number the till reused is stored as `{order}.{n}`; the till knows it by the bare ID.
+        let expected = self
+            .expected
+            .lookup(oa_contract::split_order_key(order).0)
+            .await?;
         if expected.is_none() && matches!(outcome, Outcome::Recognized { .. }) {
             let since = held.as_ref().map_or_else(Instant::now, |h| h.since);
             let waited = since.elapsed();

@@ -51,6 +51,8 @@ pub struct StationSpec {
     pub pipeline: String,
     pub roi: Option<String>,
     pub idle_timeout_ms: u32,
+    /// `reuse-after` of the sink: seconds after which a number seen again is a new order.
+    pub reuse_after_s: u32,
 }
 
 /// Where the pipelines store frames and markers.
@@ -219,6 +221,7 @@ fn render_template(
     values.insert("source", stripped);
     values.insert("roi", spec.roi.clone().unwrap_or_default());
     values.insert("idle_timeout_ms", spec.idle_timeout_ms.to_string());
+    values.insert("reuse_after_s", spec.reuse_after_s.to_string());
     values.insert("endpoint", storage.endpoint.clone());
     values.insert("bucket", storage.bucket.clone());
     values.insert("prefix", storage.prefix.clone());
@@ -229,7 +232,8 @@ fn render_template(
             .map_err(|e| match e {
                 oa_contract::TemplateError::UnsafeValue { name, .. } if name == "source" => {
                     format!(
-                        "pipeline {}: source {} contains a quote, backslash, '!' or newline                          and cannot be placed in a pipeline",
+                        "pipeline {}: source {} contains a quote, backslash, '!' or newline \
+                         and cannot be placed in a pipeline",
                         path.display(),
                         camera::redact_source(&spec.source)
                     )
@@ -626,6 +630,7 @@ mod tests {
             pipeline: pipeline.into(),
             roi: None,
             idle_timeout_ms: 10_000,
+            reuse_after_s: 1_800,
         }
     }
 

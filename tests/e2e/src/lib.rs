@@ -200,6 +200,7 @@ pub fn station_1_pipeline(
             ("bucket", BUCKET.into()),
             ("prefix", String::new()),
             ("pipeline_instance", instance),
+            ("reuse_after_s", "1800".into()),
         ],
     )
 }

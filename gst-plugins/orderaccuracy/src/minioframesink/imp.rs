@@ -14,11 +14,11 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use oa_contract::messages::{self, field};
-use oa_contract::{FrameEntry, Manifest};
+use oa_contract::{FrameEntry, Manifest, order_key, split_order_key};
 use tokio::runtime::Runtime;
 use tokio::sync::{Semaphore, watch};
 
-use super::completed::CompletedOrders;
+use super::completed::{self, CompletedOrders};
 use super::held::HeldFrames;
 use super::progress::ProgressClock;
 use super::stored;
@@ -62,6 +62,7 @@ const DEFAULT_REQUEST_TIMEOUT_MS: u32 = 10_000;
 const DEFAULT_PRE_ROLL: u32 = 1;
 const DEFAULT_PIPELINE_INSTANCE: &str = "";
 const DEFAULT_PROGRESS_INTERVAL_S: u32 = 1;
+const DEFAULT_REUSE_AFTER_S: u32 = 1_800;
 /// Longest the streaming thread waits, when an order starts, to learn whether the order
 /// was stored before (the GET of its marker and the LIST of its prefix, together: the LIST
 /// finds frames stored without a marker, or after it): on a healthy store the answers (usually 404 and an empty listing)
@@ -85,6 +86,7 @@ struct Settings {
     pre_roll: u32,
     pipeline_instance: String,
     progress_interval_s: u32,
+    reuse_after_s: u32,
 }
 
 impl Default for Settings {
@@ -104,6 +106,7 @@ impl Default for Settings {
             pre_roll: DEFAULT_PRE_ROLL,
             pipeline_instance: DEFAULT_PIPELINE_INSTANCE.into(),
             progress_interval_s: DEFAULT_PROGRESS_INTERVAL_S,
+            reuse_after_s: DEFAULT_REUSE_AFTER_S,
         }
     }
 }
@@ -127,6 +130,7 @@ struct Counters {
     markers_written: AtomicU64,
     orders_repeated: AtomicU64,
     orders_resumed: AtomicU64,
+    orders_reused: AtomicU64,
 }
 
 impl Counters {
@@ -139,13 +143,15 @@ impl Counters {
             &self.markers_written,
             &self.orders_repeated,
             &self.orders_resumed,
+            &self.orders_reused,
         ] {
             c.store(0, Ordering::Relaxed);
         }
     }
 }
 
-/// `(station, order)`.
+/// `(station, order)`: the order as its slip names it, or (once [`MinioFrameSink::begin_order`]
+/// chose where it is stored) `(station, order key)`.
 type OrderId = (String, String);
 
 /// Frames an order already has in the store when it starts here.
@@ -156,6 +162,14 @@ enum Earlier {
     /// Found by listing its prefix, with no marker: a pipeline stopped (killed, crashed)
     /// in the middle of the order, and this one resumes it.
     Listed(Vec<FrameEntry>),
+}
+
+impl Earlier {
+    fn frames(&self) -> &[FrameEntry] {
+        match self {
+            Earlier::Marker(f) | Earlier::Listed(f) => f,
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -271,7 +285,62 @@ fn is_transient<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> boo
     }
 }
 
+/// What a LIST (every page) found.
+#[derive(Default)]
+struct Listing {
+    /// `(key, size)` of each object.
+    objects: Vec<(String, Option<i64>)>,
+    /// The common prefixes, when listed with a delimiter.
+    folders: Vec<String>,
+}
+
 impl Uploader {
+    /// Lists `prefix` (every page, with `delimiter` if any) within `limit`; blocks.
+    fn list(
+        &self,
+        prefix: &str,
+        delimiter: Option<&str>,
+        limit: Duration,
+    ) -> Result<Listing, String> {
+        let pages = async {
+            let mut listing = Listing::default();
+            let mut token: Option<String> = None;
+            loop {
+                let out = self
+                    .client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(prefix)
+                    .set_delimiter(delimiter.map(str::to_owned))
+                    .set_continuation_token(token.take())
+                    .send()
+                    .await
+                    .map_err(|e| DisplayErrorContext(&e).to_string())?;
+                listing.objects.extend(
+                    out.contents()
+                        .iter()
+                        .filter_map(|o| Some((o.key()?.to_owned(), o.size()))),
+                );
+                listing.folders.extend(
+                    out.common_prefixes()
+                        .iter()
+                        .filter_map(|c| c.prefix().map(str::to_owned)),
+                );
+                match out.next_continuation_token() {
+                    Some(next) if out.is_truncated() == Some(true) => {
+                        token = Some(next.to_owned());
+                    }
+                    _ => return Ok::<_, String>(listing),
+                }
+            }
+        };
+        // The timer is created inside the runtime.
+        match RUNTIME.block_on(async { tokio::time::timeout(limit, pages).await }) {
+            Ok(result) => result,
+            Err(_) => Err(format!("no answer within {limit:?}")),
+        }
+    }
+
     async fn put_with_retry(
         &self,
         key: &str,
@@ -370,9 +439,18 @@ struct Started {
     request_timeout: Duration,
     /// Frames without an order, until it is known where they belong.
     held: HeldFrames<PreRolled>,
-    /// The order being collected; cleared by its OrderComplete.
-    current: Option<OrderId>,
+    /// The order being collected, as its slip names it and where it is stored; cleared by
+    /// its OrderComplete.
+    current: Option<(OrderId, OrderId)>,
+    /// Frames of recently completed orders, by where they are stored.
     completed: CompletedOrders<OrderId>,
+    /// Where an order ID that came back after `reuse_after_ms` is stored (`{order}.{n}`);
+    /// kept after its marker so that the slip, briefly out of view, continues it.
+    segments: HashMap<OrderId, OrderId>,
+    reuse_after_ms: u64,
+    /// `unix_ms` of the newest tagged frame: "now" for an OrderComplete none of whose frames
+    /// came here (on the clock the frames are stamped with, whatever it is).
+    last_unix_ms: u64,
     progress: ProgressClock,
     /// The station of the latest tagged frame, for the progress message.
     station_id: Option<String>,
@@ -599,27 +677,47 @@ impl MinioFrameSink {
         Ok(gst::FlowSuccess::Ok)
     }
 
-    /// Registers `id` when it has no progress yet. An order ID that was completed before
+    /// Chooses where the order the slip calls `slip` is stored and registers it when it has
+    /// no progress yet; returns `(station, order key)`. An order ID that was completed before
     /// (its marker written: remembered, or else found in the store with one GET, with any
     /// frames a LIST finds stored after the marker) continues its `seq` after the stored
     /// frames, and its new marker lists them too; so does an order with frames in the store
     /// and no marker (found with the LIST when the GET answers 404): a pipeline stopped in
-    /// its middle, and this one resumes it.
-    fn begin_order(&self, st: &Started, id: &OrderId) {
+    /// its middle, and this one resumes it. When the newest of those frames is
+    /// `reuse-after` or more older than `now_ms`, the number came back for another order:
+    /// it is stored as the next occurrence, `{order}.{n}` ([`Self::next_occurrence`]).
+    fn begin_order(&self, st: &mut Started, slip: &OrderId, now_ms: u64) -> OrderId {
+        let mut id = st
+            .segments
+            .get(slip)
+            .cloned()
+            .unwrap_or_else(|| slip.clone());
         if self
             .shared()
             .progress
             .lock()
             .unwrap()
             .orders
-            .contains_key(id)
+            .contains_key(&id)
         {
-            return;
+            return id;
         }
-        let earlier = match st.completed.get(id) {
-            Some(frames) => Some(Earlier::Marker(frames.clone())),
-            None => self.stored_frames(st, id),
-        };
+        let mut earlier = self.earlier_frames(st, &id);
+        if let Some(past) = &earlier
+            && stored::is_past(past.frames(), now_ms, st.reuse_after_ms)
+        {
+            (id, earlier) = self.next_occurrence(st, slip, &id, now_ms, earlier);
+        }
+        if id == *slip {
+            st.segments.remove(slip);
+        } else {
+            if st.segments.len() >= completed::REMEMBERED_ORDERS {
+                // Only a lookup saved: without its entry, a slip that comes back finds the
+                // occurrence again with the LIST.
+                st.segments.clear();
+            }
+            st.segments.insert(slip.clone(), id.clone());
+        }
         let mut order = OrderProgress::default();
         match earlier {
             Some(Earlier::Marker(earlier)) => {
@@ -660,6 +758,95 @@ impl MinioFrameSink {
         self.shared().update(|p| {
             p.orders.entry(id.clone()).or_insert(order);
         });
+        id
+    }
+
+    /// The frames the order stored as `id` has already: remembered, or read from the store.
+    fn earlier_frames(&self, st: &Started, id: &OrderId) -> Option<Earlier> {
+        match st.completed.get(id) {
+            Some(frames) => Some(Earlier::Marker(frames.clone())),
+            None => self.stored_frames(st, id),
+        }
+    }
+
+    /// Where order `slip` is stored now that `past` (stored as such, its frames `earlier`)
+    /// is over: the latest occurrence a LIST of `{station}/{order}.` finds, when it is still
+    /// going on (a slip briefly out of view, a pipeline restarted in its middle), else the
+    /// one after it and after `past`. A LIST that fails keeps `past`, as before numbers
+    /// could come back.
+    fn next_occurrence(
+        &self,
+        st: &Started,
+        slip: &OrderId,
+        past: &OrderId,
+        now_ms: u64,
+        earlier: Option<Earlier>,
+    ) -> (OrderId, Option<Earlier>) {
+        let latest = match self.latest_occurrence(st, slip) {
+            Ok(latest) => latest,
+            Err(cause) => {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "Order {}/{} comes back more than {} s after its last frame, but its \
+                     later occurrences cannot be listed ({cause}): continuing {} as if the \
+                     number had not been reused; check the store's LIST permission",
+                    slip.0,
+                    slip.1,
+                    st.reuse_after_ms / 1_000,
+                    past.1
+                );
+                return (past.clone(), earlier);
+            }
+        };
+        if let Some(n) = latest {
+            let latest_id = (slip.0.clone(), order_key(&slip.1, n));
+            if latest_id != *past {
+                let frames = self.earlier_frames(st, &latest_id);
+                if let Some(e) = &frames
+                    && !stored::is_past(e.frames(), now_ms, st.reuse_after_ms)
+                {
+                    return (latest_id, frames);
+                }
+            }
+        }
+        let next = latest
+            .unwrap_or(1)
+            .max(split_order_key(&past.1).1)
+            .saturating_add(1);
+        let newest = earlier
+            .as_ref()
+            .and_then(|e| e.frames().iter().map(|f| f.unix_ms).max())
+            .unwrap_or_default();
+        let id = (slip.0.clone(), order_key(&slip.1, next));
+        self.counters.orders_reused.fetch_add(1, Ordering::Relaxed);
+        gst::info!(
+            CAT,
+            imp = self,
+            "Order number {}/{} comes back {} s after the last frame of {} (reuse-after {} \
+             s): a new order, stored as {}; the earlier one is left as it is",
+            slip.0,
+            slip.1,
+            now_ms.saturating_sub(newest) / 1_000,
+            past.1,
+            st.reuse_after_ms / 1_000,
+            id.1
+        );
+        (id, None)
+    }
+
+    /// The highest occurrence (≥ 2) of order `slip` in the store, from one LIST (every page)
+    /// of `{station}/{order}.` with the delimiter `/`; `None` when it has none.
+    fn latest_occurrence(&self, st: &Started, slip: &OrderId) -> Result<Option<u32>, String> {
+        let prefix = oa_contract::occurrences_prefix(&st.prefix, &slip.0, &slip.1)
+            .map_err(|e| e.to_string())?;
+        let limit = (st.request_timeout * 2).min(MARKER_LOOKUP_TIMEOUT);
+        let listing = st.uploader.list(&prefix, Some("/"), limit)?;
+        Ok(listing
+            .folders
+            .iter()
+            .filter_map(|c| oa_contract::parse_occurrence_prefix(&st.prefix, &slip.0, &slip.1, c))
+            .max())
     }
 
     /// The frames `id` already has in the store: those its stored marker lists, with any
@@ -802,38 +989,13 @@ impl MinioFrameSink {
         prefix: &str,
         limit: Duration,
     ) -> Result<Vec<FrameEntry>, String> {
-        let up = &st.uploader;
-        let list = async {
-            let mut listed = Vec::new();
-            let mut token: Option<String> = None;
-            loop {
-                let out = up
-                    .client
-                    .list_objects_v2()
-                    .bucket(&up.bucket)
-                    .prefix(prefix)
-                    .set_continuation_token(token.take())
-                    .send()
-                    .await
-                    .map_err(|e| DisplayErrorContext(&e).to_string())?;
-                listed.extend(
-                    out.contents()
-                        .iter()
-                        .filter_map(|o| Some((o.key()?.to_owned(), o.size()))),
-                );
-                match out.next_continuation_token() {
-                    Some(next) if out.is_truncated() == Some(true) => {
-                        token = Some(next.to_owned());
-                    }
-                    _ => return Ok::<_, String>(listed),
-                }
-            }
-        };
-        match RUNTIME.block_on(async { tokio::time::timeout(limit, list).await }) {
-            Ok(Ok(listed)) => Ok(stored::listed_frames(&st.prefix, &id.0, &id.1, listed)),
-            Ok(Err(cause)) => Err(cause),
-            Err(_) => Err(format!("no answer within {limit:?}")),
-        }
+        let listing = st.uploader.list(prefix, None, limit)?;
+        Ok(stored::listed_frames(
+            &st.prefix,
+            &id.0,
+            &id.1,
+            listing.objects,
+        ))
     }
 
     fn complete_order(&self, done: &OrderComplete) -> Result<(), WaitError> {
@@ -841,10 +1003,22 @@ impl MinioFrameSink {
         let State::Started(st) = &mut *state else {
             return Ok(());
         };
-        let id: OrderId = (done.station_id.clone(), done.order_id.clone());
-        for _ in st.held.drop_order(&id.1) {
+        let slip: OrderId = (done.station_id.clone(), done.order_id.clone());
+        for _ in st.held.drop_order(&slip.1) {
             self.count_dropped("held for an order that completed");
         }
+        if let Err(e) = oa_contract::order_prefix(&st.prefix, &slip.0, &slip.1) {
+            gst::warning!(CAT, imp = self, "Ignoring OrderComplete: {e}");
+            return Ok(());
+        }
+        // An order none of whose frames came here may still have earlier segments.
+        let id = match &st.current {
+            Some((current, stored_as)) if *current == slip => stored_as.clone(),
+            _ => {
+                let now_ms = st.last_unix_ms;
+                self.begin_order(st, &slip, now_ms)
+            }
+        };
         let marker_key = match oa_contract::marker_key(&st.prefix, &id.0, &id.1) {
             Ok(key) => key,
             Err(e) => {
@@ -852,13 +1026,15 @@ impl MinioFrameSink {
                 return Ok(());
             }
         };
-        // An order none of whose frames came here may still have earlier segments.
-        self.begin_order(st, &id);
         let order = self.shared().wait_until(|p| match p.orders.get(&id) {
             Some(o) if o.pending > 0 => None,
             _ => Some(p.orders.remove(&id).unwrap_or_default()),
         })?;
-        if st.current.as_ref() == Some(&id) {
+        if st
+            .current
+            .as_ref()
+            .is_some_and(|(current, _)| *current == slip)
+        {
             st.current = None;
         }
         if order.tagged != done.frame_count {
@@ -957,23 +1133,28 @@ impl MinioFrameSink {
             self.count_dropped("invalid station or order ID");
             return Ok(gst::FlowSuccess::Ok);
         }
-        let id: OrderId = (station_id, order_id);
-        if st.current.as_ref() != Some(&id) {
-            if let Some((station, order)) = &st.current {
-                gst::warning!(
-                    CAT,
-                    imp = self,
-                    "Order {station}/{order} has no OrderComplete yet while {}/{} starts; \
-                     its marker will be written when its OrderComplete arrives",
-                    id.0,
-                    id.1
-                );
+        let slip: OrderId = (station_id, order_id);
+        st.last_unix_ms = st.last_unix_ms.max(unix_ms);
+        let id = match &st.current {
+            Some((current, stored_as)) if *current == slip => stored_as.clone(),
+            other => {
+                if let Some(((station, order), _)) = other {
+                    gst::warning!(
+                        CAT,
+                        imp = self,
+                        "Order {station}/{order} has no OrderComplete yet while {}/{} starts; \
+                         its marker will be written when its OrderComplete arrives",
+                        slip.0,
+                        slip.1
+                    );
+                }
+                let id = self.begin_order(st, &slip, unix_ms);
+                st.current = Some((slip.clone(), id.clone()));
+                id
             }
-            self.begin_order(st, &id);
-            st.current = Some(id.clone());
-        }
+        };
         // Untagged frames just before this one that belong to this order come first.
-        let (belong, dropped) = st.held.take_for(&id.1);
+        let (belong, dropped) = st.held.take_for(&slip.1);
         for _ in dropped {
             self.count_dropped("held for another order than the next one tagged");
         }
@@ -1181,6 +1362,18 @@ impl ObjectImpl for MinioFrameSink {
                     .default_value(DEFAULT_PROGRESS_INTERVAL_S)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt::builder("reuse-after")
+                    .nick("Reuse after")
+                    .blurb(
+                        "Seconds after the last frame of an order from which its order ID, \
+                         seen again at the station, starts a new order (the till reused the \
+                         number) stored under {order}.{n} with its own frames and marker; \
+                         sooner, the slip was only out of view and the order continues. 0: \
+                         an order ID always continues its order",
+                    )
+                    .default_value(DEFAULT_REUSE_AFTER_S)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder("frames-received")
                     .nick("Frames received")
                     .blurb("Buffers rendered since start, tagged or not")
@@ -1220,6 +1413,15 @@ impl ObjectImpl for MinioFrameSink {
                          frames and the new marker lists the frames of every segment. \
                          Orders with frames stored but no marker are counted in \
                          orders-resumed",
+                    )
+                    .read_only()
+                    .build(),
+                glib::ParamSpecUInt64::builder("orders-reused")
+                    .nick("Orders reused")
+                    .blurb(
+                        "Orders since start whose order ID came back reuse-after seconds or \
+                         more after the last frame stored for it: stored as a new occurrence \
+                         {order}.{n}",
                     )
                     .read_only()
                     .build(),
@@ -1298,6 +1500,9 @@ impl ObjectImpl for MinioFrameSink {
             "progress-interval" => {
                 settings.progress_interval_s = value.get().expect("type checked upstream");
             }
+            "reuse-after" => {
+                settings.reuse_after_s = value.get().expect("type checked upstream");
+            }
             _ => unimplemented!(),
         }
     }
@@ -1321,6 +1526,7 @@ impl ObjectImpl for MinioFrameSink {
             "pre-roll" => settings.pre_roll.to_value(),
             "pipeline-instance" => settings.pipeline_instance.to_value(),
             "progress-interval" => settings.progress_interval_s.to_value(),
+            "reuse-after" => settings.reuse_after_s.to_value(),
             "frames-received" => count(&counters.frames_received),
             "frames-uploaded" => count(&counters.frames_uploaded),
             "frames-dropped-untagged" => count(&counters.frames_dropped_untagged),
@@ -1328,6 +1534,7 @@ impl ObjectImpl for MinioFrameSink {
             "markers-written" => count(&counters.markers_written),
             "orders-repeated" => count(&counters.orders_repeated),
             "orders-resumed" => count(&counters.orders_resumed),
+            "orders-reused" => count(&counters.orders_reused),
             _ => unimplemented!(),
         }
     }
@@ -1437,6 +1644,9 @@ impl BaseSinkImpl for MinioFrameSink {
             held: HeldFrames::new(settings.pre_roll as usize),
             current: None,
             completed: CompletedOrders::default(),
+            segments: HashMap::new(),
+            reuse_after_ms: u64::from(settings.reuse_after_s) * 1_000,
+            last_unix_ms: 0,
             progress: ProgressClock::new(Duration::from_secs(settings.progress_interval_s.into())),
             station_id: None,
         }));

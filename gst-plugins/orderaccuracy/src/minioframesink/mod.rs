@@ -25,6 +25,16 @@
 //! reads its marker, if there is one, with one GET when the order starts (so after a
 //! pipeline restart too). `orders-repeated` counts these orders.
 //!
+//! Unless the number came back for another order: tills reuse numbers. When the newest
+//! stored frame of the order is `reuse-after` seconds (default 1800) or more older than the
+//! frame that shows the ID again (both on the frames' own `unix_ms`), the sink LISTs the
+//! folders of the ID's later occurrences (`{station}/{order}.` with the delimiter `/`, one
+//! request), continues the latest if it is still recent and otherwise starts the next,
+//! `{order}.{n}`: its own frames from `seq` 0, its own marker (`order_id` `{order}.{n}`,
+//! `"occurrence": n`), the earlier orders untouched. `orders-reused` counts these; when the
+//! LIST fails the order continues as if the number had not been reused, with a warning.
+//! `reuse-after=0` turns this off.
+//!
 //! An order that has frames in the store but no marker (the pipeline was stopped or killed
 //! in its middle) is resumed the same way: when the marker GET answers 404, one LIST of the
 //! order's prefix (every page, within the same bound of 2 s for both requests) finds its
@@ -37,6 +47,14 @@
 //! `progress-interval` seconds, and one on reaching PLAYING, with its counters
 //! ([`oa_contract::messages::SINK_PROGRESS`]): a signal of liveness meant for supervisors,
 //! independent of debug logging. Each stored marker is announced with `order-stored`.
+//!
+//! ```text
+//! AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... gst-launch-1.0 -e \
+//!   videotestsrc num-buffers=30 ! video/x-raw,framerate=1/1 \
+//!   ! ocrsegment station-id=station_1 ! videoconvert ! jpegenc \
+//!   ! eosmarker idle-timeout=10000 \
+//!   ! minioframesink endpoint-uri=http://127.0.0.1:9000 bucket=frames reuse-after=1800
+//! ```
 //!
 //! Credentials come only from the standard AWS chain (environment, profile, SSO, ...):
 //! a pipeline description is visible in `ps`, so it must never carry a secret.

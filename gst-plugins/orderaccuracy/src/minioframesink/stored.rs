@@ -56,6 +56,18 @@ pub(super) fn with_unlisted(marker: Vec<FrameEntry>, listed: Vec<FrameEntry>) ->
     frames
 }
 
+/// Whether the newest of `frames` is at least `reuse_after_ms` older than `now_ms`: the
+/// order they belong to is over, and its number coming back starts another order.
+/// `reuse_after_ms` 0 never says so; neither do no frames (nothing tells their age).
+pub(super) fn is_past(frames: &[FrameEntry], now_ms: u64, reuse_after_ms: u64) -> bool {
+    reuse_after_ms > 0
+        && frames
+            .iter()
+            .map(|f| f.unix_ms)
+            .max()
+            .is_some_and(|newest| now_ms.saturating_sub(newest) >= reuse_after_ms)
+}
+
 /// The `seq` of the next frame stored after `frames`: one past the highest, 0 for none.
 pub(super) fn next_seq(frames: &[FrameEntry]) -> u32 {
     frames
@@ -211,5 +223,34 @@ mod tests {
         let got: Vec<(u32, u64)> = frames.iter().map(|f| (f.seq, f.unix_ms)).collect();
         assert_eq!(got, [(0, 5), (1, 20), (1, 25), (2, 30), (3, 40)]);
         assert_eq!(next_seq(&frames), 4);
+    }
+
+    #[test]
+    fn an_order_is_past_once_its_newest_frame_is_old_enough() {
+        let frames = |ms: &[u64]| -> Vec<FrameEntry> {
+            ms.iter()
+                .enumerate()
+                .map(|(i, &ms)| FrameEntry {
+                    key: format!("k{i}"),
+                    seq: i as u32,
+                    unix_ms: ms,
+                    bytes: 1,
+                })
+                .collect()
+        };
+        let hour = 3_600_000;
+        assert!(is_past(&frames(&[1_000, 2_000]), 2_000 + hour, hour));
+        assert!(!is_past(&frames(&[1_000, 2_000]), 1_999 + hour, hour));
+        assert!(!is_past(
+            &frames(&[2_000 + hour, 1_000]),
+            2_000 + hour,
+            hour
+        ));
+        assert!(!is_past(&frames(&[1_000]), u64::MAX, 0), "0 never reuses");
+        assert!(!is_past(&[], u64::MAX, 1), "no frames, no age");
+        assert!(
+            !is_past(&frames(&[5_000]), 1_000, 1),
+            "a clock that went back"
+        );
     }
 }
