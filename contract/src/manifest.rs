@@ -17,6 +17,10 @@ pub enum CompletionReason {
     NextOrder,
     /// No frame of the order was seen for the idle timeout.
     IdleTimeout,
+    /// The order's frames spanned `max-order-duration` (on their own timestamps) while its
+    /// slip stayed in view: this segment is stored, and later frames of the order continue
+    /// it in the next segment, each marker a superset of the one before.
+    MaxDuration,
     /// The pipeline ended (end of file, or `gst-launch-1.0 -e` interrupted).
     EndOfStream,
     /// Written by the orchestrator for an order whose pipeline died before its marker:
@@ -29,6 +33,7 @@ impl CompletionReason {
         match self {
             CompletionReason::NextOrder => "next-order",
             CompletionReason::IdleTimeout => "idle-timeout",
+            CompletionReason::MaxDuration => "max-duration",
             CompletionReason::EndOfStream => "end-of-stream",
             CompletionReason::Recovered => "recovered",
         }
@@ -38,6 +43,7 @@ impl CompletionReason {
         [
             Self::NextOrder,
             Self::IdleTimeout,
+            Self::MaxDuration,
             Self::EndOfStream,
             Self::Recovered,
         ]
@@ -265,10 +271,34 @@ mod tests {
         for r in [
             CompletionReason::NextOrder,
             CompletionReason::IdleTimeout,
+            CompletionReason::MaxDuration,
             CompletionReason::EndOfStream,
+            CompletionReason::Recovered,
         ] {
             assert_eq!(CompletionReason::parse(r.as_str()), Some(r));
+            // serde writes the same name as `as_str`.
+            assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
+        assert_eq!(CompletionReason::MaxDuration.as_str(), "max-duration");
         assert_eq!(CompletionReason::parse("eos"), None);
+        assert_eq!(CompletionReason::parse("max_duration"), None);
+    }
+
+    #[test]
+    fn a_max_duration_marker_round_trips() {
+        let m = Manifest::new(
+            "s1",
+            "384",
+            CompletionReason::MaxDuration,
+            vec![frame(0, 1000)],
+            "host-1",
+        );
+        let json = m.to_json();
+        let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
+        assert_eq!(v["reason"], "max-duration");
+        assert_eq!(
+            Manifest::from_json(&json).unwrap().reason,
+            CompletionReason::MaxDuration
+        );
     }
 }

@@ -11,6 +11,7 @@ pub mod events;
 pub mod expected;
 pub mod http;
 pub mod jpeg;
+pub mod listing;
 pub mod logging;
 pub mod metrics;
 pub mod orders;

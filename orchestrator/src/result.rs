@@ -83,6 +83,33 @@ pub struct OrderResult {
     pub marker_last_modified_ms: Option<i64>,
 }
 
+#[cfg(test)]
+impl OrderResult {
+    /// A result with nothing but its identity, status and marker time, for unit tests.
+    pub(crate) fn example(
+        station: &str,
+        order: &str,
+        status: OrderStatus,
+        at: Option<i64>,
+    ) -> Self {
+        OrderResult {
+            order_id: order.into(),
+            station_id: station.into(),
+            occurrence: None,
+            validation: crate::validate::Validation::unvalidated(status, vec![], vec![]),
+            selected_frames: vec![],
+            recognizer: "r".into(),
+            timings_ms: Default::default(),
+            error: None,
+            revision: 1,
+            manifest_frame_count: None,
+            manifest_last_unix_ms: None,
+            recognition_attempts: 0,
+            marker_last_modified_ms: at,
+        }
+    }
+}
+
 fn is_zero(n: &u32) -> bool {
     *n == 0
 }

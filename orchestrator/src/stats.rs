@@ -136,24 +136,9 @@ pub fn parse_since(s: &str, now_ms: u64) -> Result<u64, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::validate::Validation;
 
     fn result(station: &str, status: OrderStatus, at: Option<i64>) -> OrderResult {
-        OrderResult {
-            order_id: "1".into(),
-            station_id: station.into(),
-            occurrence: None,
-            validation: Validation::unvalidated(status, vec![], vec![]),
-            selected_frames: vec![],
-            recognizer: "r".into(),
-            timings_ms: Default::default(),
-            error: None,
-            revision: 1,
-            manifest_frame_count: None,
-            manifest_last_unix_ms: None,
-            recognition_attempts: 0,
-            marker_last_modified_ms: at,
-        }
+        OrderResult::example(station, "1", status, at)
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! SigV4) and the real axum router on a socket: the API's round trip and its 400s, an
 //! order that is done before its expected items arrive (`awaiting-order`, then validated
 //! without recognising it again, or `unknown-order` after the wait), and the orders file
-//! reloaded when it changes or on SIGHUP. Recognition is a test double.
+//! reloaded when it changes or on SIGHUP; and `/api/orders` a page at a time. Recognition is
+//! a test double.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -594,4 +595,94 @@ async fn sighup_reloads_the_orders_file() {
     })
     .await;
     assert!(svc.base().get("1").is_none());
+}
+
+/// `GET url`: the JSON array and the `Link` header's next page, if any.
+async fn get_page(url: &str) -> (Vec<Value>, Option<String>) {
+    let res = reqwest::get(url).await.unwrap();
+    assert_eq!(res.status().as_u16(), 200, "{url}");
+    let next = res.headers().get("link").map(|v| {
+        let v = v.to_str().unwrap();
+        let path = v
+            .strip_prefix('<')
+            .and_then(|v| v.strip_suffix(">; rel=\"next\""))
+            .unwrap_or_else(|| panic!("Link {v:?}"));
+        path.to_owned()
+    });
+    let body = res.text().await.unwrap();
+    (serde_json::from_str(&body).unwrap(), next)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_come_a_page_at_a_time_newest_first() {
+    let e = env("page").await;
+    let svc = e.service(Orders::default());
+    let c = e.consumer(
+        svc.clone(),
+        double(),
+        Duration::ZERO,
+        Duration::from_secs(30),
+    );
+    let api = e.serve(svc.clone(), Some(c.clone())).await;
+    let task = tokio::spawn(c.clone().run(e.shutdown.listener()));
+    let orders = ["11", "12", "13", "14", "15"];
+    for o in orders {
+        e.put_order(o).await;
+    }
+    wait_until(Duration::from_secs(30), "5 results", || {
+        orders.iter().all(|o| e.stored_result(o).is_some())
+    })
+    .await;
+
+    let mut url = format!("{api}/api/orders?limit=2&status=unknown-order");
+    let (mut seen, mut pages) = (Vec::new(), 0);
+    loop {
+        let (page, next) = get_page(&url).await;
+        pages += 1;
+        assert!(page.len() <= 2, "{page:?}");
+        seen.extend(page);
+        match next {
+            Some(path) => {
+                assert!(path.contains("status=unknown-order"), "{path}");
+                url = format!("{api}{path}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let ids: Vec<&str> = seen
+        .iter()
+        .map(|r| r["order_id"].as_str().unwrap())
+        .collect();
+    let mut want = ids.clone();
+    want.sort();
+    assert_eq!(want, orders, "every order once");
+    let times: Vec<i64> = seen
+        .iter()
+        .map(|r| r["marker_last_modified_ms"].as_i64().unwrap())
+        .collect();
+    assert!(
+        times.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {times:?}"
+    );
+
+    let (all, next) = get_page(&format!("{api}/api/orders")).await;
+    assert_eq!((all.len(), next), (5, None), "500 by default");
+    let (none, _) = get_page(&format!("{api}/api/orders?status=mismatch")).await;
+    assert!(none.is_empty());
+    for (query, field) in [
+        ("limit=0", "limit:"),
+        ("limit=501", "limit:"),
+        ("limit=ten", "limit:"),
+        ("cursor=nope", "cursor:"),
+        ("status=wrong", "status:"),
+        ("station=a%2Fb", "station:"),
+    ] {
+        let (status, v) = call("GET", &format!("{api}/api/orders?{query}"), None).await;
+        assert_eq!(status, 400, "{query}: {v}");
+        let error = v["error"].as_str().unwrap();
+        assert!(error.starts_with(field), "{query}: {error}");
+    }
+    e.shutdown.trigger();
+    task.await.unwrap();
 }

@@ -229,15 +229,7 @@ fn frames_keep_an_order_open_past_the_timeout_length() {
     }
     // 900 ms of wall-clock time, each frame within 400 ms of the previous: still open.
     assert!(completions(&drain(&mut h)).is_empty());
-    h.push_event(gst::event::Eos::new());
-    assert_eq!(
-        completions(&drain(&mut h)),
-        vec![&Out::Complete(
-            "384".into(),
-            CompletionReason::EndOfStream,
-            6
-        )]
-    );
+    assert_ends_at_eos(&mut h, "384", 6);
 }
 
 #[test]
@@ -300,6 +292,122 @@ fn a_timestamp_gap_longer_than_the_timeout_ends_the_order() {
             "384".into(),
             CompletionReason::IdleTimeout,
             2
+        )]
+    );
+}
+
+/// Records the frames and completions that leave the element, in the order it pushed them.
+fn record(h: &gst_check::Harness) -> std::sync::Arc<std::sync::Mutex<Vec<Out>>> {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    h.sinkpad().unwrap().add_probe(
+        gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM,
+        move |_, info| {
+            let entry = match &info.data {
+                Some(gst::PadProbeData::Buffer(b)) => {
+                    Out::Frame(OrderTag::from_buffer(b).and_then(|t| t.order_id))
+                }
+                Some(gst::PadProbeData::Event(e)) => match OrderComplete::try_parse(e) {
+                    Some(c) => Out::Complete(c.order_id, c.reason, c.frame_count),
+                    None => return gst::PadProbeReturn::Ok,
+                },
+                _ => return gst::PadProbeReturn::Ok,
+            };
+            seen2.lock().unwrap().push(entry);
+            gst::PadProbeReturn::Ok
+        },
+    );
+    seen
+}
+
+/// `n` frames of `order`, as recorded by [`record`].
+fn frames_of(order: &str, n: usize) -> Vec<Out> {
+    (0..n).map(|_| Out::Frame(Some(order.into()))).collect()
+}
+
+#[test]
+fn max_order_duration_cuts_an_order_into_segments_of_the_same_order() {
+    let mut h = harness(60_000);
+    let element = h.element().unwrap();
+    element.set_property("max-order-duration", 3_000u32);
+    assert_eq!(element.property::<u32>("max-order-duration"), 3_000);
+    let wire = record(&h);
+    // 7 s of one order at 10 frames/s, pushed faster than real time.
+    for i in 0..70 {
+        h.push(frame(Some("384"), i)).unwrap();
+    }
+    assert_eq!(
+        element.property::<Option<String>>("current-order"),
+        Some("384".into()),
+        "the order goes on after its segments"
+    );
+    h.push_event(gst::event::Eos::new());
+    // Frames 0..=29 (0 to 2.9 s) are the first segment; the frame at 3.0 s opens the
+    // next segment of the same order, after the completion of the first.
+    let mut expected = frames_of("384", 30);
+    expected.push(Out::Complete(
+        "384".into(),
+        CompletionReason::MaxDuration,
+        30,
+    ));
+    expected.extend(frames_of("384", 30));
+    expected.push(Out::Complete(
+        "384".into(),
+        CompletionReason::MaxDuration,
+        30,
+    ));
+    expected.extend(frames_of("384", 10));
+    expected.push(Out::Complete(
+        "384".into(),
+        CompletionReason::EndOfStream,
+        10,
+    ));
+    assert_eq!(*wire.lock().unwrap(), expected);
+    assert_eq!(element.property::<u64>("orders-completed"), 3);
+}
+
+#[test]
+fn the_default_max_order_duration_is_ten_minutes() {
+    let mut h = harness(60_000);
+    let element = h.element().unwrap();
+    assert_eq!(element.property::<u32>("max-order-duration"), 600_000);
+    // One frame every 10 s for 700 s.
+    for k in 0..=70 {
+        h.push(frame(Some("384"), 100 * k)).unwrap();
+    }
+    h.push_event(gst::event::Eos::new());
+    assert_eq!(
+        completions(&drain(&mut h)),
+        vec![
+            &Out::Complete("384".into(), CompletionReason::MaxDuration, 60),
+            &Out::Complete("384".into(), CompletionReason::EndOfStream, 11),
+        ]
+    );
+}
+
+#[test]
+fn max_order_duration_zero_never_cuts_an_order() {
+    let mut h = harness(60_000);
+    let element = h.element().unwrap();
+    element.set_property("max-order-duration", 0u32);
+    assert_eq!(element.property::<u32>("max-order-duration"), 0);
+    // One frame every 10 s for 700 s, longer than the default limit.
+    for k in 0..=70 {
+        h.push(frame(Some("384"), 100 * k)).unwrap();
+    }
+    assert!(completions(&drain(&mut h)).is_empty());
+    assert_ends_at_eos(&mut h, "384", 71);
+}
+
+/// Sends EOS and checks that its only completion is `order`'s, with `frames` frames.
+fn assert_ends_at_eos(h: &mut gst_check::Harness, order: &str, frames: u32) {
+    h.push_event(gst::event::Eos::new());
+    assert_eq!(
+        completions(&drain(h)),
+        vec![&Out::Complete(
+            order.into(),
+            CompletionReason::EndOfStream,
+            frames
         )]
     );
 }

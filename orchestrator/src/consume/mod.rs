@@ -377,6 +377,11 @@ impl Consumer {
         self.results.lock().unwrap().values().cloned().collect()
     }
 
+    /// One page of the results known to this process ([`crate::listing`]).
+    pub fn results_page(&self, q: &crate::listing::Query) -> crate::listing::Page {
+        crate::listing::page(self.results.lock().unwrap().values(), q)
+    }
+
     pub fn result(&self, station: &str, order: &str) -> Option<OrderResult> {
         self.results
             .lock()

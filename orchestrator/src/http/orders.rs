@@ -1,4 +1,5 @@
-//! `/api/orders`: the results known to this process, one result, its selected frames.
+//! `/api/orders`: the results known to this process a page at a time, one result, its
+//! selected frames.
 
 use axum::Router;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -10,7 +11,8 @@ use serde::Deserialize;
 
 use super::openapi::ApiErrorBody;
 use super::{ApiError, Shared};
-use crate::result::OrderResult;
+use crate::listing::{self, MAX_LIMIT, Position};
+use crate::result::{OrderResult, OrderStatus};
 
 pub(super) fn router() -> Router<Shared> {
     Router::new()
@@ -23,38 +25,100 @@ pub(super) fn router() -> Router<Shared> {
 pub(super) struct Filter {
     station: Option<String>,
     status: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+impl Filter {
+    /// The page asked for; a 400 names the parameter that is wrong.
+    fn query(self) -> Result<listing::Query, ApiError> {
+        // A parameter left blank (`?station=`) is not given.
+        let given = |v: Option<String>| v.filter(|s| !s.is_empty());
+        let station = given(self.station);
+        if let Some(s) = &station {
+            oa_contract::validate_id(oa_contract::IdKind::Station, s)
+                .map_err(|e| ApiError::bad_request(format!("station: {e}")))?;
+        }
+        let status = given(self.status)
+            .map(|s| {
+                serde_json::from_value::<OrderStatus>(serde_json::Value::String(s.clone())).map_err(
+                    |_| {
+                        ApiError::bad_request(format!(
+                            "status: {s:?} is not one of validated, mismatch, unknown-order, \
+                             no-frames, recognition-failed, awaiting-order"
+                        ))
+                    },
+                )
+            })
+            .transpose()?;
+        let limit = match given(self.limit) {
+            None => MAX_LIMIT,
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|l| (1..=MAX_LIMIT).contains(l))
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "limit: {l:?} is not a number from 1 to {MAX_LIMIT}"
+                    ))
+                })?,
+        };
+        let after = given(self.cursor)
+            .map(|c| Position::parse(&c).map_err(|e| ApiError::bad_request(format!("cursor: {e}"))))
+            .transpose()?;
+        Ok(listing::Query {
+            station,
+            status,
+            after,
+            limit,
+        })
+    }
+}
+
+/// The `Link` to the page after `q`'s, which ends at `next`. Every value in it is URL-safe
+/// as it is (IDs, status names, cursors).
+fn next_link(q: &listing::Query, next: &Position) -> String {
+    let mut url = format!("/api/orders?limit={}&cursor={next}", q.limit);
+    if let Some(s) = &q.station {
+        url.push_str(&format!("&station={s}"));
+    }
+    if let Some(s) = q.status
+        && let Ok(serde_json::Value::String(s)) = serde_json::to_value(s)
+    {
+        url.push_str(&format!("&status={s}"));
+    }
+    format!("<{url}>; rel=\"next\"")
 }
 
 #[utoipa::path(get, path = "/api/orders", operation_id = "listOrders", tag = "orders",
     params(
         ("station" = Option<String>, Query, description = "Only this station's results"),
-        ("status" = Option<String>, Query, description = "Only results with this status (e.g. mismatch)")),
-    responses((status = 200, description = "The results known to this process", body = [OrderResult])))]
+        ("status" = Option<String>, Query, description = "Only results with this status (e.g. mismatch)"),
+        ("limit" = Option<usize>, Query, description = "Results per page, 1 to 500 (default 500)"),
+        ("cursor" = Option<String>, Query, description = "Where the page starts: the cursor in the previous page's Link header")),
+    responses(
+        (status = 200, description = "The results known to this process, newest first (by when their marker was written); when more follow, a `Link: <...>; rel=\"next\"` header names the next page",
+            body = [OrderResult],
+            headers(("Link" = String, description = "The next page, when there is one"))),
+        (status = 400, description = "A parameter is wrong; the message names it", body = ApiErrorBody)))]
 pub(super) async fn list(
     State(state): State<Shared>,
     filter: Result<Query<Filter>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(Filter { station, status }) = filter?;
-    // A field left blank (`?station=`) filters nothing.
-    let station = station.filter(|s| !s.is_empty());
-    let status = status.filter(|s| !s.is_empty());
-    let results: Vec<OrderResult> = state
+    let Query(filter) = filter?;
+    let q = filter.query()?;
+    let page = state
         .consumer
         .as_ref()
-        .map(|c| c.results())
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| station.as_deref().is_none_or(|s| r.station_id == s))
-        .filter(|r| {
-            // Compared as serialised, so the filter spells a status as the results do.
-            status.as_deref().is_none_or(|s| {
-                serde_json::to_value(r.validation.status)
-                    .ok()
-                    .is_some_and(|v| v.as_str() == Some(s))
-            })
-        })
-        .collect();
-    Ok(super::json(StatusCode::OK, &results))
+        .map(|c| c.results_page(&q))
+        .unwrap_or_default();
+    let mut res = super::json(StatusCode::OK, &page.results);
+    if let Some(next) = &page.next
+        && let Ok(link) = header::HeaderValue::from_str(&next_link(&q, next))
+    {
+        res.headers_mut().insert(header::LINK, link);
+    }
+    Ok(res)
 }
 
 fn no_result() -> ApiError {

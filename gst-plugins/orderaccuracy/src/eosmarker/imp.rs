@@ -20,17 +20,22 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_IDLE_TIMEOUT_MS: u32 = 10_000;
+/// 10 minutes.
+const DEFAULT_MAX_ORDER_DURATION_MS: u32 = 600_000;
 
 #[derive(Debug, Clone, Copy)]
 struct Settings {
     /// `None` disables the idle timer.
     idle_timeout: Option<Duration>,
+    /// The longest segment of an order, on the frames' timestamps; `None`: no limit.
+    max_order_duration: Option<Duration>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
             idle_timeout: Some(Duration::from_millis(DEFAULT_IDLE_TIMEOUT_MS as u64)),
+            max_order_duration: Some(Duration::from_millis(DEFAULT_MAX_ORDER_DURATION_MS as u64)),
         }
     }
 }
@@ -64,6 +69,7 @@ impl EosMarker {
         buffer: gst::Buffer,
     ) -> Result<gst::FlowSuccess, gst::FlowError> {
         let timeout = self.idle_timeout();
+        let max_duration = self.max_order_duration();
         let stale = self.state().lifecycle.take_stale(buffer.pts(), timeout);
         if let Some(stale) = stale {
             self.send_complete(stale);
@@ -81,10 +87,23 @@ impl EosMarker {
                     buffer.pts(),
                     unix_ms,
                     Instant::now(),
+                    max_duration,
                 );
                 if admitted.opened {
                     let (order, _) = state.lifecycle.open_order().unwrap_or_default();
-                    gst::info!(CAT, imp = self, "order {order} opened");
+                    let continued = admitted
+                        .finished
+                        .as_ref()
+                        .is_some_and(|f| f.reason == oa_contract::CompletionReason::MaxDuration);
+                    if continued {
+                        gst::info!(
+                            CAT,
+                            imp = self,
+                            "order {order} continues in a new segment (max-order-duration)"
+                        );
+                    } else {
+                        gst::info!(CAT, imp = self, "order {order} opened");
+                    }
                 }
                 drop(state);
                 self.timer_wake.notify_all();
@@ -169,6 +188,10 @@ impl EosMarker {
 
     fn idle_timeout(&self) -> Option<Duration> {
         self.settings.lock().unwrap().idle_timeout
+    }
+
+    fn max_order_duration(&self) -> Option<Duration> {
+        self.settings.lock().unwrap().max_order_duration
     }
 
     fn timer_loop(&self) {
@@ -305,6 +328,19 @@ impl ObjectImpl for EosMarker {
                     .default_value(DEFAULT_IDLE_TIMEOUT_MS)
                     .mutable_playing()
                     .build(),
+                glib::ParamSpecUInt::builder("max-order-duration")
+                    .nick("Maximum order duration")
+                    .blurb(
+                        "Complete an order still in view, with reason max-duration, once its \
+                         current segment spans this many milliseconds of frame timestamps; \
+                         later frames of the same order ID continue it as its next segment, \
+                         completed again after another max-order-duration, an idle timeout, \
+                         the next order or end of stream, so no order grows without bound \
+                         (0 = no limit)",
+                    )
+                    .default_value(DEFAULT_MAX_ORDER_DURATION_MS)
+                    .mutable_playing()
+                    .build(),
                 glib::ParamSpecUInt64::builder("orders-completed")
                     .nick("Orders completed")
                     .blurb("Number of orders completed since the element started")
@@ -327,6 +363,10 @@ impl ObjectImpl for EosMarker {
                 let ms: u32 = value.get().expect("type checked upstream");
                 settings.idle_timeout = (ms > 0).then(|| Duration::from_millis(ms.into()));
             }
+            "max-order-duration" => {
+                let ms: u32 = value.get().expect("type checked upstream");
+                settings.max_order_duration = (ms > 0).then(|| Duration::from_millis(ms.into()));
+            }
             _ => unimplemented!(),
         }
         drop(settings);
@@ -340,6 +380,10 @@ impl ObjectImpl for EosMarker {
         match pspec.name() {
             "idle-timeout" => self
                 .idle_timeout()
+                .map_or(0, |d| d.as_millis() as u32)
+                .to_value(),
+            "max-order-duration" => self
+                .max_order_duration()
                 .map_or(0, |d| d.as_millis() as u32)
                 .to_value(),
             "orders-completed" => self.state().orders_completed.to_value(),
@@ -363,7 +407,8 @@ impl ElementImpl for EosMarker {
                 "Order completion marker",
                 "Generic",
                 "Passes frames through and sends one serialized order-complete event per \
-                 order: on the next order, after an idle timeout, or at end of stream",
+                 order: on the next order, after an idle timeout, or at end of stream; an order \
+                 longer than max-order-duration is completed in segments",
                 "order-accuracy developers",
             )
         });

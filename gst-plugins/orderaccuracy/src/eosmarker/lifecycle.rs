@@ -1,6 +1,7 @@
 //! The order lifecycle of `eosmarker`, apart from pads, locks and the timer thread: which
 //! order is open, and when it is complete (the next order, an idle timeout measured on
-//! the wall clock or on the frames' timestamps, or end of stream).
+//! the wall clock or on the frames' timestamps, the maximum duration of a segment measured
+//! on the frames' timestamps, or end of stream).
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +9,8 @@ use oa_contract::CompletionReason;
 
 use crate::events::OrderComplete;
 
-/// The order whose frames are passing now.
+/// The order whose frames are passing now: the segment of it since it was opened, or since
+/// its previous segment reached the maximum duration.
 #[derive(Debug)]
 struct OpenOrder {
     station_id: String,
@@ -65,6 +67,16 @@ impl OpenOrder {
         }
     }
 
+    /// Whether a frame at `pts` comes `max` or more after the segment's first frame, on the
+    /// frames' timestamps (a frame without one never does).
+    fn outlasted_by(&self, pts: Option<gst::ClockTime>, max: Option<Duration>) -> bool {
+        let max = max.and_then(|m| gst::ClockTime::try_from(m).ok());
+        match (pts, self.first_pts, max) {
+            (Some(pts), Some(first), Some(max)) => pts.saturating_sub(first) >= max,
+            _ => false,
+        }
+    }
+
     fn add_frame(&mut self, pts: Option<gst::ClockTime>, unix_ms: u64, now: Instant) {
         self.frame_count += 1;
         self.first_pts = self.first_pts.or(pts);
@@ -94,9 +106,10 @@ impl OpenOrder {
 /// What a tagged frame did.
 #[derive(Debug, PartialEq)]
 pub struct Admitted {
-    /// The open order it ended, being of another order.
+    /// The open order it ended: being of another order (`next-order`), or being of the
+    /// same order past the maximum duration of its segment (`max-duration`).
     pub finished: Option<OrderComplete>,
-    /// Whether it opened its order.
+    /// Whether it opened its order, or the next segment of it.
     pub opened: bool,
 }
 
@@ -133,7 +146,10 @@ impl Lifecycle {
     }
 
     /// A frame tagged with `order_id`: it belongs to the open order, or ends it and opens
-    /// its own.
+    /// its own. A frame of the open order `max_duration` or more after the first frame of
+    /// the segment (on the frames' timestamps, like the gap of [`Self::take_stale`]; `None`:
+    /// no limit) completes it (`max-duration`) and opens the next segment of the same
+    /// order: an order whose slip stays in view for hours is stored in bounded segments.
     pub fn frame(
         &mut self,
         station_id: String,
@@ -141,11 +157,19 @@ impl Lifecycle {
         pts: Option<gst::ClockTime>,
         unix_ms: u64,
         now: Instant,
+        max_duration: Option<Duration>,
     ) -> Admitted {
         let finished = self
             .open
-            .take_if(|open| open.order_id != order_id)
-            .map(|open| open.complete(CompletionReason::NextOrder));
+            .take_if(|open| open.order_id != order_id || open.outlasted_by(pts, max_duration))
+            .map(|open| {
+                let reason = if open.order_id == order_id {
+                    CompletionReason::MaxDuration
+                } else {
+                    CompletionReason::NextOrder
+                };
+                open.complete(reason)
+            });
         let opened = self.open.is_none();
         self.open
             .get_or_insert_with(|| OpenOrder::new(station_id, order_id, now))
@@ -153,9 +177,6 @@ impl Lifecycle {
         Admitted { finished, opened }
     }
 
-    /// `ocrsegment` confirmed `next` (`None`: the slip is no longer read, which leaves the
-    /// decision to the idle timeout). A different order ends the open one before its first
-    /// frame arrives, so the completion travels ahead of any frame of the next order.
     /// A frame held for `order_id` (it may still become one of its frames): the open order
     /// of that ID is not idle, though the frame is not counted.
     pub fn held(&mut self, order_id: &str, pts: Option<gst::ClockTime>, now: Instant) {
@@ -165,6 +186,9 @@ impl Lifecycle {
         }
     }
 
+    /// `ocrsegment` confirmed `next` (`None`: the slip is no longer read, which leaves the
+    /// decision to the idle timeout). A different order ends the open one before its first
+    /// frame arrives, so the completion travels ahead of any frame of the next order.
     pub fn order_changed(&mut self, next: Option<&str>) -> Option<OrderComplete> {
         let next = next?;
         self.open
@@ -215,6 +239,19 @@ mod tests {
             secs(pts),
             1_000 + pts * 1_000,
             now,
+            None,
+        )
+    }
+
+    /// Feeds one frame of `order` at `pts` seconds with a maximum segment of `max`.
+    fn frame_max(l: &mut Lifecycle, order: &str, pts: u64, max: Option<Duration>) -> Admitted {
+        l.frame(
+            "station_1".into(),
+            order.into(),
+            secs(pts),
+            1_000 + pts * 1_000,
+            Instant::now(),
+            max,
         )
     }
 
@@ -251,9 +288,9 @@ mod tests {
     fn frames_without_timestamps_keep_what_was_known() {
         let t0 = Instant::now();
         let mut l = Lifecycle::default();
-        l.frame("s".into(), "1".into(), None, 0, t0);
-        l.frame("s".into(), "1".into(), secs(3), 0, t0);
-        l.frame("s".into(), "1".into(), None, 0, t0);
+        l.frame("s".into(), "1".into(), None, 0, t0, None);
+        l.frame("s".into(), "1".into(), secs(3), 0, t0, None);
+        l.frame("s".into(), "1".into(), None, 0, t0, None);
         let done = l.end_of_stream().unwrap();
         assert_eq!((done.first_pts, done.last_pts), (secs(3), secs(3)));
         // No wall-clock time known: none invented.
@@ -328,7 +365,7 @@ mod tests {
     fn a_gap_before_any_timestamp_is_no_gap() {
         let t0 = Instant::now();
         let mut l = Lifecycle::default();
-        l.frame("s".into(), "1".into(), None, 0, t0);
+        l.frame("s".into(), "1".into(), None, 0, t0, None);
         assert_eq!(l.take_stale(secs(1_000), Some(TIMEOUT)), None);
     }
 
@@ -389,5 +426,90 @@ mod tests {
         }
         assert_eq!(l.take_idle(TIMEOUT, t0 + Duration::from_secs(29)), None);
         assert!(l.take_idle(TIMEOUT, t0 + Duration::from_secs(30)).is_some());
+    }
+
+    const MAX: Option<Duration> = Some(Duration::from_secs(3));
+
+    #[test]
+    fn an_order_longer_than_the_max_duration_continues_in_segments() {
+        let mut l = Lifecycle::default();
+        for s in 0..3 {
+            assert_eq!(frame_max(&mut l, "384", s, MAX).finished, None, "{s} s");
+        }
+        // 3 s after the segment's first frame: that segment is complete, this frame opens
+        // the next one of the same order.
+        let next = frame_max(&mut l, "384", 3, MAX);
+        assert!(next.opened);
+        let done = next.finished.expect("max duration");
+        assert_eq!(
+            (done.order_id.as_str(), done.reason, done.frame_count),
+            ("384", CompletionReason::MaxDuration, 3)
+        );
+        assert_eq!((done.first_pts, done.last_pts), (secs(0), secs(2)));
+        assert_eq!(
+            (done.first_unix_ms, done.last_unix_ms),
+            (Some(1_000), Some(3_000))
+        );
+        assert_eq!(l.open_order(), Some(("384", 1)));
+        // The next segment counts from its own first frame, at 3 s.
+        for s in 4..6 {
+            assert_eq!(frame_max(&mut l, "384", s, MAX).finished, None, "{s} s");
+        }
+        let done = frame_max(&mut l, "384", 6, MAX).finished.expect("again");
+        assert_eq!(
+            (done.reason, done.frame_count, done.first_pts, done.last_pts),
+            (CompletionReason::MaxDuration, 3, secs(3), secs(5))
+        );
+        // Another order ends the segment as the next order, whatever its length.
+        let next = frame_max(&mut l, "651", 20, MAX);
+        let done = next.finished.expect("next order");
+        assert_eq!(
+            (done.order_id.as_str(), done.reason, done.frame_count),
+            ("384", CompletionReason::NextOrder, 1)
+        );
+        assert_eq!(l.open_order(), Some(("651", 1)));
+        assert_eq!(
+            l.end_of_stream().map(|d| d.reason),
+            Some(CompletionReason::EndOfStream)
+        );
+    }
+
+    #[test]
+    fn no_max_duration_never_cuts_an_order() {
+        let mut l = Lifecycle::default();
+        for s in 0..=7_200 {
+            assert_eq!(frame_max(&mut l, "384", s, None).finished, None, "{s} s");
+        }
+        let done = l.end_of_stream().unwrap();
+        assert_eq!(
+            (done.reason, done.frame_count),
+            (CompletionReason::EndOfStream, 7_201)
+        );
+    }
+
+    #[test]
+    fn the_max_duration_counts_from_the_first_timestamp() {
+        let t0 = Instant::now();
+        let mut l = Lifecycle::default();
+        l.frame("s".into(), "1".into(), None, 0, t0, MAX);
+        l.frame("s".into(), "1".into(), secs(10), 0, t0, MAX);
+        // Neither an untimed frame nor one within 3 s of the first timestamp cuts it.
+        assert_eq!(
+            l.frame("s".into(), "1".into(), None, 0, t0, MAX).finished,
+            None
+        );
+        assert_eq!(
+            l.frame("s".into(), "1".into(), secs(12), 0, t0, MAX)
+                .finished,
+            None
+        );
+        let done = l
+            .frame("s".into(), "1".into(), secs(13), 0, t0, MAX)
+            .finished
+            .expect("3 s after 10 s");
+        assert_eq!(
+            (done.reason, done.frame_count),
+            (CompletionReason::MaxDuration, 4)
+        );
     }
 }

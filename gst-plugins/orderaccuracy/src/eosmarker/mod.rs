@@ -2,9 +2,14 @@
 //!
 //! Frames pass through untouched. The element watches the `OaOrderMeta` of every frame and
 //! the `OrderChanged` events from `ocrsegment`, and sends exactly one serialized
-//! `OrderComplete` event downstream per order: when a different order starts
-//! (`next-order`), when no frame of the open order arrived for `idle-timeout` (a timer that
-//! fires with no buffers flowing, e.g. a stalled camera), or on EOS (`end-of-stream`).
+//! `OrderComplete` event downstream per order (per segment, see below): when a different
+//! order starts (`next-order`), when no frame of the open order arrived for `idle-timeout`
+//! (a timer that fires with no buffers flowing, e.g. a stalled camera), or on EOS
+//! (`end-of-stream`).
+//! An order whose slip stays in view is completed once its frames span
+//! `max-order-duration` on their own timestamps (`max-duration`): its later frames continue
+//! the same order ID as its next segment, which gets an `OrderComplete` of its own (the
+//! sink rewrites the order's marker as a superset), so no order grows without bound.
 //! Frames held for the open order ([`crate::meta::held_for`]: a hand over the slip) keep
 //! it from idling, without being counted: they may still become its frames.
 
