@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod orders;
 pub mod recognize;
 pub mod result;
+pub mod retention;
 pub mod select;
 pub mod shutdown;
 pub mod stats;

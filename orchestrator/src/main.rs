@@ -369,6 +369,15 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
             shutdown.listener(),
         ));
     }
+    // Retention: its passes stop between two requests on shutdown.
+    let retention_task = tokio::spawn(
+        orchestrator::retention::Retention::new(
+            consumer.store().clone(),
+            orchestrator::retention::Settings::from_config(c),
+            metrics.clone(),
+        )
+        .run(shutdown.listener()),
+    );
     let consumer = c.processing.enabled.then_some(consumer);
     if let (Some(supervisor), Some(consumer)) = (&supervisor, &consumer) {
         let c = consumer.clone();
@@ -437,6 +446,7 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         let _ = task.await;
     }
     let _ = http_task.await;
+    let _ = retention_task.await;
     if let Some(s3) = embedded {
         s3.shutdown().await;
     }

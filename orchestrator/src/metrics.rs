@@ -11,7 +11,7 @@ use prometheus_client::encoding::{
 };
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Metric, Registry};
@@ -126,6 +126,9 @@ pub struct Metrics {
     orders_recovered: Family<StationLabel, Counter>,
     recognition_retries: Family<StationLabel, Counter>,
     errors: Family<KindLabel, Counter>,
+    retention_deleted: Family<KindLabel, Counter>,
+    retention_passes: Counter,
+    retention_last_pass: Gauge<f64, std::sync::atomic::AtomicU64>,
 }
 
 /// What one processed order contributes.
@@ -163,10 +166,13 @@ impl Metrics {
             orders_recovered: Family::default(),
             recognition_retries: Family::default(),
             errors: Family::default(),
+            retention_deleted: Family::default(),
+            retention_passes: Counter::default(),
+            retention_last_pass: Gauge::default(),
         };
         // The registry adds the closing period to each help text, and `_total` to each
         // counter's name.
-        let families: [(&str, &str, Box<dyn Metric>); 11] = [
+        let families: [(&str, &str, Box<dyn Metric>); 14] = [
             (
                 "oa_orders",
                 "Orders processed, by station and result status",
@@ -221,6 +227,21 @@ impl Metrics {
                 "oa_errors",
                 "Storage and processing errors, by kind",
                 Box::new(m.errors.clone()),
+            ),
+            (
+                "oa_retention_deleted",
+                "Objects deleted by retention, by kind (frames, markers, results, claims)",
+                Box::new(m.retention_deleted.clone()),
+            ),
+            (
+                "oa_retention_passes",
+                "Retention passes completed",
+                Box::new(m.retention_passes.clone()),
+            ),
+            (
+                "oa_retention_last_pass_timestamp_seconds",
+                "Unix time at which the last retention pass completed",
+                Box::new(m.retention_last_pass.clone()),
             ),
         ];
         for (name, help, metric) in families {
@@ -296,6 +317,19 @@ impl Metrics {
         self.errors
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
+    }
+
+    /// Retention deleted `n` objects of `kind` (frames, markers, results, claims).
+    pub fn retention_deleted(&self, kind: &str, n: u64) {
+        self.retention_deleted
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc_by(n);
+    }
+
+    /// A retention pass completed at `unix_s`.
+    pub fn retention_pass(&self, unix_s: f64) {
+        self.retention_passes.inc();
+        self.retention_last_pass.set(unix_s);
     }
 
     /// Number of LIST requests made for `station` so far.
@@ -580,6 +614,10 @@ mod tests {
         });
         m.list_request("s1");
         m.list_request("s1");
+        m.retention_deleted("frames", 5);
+        m.retention_deleted("frames", 2);
+        m.retention_deleted("claims", 0);
+        m.retention_pass(1_700_000_000.5);
         assert_eq!((m.list_requests("s1"), m.list_requests("s2")), (2, 0));
         let text = m.render(&[
             station("s1", State::Running, 0),
@@ -604,6 +642,12 @@ mod tests {
             "oa_pipeline_uptime_seconds{station=\"s1\"} 1.5\n",
             "oa_pipeline_frames_stored_total{station=\"s1\"} 8\n",
             "oa_pipeline_frames_dropped_total{station=\"s2\"} 7\n",
+            "# TYPE oa_retention_deleted_total counter\n",
+            "oa_retention_deleted_total{kind=\"frames\"} 7\n",
+            "oa_retention_deleted_total{kind=\"claims\"} 0\n",
+            "oa_retention_passes_total 1\n",
+            "# TYPE oa_retention_last_pass_timestamp_seconds gauge\n",
+            "oa_retention_last_pass_timestamp_seconds 1700000000.5\n",
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }

@@ -223,6 +223,53 @@ impl Store {
             .map_err(|e| describe("DELETE", key, &e))
     }
 
+    /// Deletes `keys` (at most 1000) with one DeleteObjects request; absent keys count as
+    /// deleted. `Err` when the request itself failed; otherwise the keys the store
+    /// refused, each with its error (deleted are all the others).
+    pub async fn delete_many(
+        &self,
+        bucket: &str,
+        keys: &[String],
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        use aws_sdk_s3::types::{Delete, ObjectIdentifier};
+        if keys.is_empty() {
+            return Ok(vec![]);
+        }
+        let objects = keys
+            .iter()
+            .map(|k| ObjectIdentifier::builder().key(k).build())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| StoreError(format!("DeleteObjects {}: {e}", keys[0])))?;
+        let delete = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| StoreError(format!("DeleteObjects {}: {e}", keys[0])))?;
+        let what = format!("{} ({} keys)", keys[0], keys.len());
+        let out = self
+            .client
+            .delete_objects()
+            .bucket(bucket)
+            .delete(delete)
+            .send()
+            .await
+            .map_err(|e| describe("DeleteObjects", &what, &e))?;
+        Ok(out
+            .errors()
+            .iter()
+            .map(|e| {
+                (
+                    e.key().unwrap_or_default().to_owned(),
+                    format!(
+                        "{}: {}",
+                        e.code().unwrap_or("error"),
+                        e.message().unwrap_or("")
+                    ),
+                )
+            })
+            .collect())
+    }
+
     /// Creates `key` only if it does not exist (`If-None-Match: *`); `false` when it did.
     pub async fn put_if_absent(
         &self,

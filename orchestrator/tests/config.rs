@@ -546,3 +546,41 @@ fn tokens_file_is_read_relative_to_the_config_and_errors_name_its_line() {
     assert!(e.contains("holds no tokens"), "{e}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn retention_defaults_and_checks() {
+    let c = load(MINIMAL).unwrap();
+    let r = &c.retention;
+    assert_eq!(
+        (
+            r.frames_days,
+            r.results_days,
+            r.interval_s,
+            r.batch,
+            r.pause_ms
+        ),
+        (7, 0, 3600, 500, 200),
+        "frames of customers go after 7 days, results are kept"
+    );
+    let with = |t: &str| format!("{MINIMAL}\n[retention]\n{t}\n");
+    let c = load(&with("frames_days = 0\nresults_days = 0\nbatch = 1000")).unwrap();
+    assert_eq!((c.retention.frames_days, c.retention.batch), (0, 1000));
+    assert!(!c.retention.enabled());
+    let c = load(&with("frames_days = 7\nresults_days = 30")).unwrap();
+    assert_eq!(c.retention.results_days, 30);
+    for (toml, field) in [
+        ("batch = 1001", "retention.batch: "),
+        ("batch = 0", "retention.batch: "),
+        ("interval_s = 0", "retention.interval_s: "),
+        ("results_days = 3", "retention.results_days: "),
+        (
+            "frames_days = 0\nresults_days = 30",
+            "retention.results_days: ",
+        ),
+    ] {
+        let e = err(&with(toml));
+        assert!(e.starts_with(field), "{toml}: {e}");
+    }
+    let e = err(&with("frame_days = 3"));
+    assert!(e.contains("frame_days"), "{e}");
+}

@@ -14,6 +14,7 @@
 mod events;
 mod legacy;
 mod recognition;
+mod retention;
 mod runtime;
 mod selection;
 mod stations;
@@ -28,6 +29,7 @@ pub use recognition::{
     Backend, DEFAULT_LABELS_DET_MAX_SIDE, DEFAULT_LABELS_THREADS, LabelsConfig, OpenAiConfig,
     RecognitionConfig,
 };
+pub use retention::{MAX_RETENTION_BATCH, RetentionConfig};
 pub use runtime::{HttpConfig, ProcessingConfig, SupervisionConfig};
 pub use selection::SelectionConfig;
 pub use stations::{DEFAULT_FILE_PIPELINE, DEFAULT_RTSP_PIPELINE, StationConfig};
@@ -53,6 +55,8 @@ pub struct Config {
     pub selection: SelectionConfig,
     /// Webhooks and MQTT.
     pub events: EventsConfig,
+    /// How long frames, markers, results and claims are kept.
+    pub retention: RetentionConfig,
     /// Deprecated forms found while loading, each naming its replacement.
     #[serde(skip)]
     pub warnings: Vec<String>,
@@ -153,6 +157,7 @@ impl Config {
         self.processing.validate()?;
         self.selection.validate(&resolve)?;
         self.events.validate()?;
+        self.retention.validate()?;
         self.http.validate(&resolve)?;
         if !self.supervision.enabled && !self.processing.enabled {
             return Err(ConfigError::new(
