@@ -221,6 +221,7 @@ fn settings(poll: Duration) -> Settings {
         retry_delay: Duration::from_millis(100),
         orphan_after: None,
         expected_wait: Duration::ZERO,
+        reuse_after: Duration::from_secs(1_800),
     }
 }
 

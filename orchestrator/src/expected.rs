@@ -222,7 +222,19 @@ impl ExpectedOrders {
     /// The expected items of `order_id` and where they come from: the API's, else the
     /// orders file's; `None` when neither knows the order.
     pub async fn lookup(&self, order_id: &str) -> Result<Option<(Source, Vec<Item>)>, StoreError> {
-        if let Some(o) = self.stored(order_id).await? {
+        self.lookup_since(order_id, None).await
+    }
+
+    /// [`Self::lookup`], taking the API's items only when they were stored at or after
+    /// `not_before_ms` (the orders file's always count: they have no time).
+    pub async fn lookup_since(
+        &self,
+        order_id: &str,
+        not_before_ms: Option<i64>,
+    ) -> Result<Option<(Source, Vec<Item>)>, StoreError> {
+        if let Some(o) = self.stored(order_id).await?
+            && not_before_ms.is_none_or(|t| o.updated_unix_ms >= t)
+        {
             return Ok(Some((Source::Api, o.items)));
         }
         Ok(self

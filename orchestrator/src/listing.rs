@@ -11,7 +11,8 @@ use std::fmt;
 
 use crate::result::{OrderResult, OrderStatus};
 
-/// The most results one page holds; also the page size when none is asked for.
+/// The most results one page holds; also the page size after a cursor when none is asked
+/// for.
 pub const MAX_LIMIT: usize = 500;
 
 /// Where a result sorts: newest marker first, results without a marker time last.
@@ -71,8 +72,8 @@ pub struct Query {
     pub status: Option<OrderStatus>,
     /// Results after this one only (the cursor of the previous page).
     pub after: Option<Position>,
-    /// 1..=[`MAX_LIMIT`].
-    pub limit: usize,
+    /// 1..=[`MAX_LIMIT`]; `None`: every result (what the API returned before it paged).
+    pub limit: Option<usize>,
 }
 
 /// One page and where the next one starts (`None`: this is the last).
@@ -84,7 +85,7 @@ pub struct Page {
 
 /// The page `q` asks for among `all`, in any order; clones only the results it returns.
 pub fn page<'a>(all: impl IntoIterator<Item = &'a OrderResult>, q: &Query) -> Page {
-    let limit = q.limit.clamp(1, MAX_LIMIT);
+    let limit = q.limit.map_or(usize::MAX, |l| l.clamp(1, MAX_LIMIT));
     let mut matching: Vec<(Position, &OrderResult)> = all
         .into_iter()
         .filter(|r| q.station.as_deref().is_none_or(|s| r.station_id == s))
@@ -137,7 +138,7 @@ mod tests {
     fn pages_newest_first_and_cursors_continue_without_gaps_or_repeats() {
         let all = sample();
         let mut q = Query {
-            limit: 2,
+            limit: Some(2),
             ..Query::default()
         };
         let mut seen = Vec::new();
@@ -169,7 +170,7 @@ mod tests {
         let q = Query {
             station: Some("s2".into()),
             status: Some(OrderStatus::Mismatch),
-            limit: 1,
+            limit: Some(1),
             after: None,
         };
         let first = page(&all, &q);
@@ -186,7 +187,7 @@ mod tests {
         let exact = page(
             &all,
             &Query {
-                limit: 6,
+                limit: Some(6),
                 ..Query::default()
             },
         );

@@ -277,6 +277,14 @@ fn consumer_settings(c: &Config) -> consume::Settings {
         }),
         retry_delay: Duration::from_secs(2),
         expected_wait: Duration::from_secs(c.processing.expected_wait_s),
+        reuse_after: Duration::from_secs(
+            c.stations
+                .iter()
+                .map(|s| u64::from(s.reuse_after_s))
+                .filter(|&s| s > 0)
+                .min()
+                .unwrap_or(u64::from(orchestrator::config::DEFAULT_REUSE_AFTER_S)),
+        ),
     }
 }
 

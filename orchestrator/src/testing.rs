@@ -165,6 +165,7 @@ pub fn consumer_settings(
         orphan_after: None,
         retry_delay: Duration::from_millis(200),
         expected_wait: Duration::ZERO,
+        reuse_after: Duration::from_secs(1_800),
     }
 }
 

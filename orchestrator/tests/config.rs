@@ -279,6 +279,11 @@ fn other_invalid_fields_are_named() {
     );
     let c = load(&station("idle_timeout_ms = 5000\nreuse_after_s = 6")).unwrap();
     assert_eq!(c.stations[0].reuse_after_s, 6);
+    let c = load(&station("idle_timeout_ms = 3600000")).unwrap();
+    assert_eq!(
+        c.stations[0].reuse_after_s, 3_601,
+        "the default outgrows a longer idle timeout"
+    );
     let c = load(&station("reuse_after_s = 0")).unwrap();
     assert_eq!(
         c.stations[0].reuse_after_s, 0,

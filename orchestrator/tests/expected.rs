@@ -667,7 +667,17 @@ async fn orders_come_a_page_at_a_time_newest_first() {
     );
 
     let (all, next) = get_page(&format!("{api}/api/orders")).await;
-    assert_eq!((all.len(), next), (5, None), "500 by default");
+    assert_eq!(
+        (all.len(), next),
+        (5, None),
+        "everything without a limit, as before"
+    );
+    let (first, next) = get_page(&format!("{api}/api/orders?limit=4")).await;
+    assert_eq!(first.len(), 4);
+    let next = next.expect("a Link to the rest");
+    assert!(next.contains("limit=4&cursor="), "{next}");
+    let (rest, none) = get_page(&format!("{api}{}", next.replace("limit=4&", ""))).await;
+    assert_eq!((rest.len(), none), (1, None), "a cursor alone pages by 500");
     let (none, _) = get_page(&format!("{api}/api/orders?status=mismatch")).await;
     assert!(none.is_empty());
     for (query, field) in [
@@ -683,6 +693,73 @@ async fn orders_come_a_page_at_a_time_newest_first() {
         let error = v["error"].as_str().unwrap();
         assert!(error.starts_with(field), "{query}: {error}");
     }
+    e.shutdown.trigger();
+    task.await.unwrap();
+}
+
+/// A reused number (`600.2`) is not validated against what the till stored for the
+/// previous order with that number (stored before that order's frames, so more than
+/// `reuse_after` before this one's): it awaits its own items, while `600` itself still
+/// takes them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_number_awaits_its_own_expected_items() {
+    use orchestrator::testing::FIRST_FRAME_UNIX_MS;
+    let e = env("reused").await;
+    let svc = e.service(Orders::default());
+    let rec = double();
+    let c = e.consumer(
+        svc.clone(),
+        rec.clone(),
+        Duration::from_secs(120),
+        Duration::from_secs(30),
+    );
+    let api = e.serve(svc.clone(), Some(c.clone())).await;
+    // What the till stored for the first 600, two hours before the frames.
+    let stale = json!({
+        "order_id": "600",
+        "items": [{"name": "green apple", "quantity": 1}, {"name": "banana", "quantity": 1}],
+        "updated_unix_ms": FIRST_FRAME_UNIX_MS as i64 - 7_200_000,
+    });
+    e.scratch
+        .store
+        .put(
+            BUCKET,
+            &format!("{RESULTS_PREFIX}expected/600.json"),
+            serde_json::to_vec(&stale).unwrap(),
+            "application/json",
+        )
+        .await
+        .unwrap();
+    let task = tokio::spawn(c.clone().run(e.shutdown.listener()));
+    e.put_order("600").await;
+    e.put_order("600.2").await;
+    wait_until(
+        Duration::from_secs(20),
+        "600 validated, 600.2 awaiting",
+        || {
+            e.stored_result("600")
+                .is_some_and(|r| r.validation.status == OrderStatus::Validated)
+                && c.result("station_1", "600.2")
+                    .is_some_and(|r| r.validation.status == OrderStatus::AwaitingOrder)
+        },
+    )
+    .await;
+    assert!(e.stored_result("600.2").is_none(), "nothing final yet");
+    let (status, _) = call(
+        "PUT",
+        &format!("{api}/api/expected-orders/600"),
+        Some(r#"{"items":[{"name":"green apple"},{"name":"banana"}]}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "replaces the stale one");
+    wait_until(Duration::from_secs(5), "600.2 validated", || {
+        e.stored_result("600.2").is_some()
+    })
+    .await;
+    let r = e.stored_result("600.2").unwrap();
+    assert_eq!(r.validation.status, OrderStatus::Validated, "{r:?}");
+    assert_eq!(r.occurrence, Some(2));
+    assert_eq!(e.stored_result("600").unwrap().revision, 1, "600 untouched");
     e.shutdown.trigger();
     task.await.unwrap();
 }

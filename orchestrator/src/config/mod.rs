@@ -32,7 +32,9 @@ pub use recognition::{
 pub use retention::{MAX_RETENTION_BATCH, RetentionConfig};
 pub use runtime::{HttpConfig, ProcessingConfig, SupervisionConfig};
 pub use selection::SelectionConfig;
-pub use stations::{DEFAULT_FILE_PIPELINE, DEFAULT_RTSP_PIPELINE, StationConfig};
+pub use stations::{
+    DEFAULT_FILE_PIPELINE, DEFAULT_REUSE_AFTER_S, DEFAULT_RTSP_PIPELINE, StationConfig,
+};
 pub use storage::{DEFAULT_EMBEDDED_ENDPOINT, StorageConfig, embedded_addr};
 
 /// The pipelines shipped with the project.

@@ -31,6 +31,7 @@ pub struct StationConfig {
     /// Seconds after an order's last frame from which its number, seen again at this
     /// station, is a new order (the till reused it), stored as `{order}.{n}`; sooner, the
     /// slip was only out of view and the order continues. 0: a number always continues.
+    /// Default 1800 s, or one second more than the idle timeout when that is longer.
     pub reuse_after_s: u32,
     /// Name of a variable of the orchestrator's environment holding the camera's user
     /// name (passed to the pipeline as `OA_CAMERA_USER`); must be set.
@@ -114,6 +115,11 @@ impl StationConfig {
         };
         if self.idle_timeout_ms == 0 {
             return Err(ConfigError::new(f("idle_timeout_ms"), "must be > 0"));
+        }
+        let idle_s = self.idle_timeout_ms.div_ceil(1_000);
+        if self.reuse_after_s == DEFAULT_REUSE_AFTER_S && DEFAULT_REUSE_AFTER_S <= idle_s {
+            // A configuration from before reuse_after_s with a long idle timeout still loads.
+            self.reuse_after_s = idle_s + 1;
         }
         if self.reuse_after_s != 0
             && u64::from(self.reuse_after_s) * 1_000 <= u64::from(self.idle_timeout_ms)

@@ -108,6 +108,10 @@ pub struct Settings {
     /// How long a recognised order whose expected items are not known yet waits for them
     /// (`awaiting-order`) before it becomes `unknown-order`; zero never waits.
     pub expected_wait: Duration,
+    /// The shortest `reuse_after_s` of the stations: the expected items the till stored
+    /// for a reused number count for its new order (`{order}.{n}`) only when stored less
+    /// than this before the order's first frame, so the previous order's are never taken.
+    pub reuse_after: Duration,
 }
 
 /// The longest wait between two attempts at one order.
@@ -711,6 +715,7 @@ impl Consumer {
         let mut frames_uploaded = 0u64;
         let mut recognition_s = None;
         let parsed = Manifest::from_json(&marker.body);
+        let first_frame_ms = parsed.as_ref().ok().and_then(|m| m.first_unix_ms);
         // An order held for its expected items is validated from what was recognised
         // then, as long as it is the same revision of the same marker.
         let held = self.awaiting.lock().unwrap().get(&id).cloned();
@@ -767,11 +772,14 @@ impl Consumer {
             return Ok(Processed::RetryLater(error.clone()));
         }
         let t = Instant::now();
-        // A number the till reused is stored as `{order}.{n}`; the till knows it by the bare ID.
-        let expected = self
-            .expected
-            .lookup(oa_contract::split_order_key(order).0)
-            .await?;
+        // A number the till reused is stored as `{order}.{n}`; the till knows it by the bare
+        // ID, and what it stored before the previous order with that number ended is that
+        // order's.
+        let (slip, occurrence) = oa_contract::split_order_key(order);
+        let not_before = first_frame_ms
+            .filter(|_| occurrence > 1)
+            .map(|first| first as i64 - self.settings.reuse_after.as_millis() as i64);
+        let expected = self.expected.lookup_since(slip, not_before).await?;
         if expected.is_none() && matches!(outcome, Outcome::Recognized { .. }) {
             let since = held.as_ref().map_or_else(Instant::now, |h| h.since);
             let waited = since.elapsed();

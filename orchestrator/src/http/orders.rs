@@ -51,8 +51,11 @@ impl Filter {
                 )
             })
             .transpose()?;
+        let cursor = given(self.cursor);
         let limit = match given(self.limit) {
-            None => MAX_LIMIT,
+            // Clients from before paging ask for neither and get every result, as then.
+            None if cursor.is_none() => None,
+            None => Some(MAX_LIMIT),
             Some(l) => l
                 .parse::<usize>()
                 .ok()
@@ -61,9 +64,10 @@ impl Filter {
                     ApiError::bad_request(format!(
                         "limit: {l:?} is not a number from 1 to {MAX_LIMIT}"
                     ))
-                })?,
+                })
+                .map(Some)?,
         };
-        let after = given(self.cursor)
+        let after = cursor
             .map(|c| Position::parse(&c).map_err(|e| ApiError::bad_request(format!("cursor: {e}"))))
             .transpose()?;
         Ok(listing::Query {
@@ -78,7 +82,8 @@ impl Filter {
 /// The `Link` to the page after `q`'s, which ends at `next`. Every value in it is URL-safe
 /// as it is (IDs, status names, cursors).
 fn next_link(q: &listing::Query, next: &Position) -> String {
-    let mut url = format!("/api/orders?limit={}&cursor={next}", q.limit);
+    let limit = q.limit.unwrap_or(MAX_LIMIT);
+    let mut url = format!("/api/orders?limit={limit}&cursor={next}");
     if let Some(s) = &q.station {
         url.push_str(&format!("&station={s}"));
     }
@@ -94,7 +99,7 @@ fn next_link(q: &listing::Query, next: &Position) -> String {
     params(
         ("station" = Option<String>, Query, description = "Only this station's results"),
         ("status" = Option<String>, Query, description = "Only results with this status (e.g. mismatch)"),
-        ("limit" = Option<usize>, Query, description = "Results per page, 1 to 500 (default 500)"),
+        ("limit" = Option<usize>, Query, description = "Results per page, 1 to 500; without it and without a cursor, every result (as before paging), with a cursor 500"),
         ("cursor" = Option<String>, Query, description = "Where the page starts: the cursor in the previous page's Link header")),
     responses(
         (status = 200, description = "The results known to this process, newest first (by when their marker was written); when more follow, a `Link: <...>; rel=\"next\"` header names the next page",

@@ -259,6 +259,7 @@ impl Retention {
         let Some(cutoff) = plan::cutoff(now, self.settings.frames_days) else {
             return Ok(());
         };
+        let results_cutoff = plan::cutoff(now, self.settings.results_days);
         let layout = &self.settings.layout;
         let mut grouper = Grouper::new(&layout.prefix);
         let mut deletions = Deletions::new(self.settings.batch);
@@ -279,7 +280,7 @@ impl Retention {
                 done.extend(grouper.finish());
             }
             for folder in done.into_iter().filter(|f| f.expired(cutoff)) {
-                deletions.push(folder);
+                deletions.push(folder.to_delete(results_cutoff));
             }
             while let Some(batch) = deletions.next_batch(last) {
                 let keys: Vec<String> = batch.iter().map(|i| i.key.clone()).collect();

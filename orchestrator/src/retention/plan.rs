@@ -2,8 +2,11 @@
 //!
 //! * [`Grouper`] turns a listing of the frames prefix (pages, in key order) into order
 //!   folders: the keys of one `{station}/{order}/` folder are contiguous in a listing.
-//!   An order folder is deleted only when its newest object, frames and marker together,
-//!   is older than the cutoff ([`Folder::expired`]).
+//!   An order folder's frames are deleted only when its newest object, frames and marker
+//!   together, is older than the cutoff ([`Folder::expired`]); its marker only once it is
+//!   as old as the results are kept ([`Folder::to_delete`]): a marker holds no photo, and
+//!   while a result may exist it must stay, or the order number, used again at the
+//!   station, would be stored as the same order key and overwrite that result.
 //! * [`Deletions`] batches the keys of expired folders for DeleteObjects while keeping
 //!   each folder's `__EOS__` marker for a request made after every frame of the folder was
 //!   deleted: an interrupted pass leaves a marker whose result exists (harmless) rather
@@ -66,6 +69,17 @@ impl Folder {
     /// Whether its newest object is older than `cutoff`.
     pub fn expired(&self, cutoff: i64) -> bool {
         older(self.newest_ms, cutoff)
+    }
+
+    /// What of an expired folder goes: its frames, and its marker only when the folder is
+    /// older than `results_cutoff` too (`None`: results are kept forever, and so are
+    /// markers). A kept marker lets the sink see that a number coming back is a new
+    /// order (`{order}.{n}`), and the consumer that the order is done.
+    pub fn to_delete(mut self, results_cutoff: Option<i64>) -> Folder {
+        if !results_cutoff.is_some_and(|c| self.expired(c)) {
+            self.marker = None;
+        }
+        self
     }
 }
 
@@ -336,6 +350,29 @@ mod tests {
         let mut out: Vec<Folder> = keys.iter().filter_map(|(k, m)| g.push(k, *m)).collect();
         out.extend(g.finish());
         out
+    }
+
+    #[test]
+    fn a_marker_goes_only_once_as_old_as_the_results_are_kept() {
+        let listing = vec![
+            (frame("s1", "1", 0), Some(10)),
+            (marker("s1", "1"), Some(20)),
+        ];
+        let folder = group(&listing).remove(0);
+        let kept = folder.clone().to_delete(None);
+        assert_eq!(
+            (kept.frames.len(), kept.marker),
+            (1, None),
+            "results kept forever"
+        );
+        let young = folder.clone().to_delete(Some(20));
+        assert_eq!(
+            (young.frames.len(), young.marker),
+            (1, None),
+            "not older than 20"
+        );
+        let old = folder.to_delete(Some(21));
+        assert_eq!(old.marker.as_deref(), Some(marker("s1", "1").as_str()));
     }
 
     #[test]

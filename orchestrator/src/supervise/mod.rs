@@ -250,6 +250,24 @@ fn render_template(
     Ok((fill(&values)?, userinfo))
 }
 
+/// The element's own default, which a template without `reuse-after` runs with.
+const SINK_REUSE_AFTER_S: u32 = 1_800;
+
+/// A template of the user's own that leaves `reuse-after` out runs the sink with its
+/// default: say so when the station asks for something else.
+fn reuse_after_warning(spec: &StationSpec, args: &[String]) -> Option<String> {
+    let sink = args.iter().any(|a| a == "minioframesink");
+    let set = args.iter().any(|a| a.starts_with("reuse-after="));
+    (sink && !set && spec.reuse_after_s != SINK_REUSE_AFTER_S).then(|| {
+        format!(
+            "pipeline {} does not set reuse-after on minioframesink, so reuse_after_s = {} is \
+             not applied (the element's {SINK_REUSE_AFTER_S} s is): add \
+             reuse-after={{reuse_after_s}} to it",
+            spec.pipeline, spec.reuse_after_s
+        )
+    })
+}
+
 /// How the child of `spec` is started now: its arguments, and its camera credentials
 /// read from the source and the orchestrator's environment.
 pub fn plan(
@@ -260,11 +278,16 @@ pub fn plan(
     instance: &str,
 ) -> Result<LaunchPlan, String> {
     let (args, userinfo) = render_template(settings, storage, spec, instance)?;
-    let warning = if camera::uses_camerasrc(&args) {
+    let camera_warning = if camera::uses_camerasrc(&args) {
         None
     } else {
         camera::legacy_template_warning(&spec.source, &spec.pipeline, userinfo.is_some(), camera)
     };
+    let warnings: Vec<String> = camera_warning
+        .into_iter()
+        .chain(reuse_after_warning(spec, &args))
+        .collect();
+    let warning = (!warnings.is_empty()).then(|| warnings.join("; "));
     let env = camera::child_env(userinfo.as_ref(), camera)?;
     Ok(LaunchPlan { args, env, warning })
 }
@@ -731,6 +754,49 @@ mod tests {
         )
         .unwrap();
         assert!(launch.env.is_empty());
+    }
+
+    #[test]
+    fn a_template_without_reuse_after_is_warned_about_when_the_station_asks_for_another() {
+        let dir = std::env::temp_dir().join(format!("oa-supervise-reuse-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("own.pipeline"),
+            "videotestsrc ! jpegenc ! minioframesink bucket={bucket}\n",
+        )
+        .unwrap();
+        let shipped = PathBuf::from(crate::config::DEFAULT_PIPELINES_DIR);
+        let warning = |dir: &PathBuf, pipeline: &str, reuse_after_s: u32| {
+            let station = StationSpec {
+                reuse_after_s,
+                ..spec("rtsp://cam/x", pipeline)
+            };
+            plan(
+                &settings(dir.clone()),
+                &storage(),
+                &station,
+                &CameraEnv::default(),
+                "i",
+            )
+            .unwrap()
+            .warning
+        };
+        let w = warning(&dir, "own.pipeline", 60).expect("a warning");
+        assert!(
+            w.contains("reuse_after_s = 60") && w.contains("own.pipeline"),
+            "{w}"
+        );
+        assert_eq!(
+            warning(&dir, "own.pipeline", 1_800),
+            None,
+            "the element's default"
+        );
+        assert_eq!(
+            warning(&shipped, "rtsp-camera.pipeline", 60),
+            None,
+            "sets it"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
