@@ -688,9 +688,7 @@ async fn orders_come_a_page_at_a_time_newest_first() {
         ("status=wrong", "status:"),
         ("station=a%2Fb", "station:"),
     ] {
-        let (status, v) = call("GET", &format!("{api}/api/orders?{query}"), None).await;
-        assert_eq!(status, 400, "{query}: {v}");
-        let error = v["error"].as_str().unwrap();
+        let error = bad_request("GET", &format!("{api}/api/orders?{query}"), "").await;
         assert!(error.starts_with(field), "{query}: {error}");
     }
     e.shutdown.trigger();
