@@ -16,6 +16,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 # Where cargo put the binaries (CARGO_TARGET_DIR is honoured).
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 
 SCENARIO="station-sim/scenarios/demo.toml"
 LOOP=""
@@ -51,23 +53,11 @@ trap 'exit 130' INT TERM
 export AWS_ACCESS_KEY_ID=demo-access-key AWS_SECRET_ACCESS_KEY=demo-secret-key
 export AWS_EC2_METADATA_DISABLED=true
 
-wait_for_line() { # FILE REGEX WHAT
-    for _ in $(seq 1 150); do
-        grep -q "$2" "$1" 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "$3 did not start:"; cat "$1"; exit 1
-}
-
 step "simulated stations ($SCENARIO)"
-mkdir -p "$WORK/sim"
-"$BIN"/station-sim serve --scenario "$SCENARIO" --out "$WORK/sim" --port 0 $LOOP \
-    > "$WORK/sim.out" 2>&1 &
-SIM_PID=$!
-wait_for_line "$WORK/sim.out" "^serving" "station-sim"
+# shellcheck disable=SC2086 # empty or --loop
+start_station_sim "$SCENARIO" "$WORK/sim" "$WORK/sim.out" $LOOP
 grep '^station ' "$WORK/sim.out" | sed 's/^station /  /'
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 HTTP_PORT=$(free_port)
 S3_PORT=$(free_port)
 {
@@ -98,9 +88,7 @@ frames_per_order = 4
 # The demo's unknown order never gets its expected items: wait 5 s for them, not 300.
 expected_wait_s = 5
 EOF
-    grep '^station ' "$WORK/sim.out" | while read -r _ id url; do
-        printf '\n[[stations]]\nid = "%s"\nsource = "%s"\nidle_timeout_ms = 3000\n' "$id" "$url"
-    done
+    station_tables "$WORK/sim.out"
 } > "$WORK/orchestrator.toml"
 
 step "orchestrator with its embedded S3 server (data in $DATA; results at http://127.0.0.1:$HTTP_PORT/api/orders while it runs)"

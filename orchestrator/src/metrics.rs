@@ -61,10 +61,9 @@ struct StatusLabels {
     status: Value,
 }
 
-// How an operator tells which child stored an order; a new value at every pipeline
-// restart, so only the latest `INSTANCES_PER_STATION` of each station are kept.
-const INSTANCES_PER_STATION: usize = 4;
-
+/// `oa_pipeline_info`: the pipeline instance is a new value at every restart, so it is
+/// never a label of a counter (months of restarts would be months of series); one series
+/// per station names the current one and is replaced at the next start.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     station: Value,
@@ -118,9 +117,8 @@ pub struct Metrics {
     queue_latency: Latency,
     recognition_latency: Latency,
     frames_uploaded: Family<StationLabel, Counter>,
-    orders_by_instance: Family<InstanceLabels, Counter>,
-    /// Per station, its instances in `orders_by_instance`, least recently seen first.
-    instances: std::sync::Mutex<std::collections::HashMap<String, Vec<String>>>,
+    /// `oa_orders_by_pipeline_instance_total`, kept for dashboards: by station only now.
+    orders_by_instance: Family<StationLabel, Counter>,
     markers_seen: Family<StationLabel, Counter>,
     list_requests: Family<StationLabel, Counter>,
     orders_recovered: Family<StationLabel, Counter>,
@@ -135,6 +133,8 @@ pub struct Metrics {
 pub struct OrderObservation<'a> {
     pub station: &'a str,
     pub status: &'a str,
+    /// The child that stored the order (from its manifest): not a metric label, see
+    /// `oa_pipeline_info`.
     pub pipeline_instance: &'a str,
     pub frames: u64,
     /// Marker stored -> result written.
@@ -160,7 +160,6 @@ impl Metrics {
             recognition_latency: latency(),
             frames_uploaded: Family::default(),
             orders_by_instance: Family::default(),
-            instances: Default::default(),
             markers_seen: Family::default(),
             list_requests: Family::default(),
             orders_recovered: Family::default(),
@@ -200,7 +199,7 @@ impl Metrics {
             ),
             (
                 "oa_orders_by_pipeline_instance",
-                "Orders processed, by the pipeline instance that stored them (the latest 4 instances of each station)",
+                "Orders processed, by station (the same count as oa_orders_total summed over status; the pipeline instance, a new value at every restart, is no longer a label: see oa_pipeline_info)",
                 Box::new(m.orders_by_instance.clone()),
             ),
             (
@@ -263,7 +262,7 @@ impl Metrics {
         self.frames_uploaded
             .get_or_create(&station)
             .inc_by(o.frames);
-        self.count_instance(o.station, o.pipeline_instance);
+        self.orders_by_instance.get_or_create(&station).inc();
         for (hist, v) in [
             (&self.order_latency, o.latency_s),
             (&self.queue_latency, o.queue_s),
@@ -273,25 +272,6 @@ impl Metrics {
                 hist.get_or_create(&station).observe(v);
             }
         }
-    }
-
-    fn count_instance(&self, station: &str, instance: &str) {
-        let labels = |i: &str| InstanceLabels {
-            station: station.into(),
-            pipeline_instance: i.into(),
-        };
-        let mut all = self.instances.lock().unwrap();
-        let seen = all.entry(station.to_owned()).or_default();
-        seen.retain(|i| i != instance);
-        seen.push(instance.to_owned());
-        while seen.len() > INSTANCES_PER_STATION {
-            let oldest = seen.remove(0);
-            self.orders_by_instance.remove(&labels(&oldest));
-        }
-        drop(all);
-        self.orders_by_instance
-            .get_or_create(&labels(instance))
-            .inc();
     }
 
     pub fn marker_seen(&self, station: &str) {
@@ -396,6 +376,23 @@ impl Collector for Pipelines {
             "Frames the station's sink dropped (back-pressure from a slow store, failed uploads, held frames no order took), over every pipeline run since the orchestrator started.",
             |s| ConstCounter::new(s.frames.dropped),
         )?;
+        {
+            let mut metric = out.encode_descriptor(
+                "oa_pipeline_info",
+                "1 for the station's current (or last) pipeline instance, named by the label; replaced at every restart.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for s in &self.0 {
+                if let Some(instance) = &s.pipeline_instance {
+                    let labels = InstanceLabels {
+                        station: s.station_id.as_str().into(),
+                        pipeline_instance: instance.as_str().into(),
+                    };
+                    ConstGauge::new(1).encode(metric.encode_family(&labels)?)?;
+                }
+            }
+        }
         self.family(
             &mut out,
             "oa_pipeline_uptime_seconds",
@@ -620,7 +617,10 @@ mod tests {
         m.retention_pass(1_700_000_000.5);
         assert_eq!((m.list_requests("s1"), m.list_requests("s2")), (2, 0));
         let text = m.render(&[
-            station("s1", State::Running, 0),
+            StationStatus {
+                pipeline_instance: Some("s1-\"1\"\\\n".into()),
+                ..station("s1", State::Running, 0)
+            },
             station("s2", State::Failing, 7),
         ]);
         for want in [
@@ -628,7 +628,9 @@ mod tests {
             "# TYPE oa_orders_total counter\n",
             "oa_orders_total{station=\"s1\",status=\"validated\"} 1\n",
             "oa_frames_uploaded_total{station=\"s1\"} 3\n",
-            "pipeline_instance=\"s1-\\\"1\\\"\\\\\\n\"} 1\n",
+            "oa_orders_by_pipeline_instance_total{station=\"s1\"} 1\n",
+            "# TYPE oa_pipeline_info gauge\n",
+            "oa_pipeline_info{station=\"s1\",pipeline_instance=\"s1-\\\"1\\\"\\\\\\n\"} 1\n",
             "# TYPE oa_order_latency_seconds histogram\n",
             "oa_order_latency_seconds_count{station=\"s1\"} 1\n",
             "oa_recognition_seconds_bucket{le=\"+Inf\",station=\"s1\"} 1\n",
@@ -653,32 +655,37 @@ mod tests {
         }
         assert!(!text.contains("# EOF"), "{text}");
         assert!(!text.contains("oa_webhook"), "no webhook, no series");
-        // Pipeline instances: the latest 4 of a station, however often it restarts.
+        assert!(
+            !text.contains("oa_pipeline_info{station=\"s2\""),
+            "a station never started has no instance"
+        );
+        // However often a station restarts, its series stay the same: the instance is in
+        // no counter's labels, and oa_pipeline_info names only the current one.
         for n in 0..10 {
             m.order(&OrderObservation {
                 station: "s9",
                 status: "validated",
-                pipeline_instance: &format!("s9-{}", n % 6),
+                pipeline_instance: &format!("s9-{n}"),
                 frames: 1,
                 latency_s: None,
                 queue_s: None,
                 recognition_s: None,
             });
         }
-        let text = m.render(&[]);
-        let kept: Vec<&str> = text
+        let text = m.render(&[StationStatus {
+            pipeline_instance: Some("s9-9".into()),
+            ..station("s9", State::Running, 9)
+        }]);
+        let s9: Vec<&str> = text
             .lines()
-            .filter(|l| l.starts_with("oa_orders_by_pipeline_instance_total{station=\"s9\""))
+            .filter(|l| l.contains("station=\"s9\"") && l.contains("s9-"))
             .collect();
-        assert_eq!(kept.len(), 4, "{kept:?}");
-        // 0..=5, then 0..=3 again: 4 and 5 are the least recently seen; 0 to 3 came back
-        // after being dropped, counting from 1 again.
-        for gone in ["s9-4", "s9-5"] {
-            assert!(
-                !kept.iter().any(|l| l.contains(&format!("\"{gone}\""))),
-                "{gone} kept: {kept:?}"
-            );
-        }
+        assert_eq!(
+            s9,
+            vec!["oa_pipeline_info{station=\"s9\",pipeline_instance=\"s9-9\"} 1"],
+            "{text}"
+        );
+        assert!(text.contains("oa_orders_by_pipeline_instance_total{station=\"s9\"} 10\n"));
         assert!(text.contains("oa_orders_total{station=\"s9\",status=\"validated\"} 10\n"));
         let text = m.render_with(
             &[],

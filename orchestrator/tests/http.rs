@@ -197,7 +197,12 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             "oa_pipeline_up{station=\"station_1\"} 1",
             "oa_pipeline_restarts_total{station=\"station_1\"} 0",
             "oa_frames_uploaded_total{station=\"station_1\"} 1",
-            "oa_orders_by_pipeline_instance_total{station=\"station_1\",pipeline_instance=\"station_1-1-1\"} 1",
+            "oa_orders_by_pipeline_instance_total{station=\"station_1\"} 1",
+            // The supervisor's current child, `{station}-{pid}-{start}`: one series.
+            &format!(
+                "oa_pipeline_info{{station=\"station_1\",pipeline_instance=\"station_1-{}-1\"}} 1",
+                std::process::id()
+            ),
             "oa_order_latency_seconds_count{station=\"station_1\"} 1",
             "oa_order_queue_seconds_count{station=\"station_1\"} 1",
             "oa_recognition_seconds_count{station=\"station_1\"} 1",
@@ -205,6 +210,10 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
         ] {
             assert!(text.contains(want), "missing {want:?} in:\n{text}");
         }
+        assert!(
+            !text.contains("station_1-1-1"),
+            "the manifest's pipeline instance is no label:\n{text}"
+        );
         let mut promtool = std::process::Command::new("promtool")
             .args(["check", "metrics"])
             .stdin(std::process::Stdio::piped())

@@ -11,6 +11,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$ROOT"
 BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release"
+# shellcheck source=scripts/lib/common.sh
+. "$ROOT/scripts/lib/common.sh"
 SECS=${1:-30}
 WORK=$(mktemp -d)
 PIDS=()
@@ -23,23 +25,11 @@ trap cleanup EXIT
 export AWS_ACCESS_KEY_ID=bench-access AWS_SECRET_ACCESS_KEY=bench-secret-0123456789
 export AWS_EC2_METADATA_DISABLED=true GST_PLUGIN_PATH="$BIN"
 
-# SIGINT (EOS), then up to 20 s to finish, then SIGKILL.
-stop() {
-    kill -INT "$1" 2>/dev/null || true
-    for _ in $(seq 1 200); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$1" 2>/dev/null; then
-        echo "  (pid $1 did not stop within 20 s of SIGINT; killed. Last log lines:)"
-        tail -n 4 "$2" | cut -c1-200 | sed "s/^/    /"
-        kill -KILL "$1"
-    fi
-    wait "$1" 2>/dev/null || true
-}
 hwm_kb() { awk '/^VmHWM/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-"$BIN"/oa-s3-server --root "$WORK/s3" --bucket frames > "$WORK/s3.out" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 1 100); do grep -q '^listening on ' "$WORK/s3.out" && break; sleep 0.1; done
-ENDPOINT=$(sed -n 's/^listening on //p' "$WORK/s3.out")
+start_s3_server "$WORK/s3" "$WORK/s3.out"
+PIDS+=("$S3_PID")
+ENDPOINT=$S3_ENDPOINT
 
 cat > "$WORK/slips.srt" <<'SRT'
 1
@@ -69,7 +59,7 @@ for _ in $(seq 1 "$SECS"); do
     sleep 1
     k=$(hwm_kb "$LP"); if [ "${k:-0}" -gt "$PIPE_KB" ]; then PIPE_KB=$k; fi
 done
-stop "$LP" "$WORK/launch.log"
+stop_pid "$LP" "$WORK/launch.log"
 grep -q 'order-complete\|complete' "$WORK/launch.log" || tail -n 5 "$WORK/launch.log"
 ORDERS1=$( (find "$WORK/s3/frames/station_1" -name __EOS__ 2>/dev/null || true) | wc -l)
 echo "station pipeline (test-source, full-frame OCR, ${SECS} s): peak RSS $((PIPE_KB / 1024)) MiB, $ORDERS1 orders stored"
@@ -101,7 +91,7 @@ for _ in $(seq 1 "$SECS"); do
     done
 done
 NCHILD=$(pgrep -c -P "$OP" || true)
-stop "$OP" "$WORK/orch.log"
+stop_pid "$OP" "$WORK/orch.log"
 RESULTS=$( (find "$WORK/s3/frames/results" -name "*.json" 2>/dev/null || true) | wc -l)
 echo "orchestrator with 8 stations (${SECS} s, $NCHILD pipelines running, $RESULTS results): peak RSS $((ORCH_KB / 1024)) MiB; largest station pipeline (region OCR) $((CHILD_KB / 1024)) MiB"
 if [ "$NCHILD" -lt 8 ]; then tail -n 20 "$WORK/orch.log"; cat "$WORK/orchestrator.toml"; fi

@@ -18,6 +18,7 @@ pub mod events;
 pub mod meta;
 pub mod minioframesink;
 pub mod ocrsegment;
+pub mod throttle;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     meta::register();

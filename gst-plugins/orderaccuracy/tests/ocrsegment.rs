@@ -281,6 +281,68 @@ fn noise_and_invalid_ids_never_become_orders() {
     );
 }
 
+/// A slip the pattern matches but the contract refuses, read at every frame: warned about
+/// once (then at most once a minute, `throttle.rs`), and said at info level when usable
+/// reads come back.
+#[test]
+fn unusable_ids_are_warned_once_while_they_repeat() {
+    init();
+    const NAME: &str = "unusable-ids";
+    let logged: Arc<Mutex<Vec<(gst::DebugLevel, String)>>> = Arc::default();
+    let sink = logged.clone();
+    gst::log::set_threshold_for_name("ocrsegment", gst::DebugLevel::Info);
+    let log_fn = gst::log::add_log_function(move |cat, level, _, _, _, obj, msg| {
+        if cat.name() == "ocrsegment"
+            && obj.is_some_and(|o| o.to_string() == NAME)
+            && let Some(m) = msg.get()
+        {
+            sink.lock().unwrap().push((level, m.to_string()));
+        }
+    });
+    let mut frames = Frames::new("BGRx");
+    let (caps, bad) = frames.get("ORDER 38/4");
+    let (_, good) = frames.get("ORDER 384");
+    let mut rig = Rig::new(
+        &format!(
+            r"name={NAME} confirm-frames=1 skip-unchanged=false order-pattern=(?i)order\s*(\S+)"
+        ),
+        &caps,
+    );
+    let lines = |level: gst::DebugLevel, text: &str| -> Vec<String> {
+        logged
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(l, m)| *l == level && m.contains(text))
+            .map(|(_, m)| m.clone())
+            .collect()
+    };
+    for _ in 0..4 {
+        assert_eq!(rig.push(&bad), None);
+    }
+    assert!(rig.prop::<u64>("rejected-reads") >= 4);
+    let warned = lines(gst::DebugLevel::Warning, "ignored unusable order IDs");
+    assert_eq!(warned.len(), 1, "{warned:?}");
+    assert!(!warned[0].contains("more since"), "{warned:?}");
+
+    rig.push(&good);
+    let cleared = lines(gst::DebugLevel::Info, "no unusable order IDs read any more");
+    assert_eq!(cleared.len(), 1, "{:?}", logged.lock().unwrap());
+    assert!(
+        cleared[0].contains("after 4 occurrences") && cleared[0].contains("(3 not logged)"),
+        "{cleared:?}"
+    );
+    // Back within the minute: counted, not logged again.
+    rig.push(&bad);
+    assert_eq!(
+        lines(gst::DebugLevel::Warning, "ignored unusable order IDs").len(),
+        1
+    );
+    // One OCR line per run, at debug level: none of them at info.
+    assert!(lines(gst::DebugLevel::Info, "OCR ").is_empty());
+    gst::log::remove_log_function(log_fn);
+}
+
 #[test]
 fn roi_reads_only_the_region() {
     // Two slips: one at the top, one in the middle. Full-frame reads top first.

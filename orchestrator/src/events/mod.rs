@@ -25,6 +25,7 @@ use oa_contract::events::{
 };
 use tokio::sync::watch;
 
+use crate::logging::Throttle;
 use crate::result::{OrderResult, OrderStatus};
 use crate::shutdown::Stopping;
 use crate::store::{Store, StoreError};
@@ -66,6 +67,8 @@ pub struct Events {
     writer: u32,
     seq: AtomicU64,
     published: AtomicU64,
+    /// [`Events::emit`] cannot write the outbox: one warning a minute while it lasts.
+    outbox_failing: Mutex<Throttle>,
 }
 
 fn now_ms() -> u64 {
@@ -167,6 +170,7 @@ impl Events {
             writer: writer_id(),
             seq: AtomicU64::new(0),
             published: AtomicU64::new(0),
+            outbox_failing: Mutex::default(),
         })
     }
 
@@ -280,10 +284,25 @@ impl Events {
     /// Stages and publishes; when the outbox cannot be written (the store is down), the
     /// event still goes out, kept in memory only.
     pub async fn emit(&self, event: Event) {
+        let now = std::time::Instant::now();
         match self.stage(event.clone()).await {
-            Ok(s) => self.publish(s),
+            Ok(s) => {
+                if let Some(c) = self.outbox_failing.lock().unwrap().clear(now) {
+                    tracing::info!("events are written to the outbox again{c}");
+                }
+                self.publish(s)
+            }
             Err(e) => {
-                tracing::warn!(id = %event.id, "cannot write the event to the outbox ({e}); sending it from memory");
+                match self.outbox_failing.lock().unwrap().hit(now) {
+                    Some(r) => tracing::warn!(
+                        id = %event.id,
+                        "cannot write the event to the outbox ({e}); sending it from memory{r}"
+                    ),
+                    None => tracing::debug!(
+                        id = %event.id,
+                        "cannot write the event to the outbox ({e}); sending it from memory"
+                    ),
+                }
                 let json: Arc<str> = serde_json::to_string(&event)
                     .expect("events serialise")
                     .into();

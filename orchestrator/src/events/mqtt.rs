@@ -5,13 +5,15 @@
 //! backoff and the queue fills; beyond it the newest events are dropped and counted, so a
 //! dead broker never holds up order processing. (Webhooks are the durable channel.)
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use oa_contract::events::Event;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 use crate::config::MqttConfig;
+use crate::logging::Throttle;
 use crate::shutdown::Stopping;
 
 #[derive(Debug, Default)]
@@ -29,6 +31,8 @@ pub struct Mqtt {
     qos: QoS,
     types: Vec<String>,
     pub counts: std::sync::Arc<MqttCounts>,
+    /// "queue full": one warning a minute while events are dropped.
+    dropping: Mutex<Throttle>,
 }
 
 fn qos(n: u8) -> QoS {
@@ -64,11 +68,15 @@ impl Mqtt {
         let broker = format!("{}:{}", s.host, s.port);
         tokio::spawn(async move {
             let mut failures = 0u32;
+            let mut unreachable = Throttle::default();
             loop {
                 tokio::select! {
                     ev = eventloop.poll() => match ev {
                         Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => {
-                            tracing::info!(%broker, "MQTT connected");
+                            match unreachable.clear(Instant::now()) {
+                                Some(c) => tracing::info!(%broker, "MQTT connected{c}"),
+                                None => tracing::info!(%broker, "MQTT connected"),
+                            }
                             failures = 0;
                         }
                         Ok(rumqttc::Event::Incoming(
@@ -81,12 +89,13 @@ impl Mqtt {
                             failures += 1;
                             seen.connection_failures.fetch_add(1, Ordering::Relaxed);
                             let wait = super::webhook::backoff(failures, Duration::from_secs(30));
-                            if failures == 1 || wait.as_secs() == 30 {
-                                tracing::warn!(
+                            match unreachable.hit(Instant::now()) {
+                                Some(r) => tracing::warn!(
                                     %broker,
-                                    "MQTT broker unreachable ({e}); reconnecting in {}s",
+                                    "MQTT broker unreachable ({e}); reconnecting in {}s{r}",
                                     wait.as_secs()
-                                );
+                                ),
+                                None => tracing::debug!(%broker, "MQTT broker unreachable ({e})"),
                             }
                             tokio::select! {
                                 _ = tokio::time::sleep(wait) => {}
@@ -104,6 +113,7 @@ impl Mqtt {
             qos: qos(s.qos),
             types: s.types.clone(),
             counts,
+            dropping: Mutex::default(),
         }
     }
 
@@ -120,15 +130,19 @@ impl Mqtt {
         ) {
             Ok(()) => {
                 self.counts.queued.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = self.dropping.lock().unwrap().clear(Instant::now()) {
+                    tracing::info!("MQTT queue takes events again: dropped{c}");
+                }
             }
             Err(e) => {
                 let n = self.counts.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 1 || n.is_power_of_two() {
-                    tracing::warn!(
+                match self.dropping.lock().unwrap().hit(Instant::now()) {
+                    Some(r) => tracing::warn!(
                         id = %event.id,
                         dropped = n,
-                        "MQTT queue full or closed ({e}): event not published"
-                    );
+                        "MQTT queue full or closed ({e}): event not published{r}"
+                    ),
+                    None => tracing::debug!(id = %event.id, dropped = n, "MQTT event dropped"),
                 }
             }
         }

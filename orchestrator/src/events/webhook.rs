@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use hmac::{Hmac, Mac};
@@ -19,6 +19,7 @@ use oa_contract::events::{
 use sha2::Sha256;
 use tokio::sync::Notify;
 
+use crate::logging::Throttle;
 use crate::shutdown::Stopping;
 use crate::store::{Store, StoreError};
 
@@ -167,9 +168,14 @@ impl Webhook {
     ) {
         let name = self.settings.name.clone();
         let mut attempt = 0u32;
+        // While the receiver (or the store) stays down, one warning a minute.
+        let mut failing = Throttle::default();
         loop {
             match list_outbox(&store, &bucket, &prefix, &name).await {
                 Ok(keys) => {
+                    if let Some(c) = failing.clear(Instant::now()) {
+                        tracing::info!(webhook = %name, "outbox listed{c}");
+                    }
                     if !keys.is_empty() {
                         tracing::info!(
                             webhook = %name,
@@ -182,7 +188,12 @@ impl Webhook {
                 }
                 Err(e) => {
                     attempt += 1;
-                    tracing::warn!(webhook = %name, "cannot list the outbox yet: {e}");
+                    match failing.hit(Instant::now()) {
+                        Some(r) => {
+                            tracing::warn!(webhook = %name, "cannot list the outbox yet: {e}{r}")
+                        }
+                        None => tracing::debug!(webhook = %name, "cannot list the outbox yet: {e}"),
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff(attempt, self.settings.max_backoff)) => {}
                         _ = stopping.wait() => return,
@@ -217,8 +228,8 @@ impl Webhook {
                         tracing::warn!(webhook = %name, "cannot delete {key} from the outbox: {e}");
                     }
                     self.queue.lock().unwrap().pop_front();
-                    if attempt > 0 {
-                        tracing::info!(webhook = %name, "receiver reachable again");
+                    if let Some(c) = failing.clear(Instant::now()) {
+                        tracing::info!(webhook = %name, "receiver reachable again{c}");
                     }
                     attempt = 0;
                 }
@@ -227,11 +238,11 @@ impl Webhook {
                     self.counts.failed_attempts.fetch_add(1, Ordering::Relaxed);
                     let wait = backoff(attempt, self.settings.max_backoff);
                     let pending = self.pending();
-                    if attempt == 1 || wait == self.settings.max_backoff {
+                    if let Some(r) = failing.hit(Instant::now()) {
                         tracing::warn!(
                             webhook = %name,
                             pending,
-                            "delivery failed ({why}); trying again in {}s",
+                            "delivery failed ({why}); trying again in {}s{r}",
                             wait.as_secs()
                         );
                     } else {

@@ -2,7 +2,7 @@
 //! with a header-read timeout (a client that trickles its headers is dropped), TLS
 //! handshakes bounded, and a graceful stop that answers the requests in flight.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
@@ -12,6 +12,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use crate::logging::Throttle;
 use crate::shutdown::Stopping;
 
 /// A client that has not finished its TLS handshake by then is dropped.
@@ -35,13 +36,23 @@ pub async fn serve(
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT);
     let builder = builder.http1_only();
+    // Failing every 100 ms while it lasts: one warning a minute.
+    let mut refusing = Throttle::default();
     loop {
         let (tcp, peer) = tokio::select! {
             r = listener.accept() => match r {
-                Ok(c) => c,
+                Ok(c) => {
+                    if let Some(cleared) = refusing.clear(Instant::now()) {
+                        tracing::info!("http: accepting connections again{cleared}");
+                    }
+                    c
+                }
                 Err(e) => {
                     // Out of file descriptors, typically: do not spin.
-                    tracing::warn!("http: accept: {e}");
+                    match refusing.hit(Instant::now()) {
+                        Some(r) => tracing::warn!("http: accept: {e}{r}"),
+                        None => tracing::debug!("http: accept: {e}"),
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }

@@ -468,6 +468,7 @@ async fn relay(
 ) {
     let id = st.spec.id.as_str();
     let mut lines = BufReader::new(stream).lines();
+    let mut sites = protocol::SiteThrottle::default();
     while let Ok(Some(line)) = lines.next_line().await {
         // An older template puts the camera's user info in rtspsrc's location, which its
         // errors quote.
@@ -493,14 +494,35 @@ async fn relay(
             Signal::Line if shared.repeats.is_repeat(&line) => {
                 tracing::debug!(station = %id, stream = name, "{line}");
             }
-            Signal::Line => match protocol::loudness(&line) {
-                protocol::Loudness::Info => tracing::info!(station = %id, stream = name, "{line}"),
-                protocol::Loudness::Warn => tracing::warn!(station = %id, stream = name, "{line}"),
-                protocol::Loudness::Debug => {
-                    tracing::debug!(station = %id, stream = name, "{line}")
+            Signal::Line => {
+                let more = match sites.check(&line, Instant::now()) {
+                    protocol::Relay::Plain => String::new(),
+                    protocol::Relay::Report(r) => r.to_string(),
+                    protocol::Relay::Quiet => {
+                        tracing::debug!(station = %id, stream = name, "{line}");
+                        continue;
+                    }
+                };
+                match protocol::loudness(&line) {
+                    protocol::Loudness::Info => {
+                        tracing::info!(station = %id, stream = name, "{line}{more}")
+                    }
+                    protocol::Loudness::Warn => {
+                        tracing::warn!(station = %id, stream = name, "{line}{more}")
+                    }
+                    protocol::Loudness::Debug => {
+                        tracing::debug!(station = %id, stream = name, "{line}{more}")
+                    }
                 }
-            },
+            }
         }
+    }
+    for (site, n) in sites.finish(Instant::now()) {
+        tracing::info!(
+            station = %id,
+            stream = name,
+            "{n} more line(s) from {site} since its last one here were logged at debug level"
+        );
     }
 }
 

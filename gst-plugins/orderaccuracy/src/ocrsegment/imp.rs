@@ -3,6 +3,7 @@ use super::frame::{self, SUPPORTED_FORMATS};
 use super::slip::{DEFAULT_ORDER_PATTERN, Outcome, compile_pattern, find_read};
 use crate::events::OrderChanged;
 use crate::meta::{OrderTag, capture_unix_ms, set_held_for};
+use crate::throttle::{self, Throttle};
 use gst::glib;
 use gst::prelude::*;
 use gst::subclass::prelude::*;
@@ -108,6 +109,17 @@ struct State {
     /// Signature of the region when OCR last ran.
     last_signature: Option<Signature>,
     debounce: Debouncer,
+    /// "ignored unusable order IDs": a slip the pattern matches but the contract refuses
+    /// is read so at every OCR run while it stays in view.
+    unusable: Throttle,
+}
+
+/// What the OCR run of one frame says about unusable order IDs.
+enum Unusable {
+    /// Only unusable IDs were read; logged (first time, or once per interval).
+    Logged(throttle::Report),
+    /// Usable again after a logged run of unusable reads.
+    Cleared(throttle::Cleared),
 }
 
 #[derive(Default)]
@@ -480,6 +492,7 @@ impl BaseTransformImpl for OcrSegment {
             frame_index: 0,
             last_signature: None,
             debounce,
+            unusable: Throttle::default(),
         });
         Ok(())
     }
@@ -558,7 +571,8 @@ impl BaseTransformImpl for OcrSegment {
                 state.last_signature = signature;
                 let min_conf = state.settings.min_confidence as f32;
                 let outcome = find_read(&lines, &state.pattern, min_conf);
-                gst::log!(
+                // One line per OCR run: debug, never info.
+                gst::debug!(
                     CAT,
                     imp = self,
                     "OCR {:.1} ms: {:?} -> {:?}",
@@ -574,9 +588,16 @@ impl BaseTransformImpl for OcrSegment {
         }
 
         let mut change = None;
+        let mut unusable = None;
         let station = state.settings.station_id.clone();
         if let Some((_, outcome, _)) = &ran {
             change = state.debounce.update(outcome.read.clone());
+            let now = Instant::now();
+            unusable = if !outcome.rejected.is_empty() && outcome.read.is_none() {
+                state.unusable.hit(now).map(Unusable::Logged)
+            } else {
+                state.unusable.clear(now).map(Unusable::Cleared)
+            };
         }
         let FrameTag { order_id, held_for } = state.debounce.frame_tag();
         let tag = OrderTag {
@@ -598,13 +619,19 @@ impl BaseTransformImpl for OcrSegment {
             }
         }
         if let Some((lines, outcome, ms)) = &ran {
-            if !outcome.rejected.is_empty() && outcome.read.is_none() {
-                gst::warning!(
+            match unusable {
+                Some(Unusable::Logged(report)) => gst::warning!(
                     CAT,
                     imp = self,
-                    "ignored unusable order IDs: {:?}",
+                    "ignored unusable order IDs: {:?}{report}",
                     outcome.rejected
-                );
+                ),
+                Some(Unusable::Cleared(cleared)) => gst::info!(
+                    CAT,
+                    imp = self,
+                    "no unusable order IDs read any more{cleared}"
+                ),
+                None => {}
             }
             self.post_read(&station, lines, outcome, *ms);
         }
