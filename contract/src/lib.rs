@@ -6,12 +6,14 @@
 //! ([`Roi`]) and the bus messages a pipeline posts and the orchestrator reads back from
 //! `gst-launch-1.0 -m` ([`messages`]), and how camera credentials reach a pipeline
 //! ([`camera`]). Keeping them in one crate means a writer and a
-//! reader cannot drift apart. The events the orchestrator publishes are named in
+//! reader cannot drift apart. How new orders are found without walking frames (the station
+//! index, and the orchestrator's checkpoint) is in [`index`]. The events the orchestrator publishes are named in
 //! [`events`].
 
 pub mod camera;
 pub mod events;
 mod ids;
+pub mod index;
 mod keys;
 mod manifest;
 pub mod messages;
@@ -21,6 +23,9 @@ mod roi;
 pub use ids::{
     IdError, IdKind, MAX_ID_LEN, is_valid_id, order_key, split_order_key, validate_id,
     validate_order_key,
+};
+pub use index::{
+    IndexEntry, IndexKind, checkpoint_key, index_after, index_key, index_prefix, parse_index_key,
 };
 pub use keys::{
     CLAIMS_DIR, EXPECTED_DIR, FRAME_EXTENSION, FRAME_PREFIX, KeyError, MARKER_NAME, OUTBOX_DIR,

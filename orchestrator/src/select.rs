@@ -25,6 +25,11 @@
 //!
 //! A frame the detector fails on (logged) is neither dropped nor credited with objects.
 //! Without a detector the scores are exactly those above.
+//!
+//! The frames need not be in memory together: a [`Scorer`] is given them one at a time and
+//! keeps [`SCORER_BYTES_PER_FRAME`] bytes of each (scores and thumbnail); the functions
+//! over a slice are a scorer fed from it (the consumer streams an order's frames through
+//! one, see `consume::frames`).
 
 use crate::detector::Detector;
 pub use crate::jpeg::{Decoded, decode_bgr, decode_luma};
@@ -229,44 +234,115 @@ pub fn select_frames_scored_with(
     k: usize,
     detector: Option<&Detector>,
 ) -> Result<Vec<(usize, FrameScore)>, SelectError> {
-    if frames.is_empty() {
-        return Err(SelectError::NoFrames);
+    let mut scorer = Scorer::with_capacity(detector, frames.len());
+    for jpeg in frames {
+        scorer.add(jpeg);
     }
-    struct Analysed {
-        index: usize,
-        sharpness: f64,
-        exposure: f64,
-        thumb: [f32; THUMB * THUMB],
-        objects: Objects,
+    scorer.finish(k)
+}
+
+/// What is kept of one decoded frame: its scores and its thumbnail, never its pixels.
+struct Analysed {
+    index: usize,
+    sharpness: f64,
+    exposure: f64,
+    thumb: [f32; THUMB * THUMB],
+    objects: Objects,
+}
+
+/// Bytes a [`Scorer`] keeps per frame it was given (its scores and 16x16 thumbnail).
+pub const SCORER_BYTES_PER_FRAME: usize = std::mem::size_of::<Analysed>();
+
+/// [`select_frames_scored_with`] one frame at a time, so that the frames need not be in
+/// memory together: [`Scorer::add`] decodes a frame, keeps what selection needs of it
+/// ([`SCORER_BYTES_PER_FRAME`] bytes: its scores and thumbnail) and lets go of the JPEG
+/// and the decoded image; [`Scorer::finish`] normalises and chooses exactly as
+/// [`select_frames_scored_with`] does over the same frames in the same order (that
+/// function is this scorer fed from a slice).
+pub struct Scorer<'d> {
+    detector: Option<&'d Detector>,
+    analysed: Vec<Analysed>,
+    given: usize,
+    first_error: Option<String>,
+}
+
+impl<'d> Scorer<'d> {
+    pub fn new(detector: Option<&'d Detector>) -> Scorer<'d> {
+        Scorer::with_capacity(detector, 0)
     }
-    let mut analysed = Vec::with_capacity(frames.len());
-    let mut first_error = None;
-    for (index, jpeg) in frames.iter().enumerate() {
+
+    /// A scorer with room for `frames` frames (no reallocation, which would briefly hold
+    /// the per-frame state twice, up to that many).
+    pub fn with_capacity(detector: Option<&'d Detector>, frames: usize) -> Scorer<'d> {
+        Scorer {
+            detector,
+            analysed: Vec::with_capacity(frames),
+            given: 0,
+            first_error: None,
+        }
+    }
+
+    /// Scores the next frame (its index is the number of frames given before it); a
+    /// corrupt JPEG is logged and skipped as in [`select_frames`]. Returns its index.
+    pub fn add(&mut self, jpeg: &[u8]) -> usize {
+        let index = self.given;
+        self.given += 1;
         match decode_luma(jpeg) {
             Ok(img) => {
                 let small = downscale(&img, ANALYSIS_SIDE);
-                analysed.push(Analysed {
+                drop(img);
+                self.analysed.push(Analysed {
                     index,
                     sharpness: laplacian_variance(&small),
                     exposure: exposure(&small),
                     thumb: thumbnail(&small),
-                    objects: detector
+                    objects: self
+                        .detector
                         .map(|d| detect_objects(d, index, jpeg))
                         .unwrap_or_default(),
                 });
             }
             Err(e) => {
                 eprintln!("orchestrator: skipping frame {index}: corrupt JPEG: {e}");
-                first_error.get_or_insert(e);
+                self.first_error.get_or_insert(e);
             }
         }
+        index
     }
-    if analysed.is_empty() {
-        return Err(SelectError::AllCorrupt {
-            count: frames.len(),
-            first: first_error.unwrap_or_default(),
-        });
+
+    /// How many frames were given.
+    pub fn len(&self) -> usize {
+        self.given
     }
+
+    pub fn is_empty(&self) -> bool {
+        self.given == 0
+    }
+
+    /// The best `k` of the frames given (indices ascending), with the score each had
+    /// when it was picked; see the module documentation.
+    pub fn finish(self, k: usize) -> Result<Vec<(usize, FrameScore)>, SelectError> {
+        let Scorer {
+            detector,
+            mut analysed,
+            given,
+            first_error,
+        } = self;
+        if given == 0 {
+            return Err(SelectError::NoFrames);
+        }
+        if analysed.is_empty() {
+            return Err(SelectError::AllCorrupt {
+                count: given,
+                first: first_error.unwrap_or_default(),
+            });
+        }
+        Ok(choose(&mut analysed, k, detector.is_some()))
+    }
+}
+
+/// Drops dominated frames, normalises and picks greedily (the second half of selection).
+fn choose(analysed: &mut Vec<Analysed>, k: usize, with_detector: bool) -> Vec<(usize, FrameScore)> {
     if analysed.iter().any(|a| !a.objects.dominated) {
         for a in analysed.iter().filter(|a| a.objects.dominated) {
             eprintln!(
@@ -275,7 +351,7 @@ pub fn select_frames_scored_with(
             );
         }
         analysed.retain(|a| !a.objects.dominated);
-    } else if detector.is_some() {
+    } else if with_detector {
         eprintln!("orchestrator: every frame is dominated by drop-class objects; keeping them all");
     }
     let max_sharp = analysed.iter().map(|a| a.sharpness).fold(0.0, f64::max);
@@ -326,5 +402,5 @@ pub fn select_frames_scored_with(
         .map(|(i, s)| (analysed[i].index, s))
         .collect();
     out.sort_by_key(|(i, _)| *i);
-    Ok(out)
+    out
 }

@@ -198,15 +198,32 @@ impl Store {
             .map_err(|e| describe("PUT", key, &e))
     }
 
-    /// Writes `manifest` as its order's `__EOS__` marker under `prefix`.
+    /// Writes `manifest` as its order's `__EOS__` marker under `prefix`, after its
+    /// station index entry (stamped with the wall clock), as the sink does.
     pub async fn put_marker(
         &self,
         bucket: &str,
         prefix: &str,
         manifest: &oa_contract::Manifest,
     ) -> Result<(), StoreError> {
-        let key = oa_contract::marker_key(prefix, &manifest.station_id, &manifest.order_id)
+        let (station, order) = (&manifest.station_id, &manifest.order_id);
+        let key = oa_contract::marker_key(prefix, station, order)
             .map_err(|e| StoreError(e.to_string()))?;
+        let entry = oa_contract::IndexEntry {
+            station: station.clone(),
+            order: order.clone(),
+            kind: oa_contract::IndexKind::Marker,
+            unix_ms: crate::consume::now_ms().max(0) as u64,
+        };
+        let entry_key = oa_contract::index_key(prefix, station, order, entry.kind, entry.unix_ms)
+            .map_err(|e| StoreError(e.to_string()))?;
+        self.put(
+            bucket,
+            &entry_key,
+            entry.to_json().into_bytes(),
+            "application/json",
+        )
+        .await?;
         self.put(bucket, &key, manifest.to_json(), "application/json")
             .await
     }

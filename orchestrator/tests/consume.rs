@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oa_contract::{CompletionReason, FrameEntry, Manifest, frame_key};
+use oa_contract::{CompletionReason, FrameEntry, IndexKind, Manifest, frame_key};
 use orchestrator::consume::{Consumer, ConsumerDeps, Settings};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
@@ -443,30 +443,76 @@ async fn missing_or_corrupt_frames_give_a_per_order_error_and_the_next_orders_fl
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poll_is_one_list_request_per_station_whatever_the_number_of_orders() {
+async fn polls_and_restarts_list_only_the_newest_index_entries_whatever_the_history() {
     let e = env("cost").await;
-    for o in 0..20 {
-        e.put_order("station_1", &o.to_string(), &e.jpegs[..1])
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    // History: 20 orders, one an hour apart, each announced in the index as a sink would.
+    for o in 0..20u64 {
+        let order = o.to_string();
+        let entries = put_frames(
+            &e.scratch.store,
+            BUCKET,
+            "station_1",
+            &order,
+            0,
+            1,
+            &e.jpegs[..1],
+        )
+        .await
+        .unwrap();
+        let m = Manifest::new(
+            "station_1",
+            &order,
+            CompletionReason::NextOrder,
+            entries,
+            "t",
+        );
+        let at = now - (20 - o) * 3_600_000;
+        let key = oa_contract::index_key("", "station_1", &order, IndexKind::Marker, at).unwrap();
+        e.put_json(&key, "{}").await;
+        e.put_json(&format!("station_1/{order}/__EOS__"), m.to_json())
             .await;
     }
     let c = e.consumer("host-a", double());
-    for _ in 0..3 {
-        assert!(
-            c.poll_station("station_1").await.unwrap(),
-            "more pages follow"
-        );
-    }
-    // 40 keys, 7 per page: a poll is one request, not one per order.
-    let listed = {
-        // Drive a whole cycle; the cursor wraps back to the start.
-        let mut pages = 3;
-        while c.poll_station("station_1").await.unwrap() {
-            pages += 1;
-        }
-        pages + 1
-    };
-    assert_eq!(listed, 6, "40 keys in pages of 7");
+    // No checkpoint yet: the first poll lists the whole index (20 entries, pages of 7).
+    assert_eq!(c.poll_station("station_1").await.unwrap(), 3);
     wait_processed(&c, 20).await;
+    // The newest entry is an hour old: the next poll stops within the first page.
+    assert_eq!(c.poll_station("station_1").await.unwrap(), 1);
+    let checkpoint = "checkpoints/station_1.json";
+    c.save_checkpoint("station_1", true).await;
+    assert!(
+        e.scratch.server.read_object(BUCKET, checkpoint).is_err(),
+        "no checkpoint before the station was listed once in full"
+    );
+    // Running lists it in full once (every marker is done already), then saves it.
+    let r = run(&c);
+    wait_until(Duration::from_secs(20), "a checkpoint", || {
+        e.scratch.server.read_object(BUCKET, checkpoint).is_ok()
+    })
+    .await;
+    r.stop().await;
+    assert_eq!(
+        c.processed_count(),
+        20,
+        "the full listing processed nothing again"
+    );
+    let saved = e.scratch.server.read_object(BUCKET, checkpoint).unwrap();
+    let saved: serde_json::Value = serde_json::from_slice(&saved).unwrap();
+    assert_eq!(saved["before_unix_ms"], now - 3_600_000 + 1, "{saved}");
+
+    // A restart reads the checkpoint and lists one page, whatever lies below it; a new
+    // order is found at once.
+    let c = e.consumer("host-a", double());
+    assert_eq!(c.poll_station("station_1").await.unwrap(), 1);
+    e.put_order("station_1", "new", &e.jpegs[..1]).await;
+    assert_eq!(c.poll_station("station_1").await.unwrap(), 1);
+    wait_processed(&c, 1).await;
+    assert!(c.result("station_1", "new").is_some());
+    assert!(c.result("station_1", "3").is_none(), "history was not read");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -146,6 +146,29 @@ async fn old_orders_results_and_claims_go_and_the_rest_stays() {
     put(&s, "claims/s2/7.rev3", "{}", old).await; // result is revision 2
     put(&s, "claims/s2/8", "{}", old).await; // no result
     put(&s, "claims/s1/102.rev2", "{}", Duration::from_secs(60)).await; // fresh
+    // Station index entries: gone once they announce a time older than frames_days and
+    // are as old; a young one, or one announcing a recent time, stays.
+    let now_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let day_ms = 86_400_000;
+    let entry = |order: &str, days: u64| {
+        oa_contract::index_key(
+            "",
+            "s1",
+            order,
+            oa_contract::IndexKind::Marker,
+            now_ms - days * day_ms,
+        )
+        .unwrap()
+    };
+    let (index_old, index_young, index_recent_time) =
+        (entry("100", 8), entry("7", 1), entry("9", 0));
+    put(&s, &index_old, "{}", 8 * DAY).await;
+    put(&s, &index_young, "{}", DAY).await;
+    put(&s, &index_recent_time, "{}", 8 * DAY).await;
+    put(&s, "checkpoints/s1.json", "{}", 90 * DAY).await;
     // Never touched, however old.
     put(&s, "expected/100.json", "{}", 90 * DAY).await;
     put(
@@ -168,7 +191,12 @@ async fn old_orders_results_and_claims_go_and_the_rest_stays() {
     for k in kept.iter().chain(&young) {
         assert!(left.contains(k), "{k} deleted: {left:?}");
     }
+    assert!(!left.contains(&index_old), "{index_old} kept: {left:?}");
+    for k in [&index_young, &index_recent_time] {
+        assert!(left.contains(k), "{k} deleted: {left:?}");
+    }
     for k in [
+        "checkpoints/s1.json",
         "results/s1/102.json",
         "results/s2/7.json",
         "claims/s2/7.rev3",
@@ -194,9 +222,10 @@ async fn old_orders_results_and_claims_go_and_the_rest_stays() {
             report.markers,
             report.results,
             report.claims,
+            report.index,
             report.refused
         ),
-        (6, 1, 1, 4, 0),
+        (6, 1, 1, 4, 1, 0),
         "{report:?}"
     );
     let text = metrics.render(&[]);
@@ -205,6 +234,7 @@ async fn old_orders_results_and_claims_go_and_the_rest_stays() {
         "oa_retention_deleted_total{kind=\"markers\"} 1\n",
         "oa_retention_deleted_total{kind=\"results\"} 1\n",
         "oa_retention_deleted_total{kind=\"claims\"} 4\n",
+        "oa_retention_deleted_total{kind=\"index\"} 1\n",
         "oa_retention_passes_total 1\n",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
@@ -217,8 +247,14 @@ async fn old_orders_results_and_claims_go_and_the_rest_stays() {
     // A second pass finds nothing more to delete.
     let again = pass(&s, settings(7, 30, 4), &metrics).await;
     assert_eq!(
-        (again.frames, again.markers, again.results, again.claims),
-        (0, 0, 0, 0)
+        (
+            again.frames,
+            again.markers,
+            again.results,
+            again.claims,
+            again.index
+        ),
+        (0, 0, 0, 0, 0)
     );
     assert_eq!(keys(&s).await, left);
     assert!(

@@ -47,6 +47,7 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
+mod listing;
 #[cfg(test)]
 mod tests;
 
@@ -102,6 +103,8 @@ type PutLog = Arc<Mutex<Vec<PutRecord>>>;
 /// `s3s_fs::FileSystem` with atomic conditional PUTs (and, for tests, a log of PUTs).
 struct Store {
     fs: s3s_fs::FileSystem,
+    /// The directory holding the buckets (what `fs` serves).
+    root: PathBuf,
     /// Serialises conditional PUTs so that check-then-write cannot interleave between
     /// two claimants of the same key.
     conditional: tokio::sync::Mutex<()>,
@@ -195,7 +198,59 @@ impl S3 for Store {
         &self,
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
-        self.fs.list_objects_v2(req).await
+        let input = &req.input;
+        let bucket_root = self.root.join(&input.bucket);
+        // With a delimiter (rare: one LIST per reused order number) and for the errors
+        // of a missing bucket, s3s-fs answers as it does.
+        if input.delimiter.is_some() || !bucket_root.is_dir() {
+            return self.fs.list_objects_v2(req).await;
+        }
+        let input = req.input;
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let prefix = prefix.trim_start_matches('/').to_owned();
+        let max_keys = input.max_keys.unwrap_or(1000).max(0);
+        let start_after = match (&input.continuation_token, &input.start_after) {
+            (Some(ct), Some(sa)) => Some(if ct >= sa { ct.clone() } else { sa.clone() }),
+            (Some(ct), None) => Some(ct.clone()),
+            (None, Some(sa)) => Some(sa.clone()),
+            (None, None) => None,
+        };
+        let max = usize::try_from(max_keys).unwrap_or(1000);
+        let (entries, more) = tokio::task::spawn_blocking(move || {
+            listing::page(&bucket_root, &prefix, start_after.as_deref(), max)
+        })
+        .await
+        .map_err(|e| s3s::s3_error!(InternalError, "listing task: {e}"))?
+        .map_err(|e| s3s::s3_error!(InternalError, "listing: {e}"))?;
+        let is_truncated = max > 0 && more;
+        let next_continuation_token = if is_truncated {
+            entries.last().map(|e| e.key.clone())
+        } else {
+            None
+        };
+        let key_count = i32::try_from(entries.len()).unwrap_or(i32::MAX);
+        let contents: Vec<Object> = entries
+            .into_iter()
+            .map(|e| Object {
+                key: Some(e.key),
+                last_modified: Some(Timestamp::from(e.modified)),
+                size: Some(i64::try_from(e.size).unwrap_or(i64::MAX)),
+                ..Default::default()
+            })
+            .collect();
+        Ok(S3Response::new(ListObjectsV2Output {
+            key_count: Some(key_count),
+            max_keys: Some(max_keys),
+            is_truncated: Some(is_truncated),
+            contents: (!contents.is_empty()).then_some(contents),
+            continuation_token: input.continuation_token,
+            next_continuation_token,
+            encoding_type: input.encoding_type,
+            name: Some(input.bucket),
+            prefix: input.prefix,
+            start_after: input.start_after,
+            ..Default::default()
+        }))
     }
 
     async fn delete_object(
@@ -269,6 +324,7 @@ impl S3Server {
         let fs = s3s_fs::FileSystem::new(&root).map_err(|e| io::Error::other(format!("{e:?}")))?;
         let mut builder = S3ServiceBuilder::new(Store {
             fs,
+            root: root.clone(),
             conditional: tokio::sync::Mutex::new(()),
             #[cfg(any(test, feature = "testing"))]
             log: log.clone(),

@@ -148,8 +148,13 @@ fn occluded_and_unconfirmed_frames_join_their_order() {
         3,
         "A was not split by its occlusion"
     );
-    let puts = s.put_log();
+    let (index, puts): (Vec<String>, Vec<String>) = s
+        .put_log()
+        .into_iter()
+        .partition(|k| k.contains("/__index__/"));
     assert_eq!(puts.len(), 17, "each frame stored once: {puts:#?}");
+    // A begin and a marker entry per order in the station index.
+    assert_eq!(index.len(), 6, "{index:#?}");
     run.pipeline.set_state(gst::State::Null).unwrap();
 }
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use gst::prelude::*;
 use gstorderaccuracy::events::OrderComplete;
 use gstorderaccuracy::meta::OrderTag;
-use oa_contract::{CompletionReason, Manifest, frame_key, marker_key, result_key};
+use oa_contract::{CompletionReason, IndexKind, Manifest, frame_key, marker_key, result_key};
 use oa_s3server::S3Server;
 use oa_test_support::s3::{BUCKET, SECRET_KEY, ScratchS3};
 
@@ -149,6 +149,18 @@ fn manifest(server: &S3Server, station: &str, order: &str) -> Manifest {
     Manifest::from_json(&body).unwrap()
 }
 
+/// Frames and markers stored, in order, station index entries left out.
+fn objects_put(s: &S3Server) -> Vec<String> {
+    s.put_log()
+        .into_iter()
+        .filter(|k| !k.contains(&format!("/{}/", oa_contract::index::INDEX_DIR)))
+        .collect()
+}
+
+fn objects(s: &S3Server) -> usize {
+    objects_put(s).len()
+}
+
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !ok() {
@@ -183,9 +195,25 @@ fn stores_frames_then_marker_with_contract_keys() {
     assert!(out.error.is_none(), "{:?}", out.error);
 
     let log = s.put_log();
-    assert_eq!(log.len(), 26, "{log:#?}");
+    assert_eq!(
+        log.len(),
+        30,
+        "24 frames, 2 markers, 4 index entries: {log:#?}"
+    );
     let mut total_bytes = 0;
     for (n, order) in ["384", "385"].into_iter().enumerate() {
+        // The station index announces each order's first frame and its marker, on the
+        // frames' clock, in keys the orchestrator parses back.
+        let first = 1_000 + n as u64 * 100;
+        for (kind, at) in [(IndexKind::Begin, first), (IndexKind::Marker, first + 11)] {
+            let key = oa_contract::index_key("cam/", "s1", order, kind, at).unwrap();
+            assert!(log.contains(&key), "{key} not stored: {log:#?}");
+            let e = oa_contract::parse_index_key("cam/", &key).unwrap();
+            assert_eq!((e.order.as_str(), e.kind, e.unix_ms), (order, kind, at));
+            let body: serde_json::Value =
+                serde_json::from_slice(&s.read_object(BUCKET, &key).unwrap()).unwrap();
+            assert_eq!(body["kind"], kind.as_str());
+        }
         let marker = marker_key("cam/", "s1", order).unwrap();
         assert_eq!(marker, format!("cam/s1/{order}/__EOS__"));
         let marker_at = log
@@ -258,7 +286,7 @@ fn pre_roll_frames_go_to_the_next_order_first() {
         assert_eq!(s.read_object(BUCKET, &f.key).unwrap(), jpeg(i));
     }
     assert_eq!(u64_prop(&run, "frames-dropped-untagged"), 2);
-    assert_eq!(s.put_log().len(), 5);
+    assert_eq!(objects(&s), 5, "4 frames and the marker: {:?}", s.put_log());
     run.pipeline.set_state(gst::State::Null).unwrap();
 }
 
@@ -304,7 +332,7 @@ fn s3_outage_mid_order_loses_nothing() {
             .unwrap();
     }
     wait_for("the first frames", Duration::from_secs(10), || {
-        s.put_log().len() == 5
+        objects(&s) == 5
     });
     s.stop();
     for i in 5..10 {
@@ -315,7 +343,7 @@ fn s3_outage_mid_order_loses_nothing() {
     assert!(run.src.send_event(complete("s2", "77", 10)));
     run.src.end_of_stream().unwrap();
     std::thread::sleep(Duration::from_secs(3));
-    assert_eq!(s.put_log().len(), 5, "stored while the server was down");
+    assert_eq!(objects(&s), 5, "stored while the server was down");
     s.restart();
     let out = wait_end(&run, Duration::from_secs(60), || {});
     assert!(out.error.is_none(), "{:?}", out.error);
@@ -359,7 +387,7 @@ fn eos_is_let_through_only_after_everything_is_stored() {
     restarter.join().unwrap();
     s.restart();
     let mut at_eos = Vec::new();
-    let out = wait_end(&run, Duration::from_secs(60), || at_eos = s.put_log());
+    let out = wait_end(&run, Duration::from_secs(60), || at_eos = objects_put(&s));
     assert!(out.error.is_none(), "{:?}", out.error);
     assert_eq!(at_eos.len(), 5, "{at_eos:#?}");
     assert_eq!(at_eos[4], marker_key("", "s3", "9").unwrap());
@@ -452,8 +480,15 @@ fn exhausted_retries_fail_the_pipeline_naming_the_key() {
     let out = wait_end(&run, Duration::from_secs(30), || panic!("EOS"));
     let (err, _) = out.error.expect("an error");
     assert!(err.matches(gst::ResourceError::Write), "{err:?}");
+    // The first PUT to give up names its key: the frame's, or the index entry announcing
+    // the order, queued just before it.
     let key = frame_key("", "s4", "5", 77, 0).unwrap();
-    assert!(err.message().contains(&key), "{}", err.message());
+    let entry = oa_contract::index_key("", "s4", "5", oa_contract::IndexKind::Begin, 77).unwrap();
+    assert!(
+        err.message().contains(&key) || err.message().contains(&entry),
+        "{}",
+        err.message()
+    );
     run.pipeline.set_state(gst::State::Null).unwrap();
 }
 

@@ -156,6 +156,14 @@ fn pre_store_frame(s: &ScratchS3, order: &str, i: u32) -> FrameEntry {
     }
 }
 
+/// The PUTs of frames and markers, station index entries left out.
+fn objects_put(s: &ScratchS3) -> Vec<String> {
+    s.put_log()
+        .into_iter()
+        .filter(|k| !k.contains("/__index__/"))
+        .collect()
+}
+
 fn assert_each_key_put_once(s: &ScratchS3) {
     let puts = s.put_log();
     let unique: HashSet<&String> = puts.iter().collect();
@@ -180,7 +188,7 @@ fn a_pipeline_stopped_mid_order_is_resumed_by_the_next_one() {
     drop(first);
     let marker = marker_key("", "s1", "A").unwrap();
     assert!(s.read_object(BUCKET, &marker).is_err(), "no marker yet");
-    let mut before = s.put_log();
+    let mut before = objects_put(&s);
     before.sort();
     assert_eq!(before.len(), 3);
 
@@ -291,7 +299,7 @@ fn frames_stored_after_an_existing_marker_are_kept_with_it() {
     assert_eq!(counter(&run, "orders-repeated"), 1);
     assert_eq!(counter(&run, "orders-resumed"), 0);
     assert_eq!(counter(&run, "frames-uploaded"), 2);
-    let mut puts = s.put_log();
+    let mut puts = objects_put(&s);
     puts.sort();
     let mut expected = vec![a.frames[5].key.clone(), a.frames[6].key.clone(), marker];
     expected.sort();

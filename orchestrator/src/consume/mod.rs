@@ -6,28 +6,38 @@
 //! * [`claim`]: exactly one replica processes each order revision.
 //! * [`evaluate`]: the pure step from what was loaded and recognised to the result.
 //!
-//! # Discovery without one request per known order
-//! Order IDs are not monotonic, so "list after the newest key" misses orders. Instead each
-//! station has a *cursor* into its key space `{prefix}{station}/`:
-//! * on start, one full scan (every page) finds every marker, so orders whose result is
-//!   missing after a crash are processed;
-//! * then every poll makes exactly **one** `ListObjectsV2` request per station: the next
-//!   page (`list_page_size` keys) after the cursor, wrapping to the start when the listing
-//!   is exhausted. Requests per poll are constant; a full cycle takes
-//!   `keys / list_page_size` polls, so a marker is found at the latest one cycle after it
-//!   is written;
+//! # Discovery independent of history
+//! Order IDs are not monotonic and a station's folder holds every frame ever stored, so
+//! listing it grows with the bucket. Instead the sink announces every order in the
+//! station index ([`oa_contract::index`]: `{station}/__index__/`, newest first), and:
+//! * every poll lists the index from its newest entry down to [`index::LOOKBACK_MS`]
+//!   below the newest entry already seen: one `ListObjectsV2` request unless more than
+//!   `list_page_size` entries were stored in that window. Each new `marker` entry is
+//!   looked at; each `begin` with no `marker` since is an *open* order (orphan recovery);
+//! * a per-station checkpoint, `{results_prefix}checkpoints/{station}.json`, records the
+//!   time before which every entry was looked at to the end (the oldest order not done
+//!   yet holds it back). It is written at most every
+//!   [`discovery::CHECKPOINT_EVERY`] and at stop; a restart lists the index only down to
+//!   `LOOKBACK_MS` below it, so it is ready at once whatever lies below;
+//! * a station with no checkpoint (a first start, or a store written before the index)
+//!   is listed once in full, in the background while the index is already polled, so
+//!   markers stored before the index are still processed; its checkpoint is written once
+//!   that listing and what it found are done;
 //! * the station pipeline announces every stored marker on its bus (`order-stored`); the
-//!   supervisor passes those to [`Consumer::hint`], which fetches that one marker at once.
-//!   The cycle is the safety net for lost hints.
+//!   supervisor passes those to [`Consumer::hint`], which fetches that one marker at once;
+//! * orders waiting for another look (a failure that may pass, expected items awaited, a
+//!   claim held by another replica) are looked at again when their delay is up.
 //!
-//! Markers already handled are remembered in memory with their LastModified, so a cycle
-//! only costs the LIST.
+//! An index entry is written before what it announces: a marker not there yet is looked
+//! for again (for up to an hour). An entry stored more than `LOOKBACK_MS` older than the
+//! newest already seen (a sink clock set back) is missed by the index; the hint still
+//! finds its marker.
 //!
 //! # A repeated order ID
 //! When an order ID comes back at a station after its marker was written, the sink writes
 //! a new marker that lists the frames of every segment of the order (a superset). A
-//! handled order is looked at again when the listing shows its marker with another
-//! LastModified (compared at whole seconds) or when a hint names it; the marker's
+//! handled order is looked at again when its new index entry (or a hint) names it, or,
+//! in a full listing, its marker shows another LastModified (whole seconds); the marker's
 //! `frame_count` and `last_unix_ms` against those recorded in the result decide. A changed
 //! marker is processed again: the result is overwritten with `revision` one higher. After
 //! a restart, the result's recorded `marker_last_modified_ms` is compared with the listing,
@@ -58,9 +68,12 @@
 pub mod claim;
 pub mod discovery;
 pub mod evaluate;
+pub mod frames;
+pub mod index;
+pub mod known;
 pub mod recovery;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -187,6 +200,9 @@ enum Processed {
     Done { marker_ms: Option<i64> },
     /// Another orchestrator holds a fresh claim on it.
     Deferred,
+    /// Its index entry is there, its marker not (yet): written just after the entry, or
+    /// never when the pipeline died (then its `begin` finds it).
+    NotYet,
     /// Recognition failed in a way that may pass: no result yet, tried again later.
     RetryLater(String),
     /// Recognised; its expected items are awaited (held), looked at again after `delay`.
@@ -195,6 +211,12 @@ enum Processed {
 
 /// Called with the station ID of every new marker.
 pub type MarkerCallback = Box<dyn Fn(&str) + Send + Sync>;
+
+/// Orders remembered as handled at most (a full listing's saving, see [`discovery`]).
+const MAX_HANDLED: usize = 200_000;
+
+/// How long a marker announced in the index is looked for.
+const NOT_YET_LIMIT: Duration = Duration::from_secs(3600);
 
 /// How long a stopping consumer waits for the orders in flight.
 const DRAIN_LIMIT: Duration = Duration::from_secs(60);
@@ -208,7 +230,8 @@ pub struct Consumer {
     inventory: Arc<Inventory>,
     metrics: Arc<Metrics>,
     detector: Option<Arc<Detector>>,
-    results: Mutex<BTreeMap<OrderKey, OrderResult>>,
+    /// The newest results of each station ([`known`]).
+    results: Mutex<known::Known>,
     /// Orders whose result is up to date, with the LastModified of their marker.
     handled: Mutex<HashMap<OrderKey, Option<i64>>>,
     in_flight: Mutex<HashSet<OrderKey>>,
@@ -226,6 +249,8 @@ pub struct Consumer {
     /// The order tasks; finished ones are reaped at every poll, the rest drained on stop.
     tasks: Mutex<JoinSet<()>>,
     cursors: Mutex<HashMap<String, Option<String>>>,
+    /// Per station: its index, checkpoint and full listing ([`discovery`]).
+    discovery: Mutex<HashMap<String, discovery::StationState>>,
     limit: Arc<Semaphore>,
     hints: Mutex<Option<mpsc::UnboundedSender<OrderKey>>>,
     progress: Mutex<Option<MarkerCallback>>,
@@ -273,7 +298,7 @@ impl Consumer {
             inventory: deps.inventory,
             metrics: deps.metrics,
             detector: deps.detector,
-            results: Mutex::new(BTreeMap::new()),
+            results: Mutex::new(known::Known::default()),
             handled: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashSet::new()),
             retries: Mutex::new(HashMap::new()),
@@ -283,6 +308,7 @@ impl Consumer {
             recovered: std::sync::atomic::AtomicU64::new(0),
             tasks: Mutex::new(JoinSet::new()),
             cursors: Mutex::new(HashMap::new()),
+            discovery: Mutex::new(HashMap::new()),
             hints: Mutex::new(None),
             progress: Mutex::new(None),
             events: Mutex::new(None),
@@ -394,6 +420,31 @@ impl Consumer {
             .cloned()
     }
 
+    /// The result of an order: from memory, else (older than what memory keeps, or
+    /// written by another replica) read from the store. `Ok(None)`: no result.
+    pub async fn result_or_stored(
+        &self,
+        station: &str,
+        order: &str,
+    ) -> Result<Option<OrderResult>, StoreError> {
+        if let Some(r) = self.result(station, order) {
+            return Ok(Some(r));
+        }
+        let Ok(key) = self.settings.layout.result_key(station, order) else {
+            return Ok(None);
+        };
+        let Some(o) = self
+            .store
+            .get(&self.settings.layout.results_bucket, &key)
+            .await?
+        else {
+            return Ok(None);
+        };
+        serde_json::from_slice(&o.body)
+            .map(Some)
+            .map_err(|e| StoreError(format!("{key} is not a result: {e}")))
+    }
+
     /// Orders this process processed itself (wrote the result of).
     pub fn processed_count(&self) -> u64 {
         self.processed.load(std::sync::atomic::Ordering::SeqCst)
@@ -409,23 +460,16 @@ impl Consumer {
         self.in_flight.lock().unwrap().len()
     }
 
-    /// Full scan, then one page per station per poll, until `stopping`; waits for the
-    /// orders in flight (at most [`DRAIN_LIMIT`]) before returning.
+    /// Polls every station's index (and lists the stations without a checkpoint once in
+    /// full, in the background) until `stopping`; waits for the orders in flight (at most
+    /// [`DRAIN_LIMIT`]) and writes the checkpoints before returning.
     pub async fn run(self: Arc<Self>, mut stopping: Stopping) {
         let (tx, mut rx) = mpsc::unbounded_channel();
         *self.hints.lock().unwrap() = Some(tx);
-        for station in self.settings.stations.clone() {
-            loop {
-                match self.poll_station(&station).await {
-                    Ok(true) => continue,
-                    Ok(false) => break,
-                    Err(e) => {
-                        tracing::warn!(station, "initial scan: {e}");
-                        break;
-                    }
-                }
-            }
-        }
+        let scans = {
+            let this = self.clone();
+            tokio::spawn(async move { this.full_scans().await })
+        };
         let mut tick = tokio::time::interval(self.settings.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -438,7 +482,11 @@ impl Consumer {
                             tracing::warn!(station, "marker discovery: {e}");
                         }
                     }
+                    self.look_again();
                     self.recover_orphans().await;
+                    for station in self.settings.stations.clone() {
+                        self.save_checkpoint(&station, false).await;
+                    }
                 }
                 Some((station, order)) = rx.recv() => {
                     if let Ok(key) = oa_contract::marker_key(&self.settings.layout.prefix, &station, &order) {
@@ -448,8 +496,12 @@ impl Consumer {
                 _ = stopping.wait() => break,
             }
         }
+        scans.abort();
         *self.hints.lock().unwrap() = None;
         self.drain().await;
+        for station in self.settings.stations.clone() {
+            self.save_checkpoint(&station, true).await;
+        }
     }
 
     /// Forgets the order tasks that finished.
@@ -522,7 +574,29 @@ impl Consumer {
                 Ok(Processed::Done { marker_ms }) => {
                     this.retries.lock().unwrap().remove(&id);
                     this.awaiting.lock().unwrap().remove(&id);
-                    this.handled.lock().unwrap().insert(id, marker_ms);
+                    this.resolved(&id.0, &id.1);
+                    let mut handled = this.handled.lock().unwrap();
+                    if handled.len() >= MAX_HANDLED {
+                        // Only saves GETs in a full listing; the index needs none of it.
+                        handled.clear();
+                    }
+                    handled.insert(id, marker_ms);
+                }
+                Ok(Processed::NotYet) => {
+                    let r = this.schedule_retry(&id);
+                    if r.first.elapsed() > NOT_YET_LIMIT {
+                        this.retries.lock().unwrap().remove(&id);
+                        tracing::warn!(
+                            station,
+                            order,
+                            "announced in the index {} min ago and still no marker: no longer \
+                             looked for (an order whose pipeline died gets one from orphan \
+                             recovery)",
+                            NOT_YET_LIMIT.as_secs() / 60
+                        );
+                    } else {
+                        tracing::debug!(station, order, "marker not stored yet: looked for again");
+                    }
                 }
                 Ok(Processed::Awaiting { delay, first }) => {
                     let delay = if woken { Duration::ZERO } else { delay };
@@ -550,6 +624,7 @@ impl Consumer {
                     }
                 }
                 Ok(Processed::Deferred) => {
+                    this.schedule_retry(&id);
                     tracing::info!(
                         station,
                         order,
@@ -664,11 +739,14 @@ impl Consumer {
         };
         let (revision, marker) = match previous {
             None => {
+                let Some(marker) = self.store.get(&layout.bucket, marker_key).await? else {
+                    return Ok(Processed::NotYet);
+                };
                 if self.settings.claim && !self.claim(station, order, 1).await? {
-                    // Not handled: a later pass finds its result, or takes over a stale claim.
+                    // Not handled: a later look finds its result, or takes over a stale claim.
                     return Ok(Processed::Deferred);
                 }
-                (1, get_marker().await?)
+                (1, marker)
             }
             Some(prev) => {
                 // The marker may have been replaced: its content decides. One that cannot
@@ -922,7 +1000,8 @@ impl Consumer {
         Ok(Processed::Done { marker_ms })
     }
 
-    /// Loads the manifest's frames, selects the best and recognises their items.
+    /// Loads the manifest's frames, selects the best and recognises their items; at most
+    /// [`frames::MAX_FRAMES_IN_MEMORY`] frames are in memory at once ([`frames`]).
     async fn recognise(
         &self,
         manifest: &Manifest,
@@ -930,9 +1009,17 @@ impl Consumer {
         recognition_s: &mut Option<f64>,
     ) -> Result<Outcome, StoreError> {
         let (station, order) = (&manifest.station_id, &manifest.order_id);
-        let t = Instant::now();
-        let (loaded, missing) = self.load_frames(manifest).await?;
-        timings.load = ms(t.elapsed());
+        let k = self.settings.frames_per_order.max(1);
+        let picked = frames::select(
+            &self.store,
+            &self.settings.layout.bucket,
+            &manifest.frames,
+            k,
+            self.detector.clone(),
+        )
+        .await?;
+        timings.load = ms(picked.load);
+        let missing = &picked.missing;
         if !missing.is_empty() {
             tracing::warn!(
                 station,
@@ -943,7 +1030,7 @@ impl Consumer {
                 missing.join(", ")
             );
         }
-        if loaded.is_empty() {
+        if picked.loaded == 0 {
             return Ok(Outcome::NoFrames(if manifest.frames.is_empty() {
                 "manifest lists no frames".to_owned()
             } else {
@@ -954,28 +1041,11 @@ impl Consumer {
                 )
             }));
         }
-        let t = Instant::now();
-        let bodies: Vec<Vec<u8>> = loaded.iter().map(|f| f.jpeg.clone()).collect();
-        let k = self.settings.frames_per_order.max(1);
-        let selected = match self.detector.clone() {
-            None => crate::select::select_frames(&bodies, k),
-            // Model inference is CPU-bound: keep it off the async workers.
-            Some(d) => tokio::task::spawn_blocking(move || {
-                crate::select::select_frames_with(&bodies, k, Some(&d))
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(crate::select::SelectError::Failed(format!(
-                    "selection task failed: {e}"
-                )))
-            }),
-        };
-        timings.select = ms(t.elapsed());
-        let idx = match selected {
+        timings.select = ms(picked.select);
+        let frames: Vec<Frame> = match picked.chosen {
             Err(e) => return Ok(Outcome::SelectionFailed(e.to_string())),
-            Ok(idx) => idx,
+            Ok(chosen) => chosen.into_iter().map(|c| c.frame).collect(),
         };
-        let frames: Vec<Frame> = idx.iter().map(|i| loaded[*i].clone()).collect();
         let selected: Vec<String> = frames.iter().map(|f| f.key.clone()).collect();
         let t = Instant::now();
         let detected = self.recognizer.recognize(&frames).await;
@@ -989,33 +1059,5 @@ impl Consumer {
             },
             Ok(detected) => Outcome::Recognized { selected, detected },
         })
-    }
-
-    /// The frames the manifest names, in manifest order; missing ones by key.
-    async fn load_frames(&self, m: &Manifest) -> Result<(Vec<Frame>, Vec<String>), StoreError> {
-        let mut set = JoinSet::new();
-        let sem = Arc::new(Semaphore::new(8));
-        for (i, f) in m.frames.iter().enumerate() {
-            let store = self.store.clone();
-            let bucket = self.settings.layout.bucket.clone();
-            let key = f.key.clone();
-            let sem = sem.clone();
-            set.spawn(async move {
-                let _p = sem.acquire_owned().await;
-                (i, key.clone(), store.get(&bucket, &key).await)
-            });
-        }
-        let mut got: Vec<(usize, Frame)> = vec![];
-        let mut missing = vec![];
-        while let Some(j) = set.join_next().await {
-            let (i, key, res) = j.map_err(|e| StoreError(format!("frame task: {e}")))?;
-            match res? {
-                Some(o) => got.push((i, Frame { key, jpeg: o.body })),
-                None => missing.push(key),
-            }
-        }
-        got.sort_by_key(|(i, _)| *i);
-        missing.sort();
-        Ok((got.into_iter().map(|(_, f)| f).collect(), missing))
     }
 }

@@ -1,7 +1,8 @@
 //! Orders no pipeline will finish: a pipeline that dies mid-order (SIGKILL, power loss,
-//! OOM, an element error) leaves frames in the store and no `__EOS__`. Discovery lists
-//! frame keys anyway; an order whose newest frame is older than `orphan_after` with no
-//! marker gets one written by the orchestrator (reason `recovered`, the frames found by
+//! OOM, an element error) leaves frames in the store and no `__EOS__`. The station index
+//! shows such an order as a `begin` entry with no `marker` entry since (a full listing,
+//! once per store, sees its frames); an order whose newest frame is older than
+//! `orphan_after` with no marker gets one written by the orchestrator (reason `recovered`, the frames found by
 //! listing the order, in capture order) with `If-None-Match: *`, so exactly one replica
 //! writes it and a marker the sink wrote in the meantime is never replaced. It is then
 //! processed as any other order.
@@ -13,6 +14,18 @@ use oa_contract::{CompletionReason, FrameEntry, Manifest, ParsedKey, parse_key};
 
 use super::{Consumer, OrderKey, now_ms};
 use crate::store::{Listed, StoreError};
+
+/// What [`Consumer::recover`] found.
+enum Recovery {
+    /// This replica wrote the marker.
+    Written,
+    /// A marker is there (the sink's, or another replica's).
+    HasMarker,
+    /// Nothing stored under the order.
+    NoFrames,
+    /// Its newest frame (at this time) is recent: the pipeline is still at it.
+    Active(u64),
+}
 
 /// The newest frame seen per order that had no marker when it was listed.
 #[derive(Debug, Default)]
@@ -84,19 +97,60 @@ impl Consumer {
             orphans.take_stale(now_ms().max(0) as u64, after.as_millis() as u64)
         };
         for (station, order) in stale {
-            if let Err(e) = self.recover(&station, &order).await {
+            if let Err(e) = self.recover(&station, &order, None).await {
                 tracing::warn!(station, order, "recovering the order: {e}");
+            }
+        }
+        // Orders the index shows begun and never marked.
+        let now = now_ms().max(0) as u64;
+        let after_ms = after.as_millis() as u64;
+        for station in self.settings.stations.clone() {
+            let stale = self.station(&station, |s| {
+                s.index
+                    .as_mut()
+                    .map(|i| i.take_stale(now, after_ms))
+                    .unwrap_or_default()
+            });
+            for order in stale {
+                match self.recover(&station, &order, Some(after_ms)).await {
+                    Ok(Recovery::Active(newest)) => {
+                        self.station(&station, |s| {
+                            s.index.as_mut().map(|i| i.active(&order, newest))
+                        });
+                    }
+                    Ok(Recovery::HasMarker) => {
+                        if let Ok(key) =
+                            oa_contract::marker_key(&self.settings.layout.prefix, &station, &order)
+                        {
+                            self.found(&station, &order, &key, None, true);
+                        }
+                    }
+                    Ok(Recovery::NoFrames) => self.resolved(&station, &order),
+                    Ok(Recovery::Written) => {}
+                    Err(e) => {
+                        tracing::warn!(station, order, "recovering the order: {e}; tried again");
+                        self.station(&station, |s| {
+                            s.index.as_mut().map(|i| i.active(&order, now))
+                        });
+                    }
+                }
             }
         }
     }
 
-    /// `true` when this replica wrote the order's `recovered` marker.
-    async fn recover(self: &Arc<Self>, station: &str, order: &str) -> Result<bool, StoreError> {
+    /// Writes the `recovered` marker of an order left without one; `active_within_ms`:
+    /// not when its newest frame is younger than that.
+    async fn recover(
+        self: &Arc<Self>,
+        station: &str,
+        order: &str,
+        active_within_ms: Option<u64>,
+    ) -> Result<Recovery, StoreError> {
         let layout = &self.settings.layout;
         let marker = oa_contract::marker_key(&layout.prefix, station, order)
             .map_err(|e| StoreError(e.to_string()))?;
         if self.store.exists(&layout.bucket, &marker).await? {
-            return Ok(false);
+            return Ok(Recovery::HasMarker);
         }
         let prefix = oa_contract::order_prefix(&layout.prefix, station, order)
             .map_err(|e| StoreError(e.to_string()))?;
@@ -124,7 +178,13 @@ impl Consumer {
             }
         }
         if frames.is_empty() {
-            return Ok(false);
+            return Ok(Recovery::NoFrames);
+        }
+        let newest = frames.iter().map(|f| f.unix_ms).max().unwrap_or(0);
+        if let Some(within) = active_within_ms
+            && (now_ms().max(0) as u64).saturating_sub(newest) <= within
+        {
+            return Ok(Recovery::Active(newest));
         }
         let manifest = Manifest::new(
             station,
@@ -149,8 +209,10 @@ impl Consumer {
                  with reason recovered"
             );
             self.found(station, order, &marker, None, true);
+            Ok(Recovery::Written)
+        } else {
+            Ok(Recovery::HasMarker)
         }
-        Ok(won)
     }
 }
 

@@ -134,18 +134,29 @@ fn no_result() -> ApiError {
     params(("station" = String, Path), ("order" = String, Path)),
     responses(
         (status = 200, description = "The order's result", body = OrderResult),
-        (status = 404, description = "No result for this order", body = ApiErrorBody)))]
+        (status = 404, description = "No result for this order", body = ApiErrorBody),
+        (status = 502, description = "The store could not be read", body = ApiErrorBody)))]
 pub(super) async fn one(
     State(state): State<Shared>,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path((station, order)) = path?;
-    let r = state
-        .consumer
-        .as_ref()
-        .and_then(|c| c.result(&station, &order))
-        .ok_or_else(no_result)?;
+    let consumer = state.consumer.as_ref().ok_or_else(no_result)?;
+    let r = stored_result(consumer, &station, &order).await?;
     Ok(super::json(StatusCode::OK, &r))
+}
+
+/// The result from memory or, for one older than memory keeps, from the store.
+async fn stored_result(
+    consumer: &crate::consume::Consumer,
+    station: &str,
+    order: &str,
+) -> Result<crate::result::OrderResult, ApiError> {
+    match consumer.result_or_stored(station, order).await {
+        Ok(Some(r)) => Ok(r),
+        Ok(None) => Err(no_result()),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_GATEWAY, e.to_string())),
+    }
 }
 
 #[utoipa::path(get, path = "/api/orders/{station}/{order}/frames/{n}", operation_id = "getOrderFrame", tag = "orders",
@@ -161,7 +172,7 @@ pub(super) async fn frame(
 ) -> Result<Response, ApiError> {
     let Path((station, order, n)) = path?;
     let consumer = state.consumer.as_ref().ok_or_else(no_result)?;
-    let r = consumer.result(&station, &order).ok_or_else(no_result)?;
+    let r = stored_result(consumer, &station, &order).await?;
     // Any index that names no selected frame, a malformed one included, is a frame not
     // found rather than a bad request.
     let key = n

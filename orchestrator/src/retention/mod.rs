@@ -4,7 +4,9 @@
 //! A pass, every `interval_s` (the first [`FIRST_PASS_AFTER`] after start):
 //! 1. frames: the frames prefix is listed page by page and grouped into order folders;
 //!    a folder whose newest object is older than `frames_days` is deleted, its frames
-//!    first and its `__EOS__` marker in a later request ([`plan::Deletions`]);
+//!    first and its `__EOS__` marker in a later request ([`plan::Deletions`]); station
+//!    index entries (`{station}/__index__/`) older than `frames_days` go in the same
+//!    listing. A station's checkpoint (one small object) is never deleted;
 //! 2. claims: a claim goes once the result of its order (and revision) exists and both
 //!    are older than `processing.claim_ttl_s` ([`plan::claim_expired`] says why that
 //!    cannot make an order be processed twice);
@@ -79,6 +81,8 @@ pub struct PassReport {
     pub markers: u64,
     pub results: u64,
     pub claims: u64,
+    /// Station index entries.
+    pub index: u64,
     /// Keys the store refused to delete (and markers kept because of them).
     pub refused: u64,
     /// The first refusal: key and error.
@@ -94,6 +98,7 @@ impl PassReport {
             Kind::Markers => self.markers += n,
             Kind::Results => self.results += n,
             Kind::Claims => self.claims += n,
+            Kind::Index => self.index += n,
         }
     }
 }
@@ -231,6 +236,7 @@ impl Retention {
                 Kind::Markers => report.markers,
                 Kind::Results => report.results,
                 Kind::Claims => report.claims,
+                Kind::Index => report.index,
             };
             self.metrics.retention_deleted(kind.label(), n);
         }
@@ -242,6 +248,7 @@ impl Retention {
             markers = report.markers,
             results = report.results,
             claims = report.claims,
+            index = report.index,
             refused = report.refused,
             stopped = report.stopped,
             duration_ms = started.elapsed().as_millis() as u64,
@@ -263,6 +270,7 @@ impl Retention {
         let layout = &self.settings.layout;
         let mut grouper = Grouper::new(&layout.prefix);
         let mut deletions = Deletions::new(self.settings.batch);
+        let mut index: Vec<String> = vec![];
         let mut after: Option<String> = None;
         loop {
             let Some((page, more)) = self
@@ -275,7 +283,28 @@ impl Retention {
                 .iter()
                 .filter_map(|l| grouper.push(&l.key, l.last_modified_ms))
                 .collect();
+            index.extend(
+                page.iter()
+                    .filter(|l| {
+                        plan::expired_index_entry(
+                            &layout.prefix,
+                            &l.key,
+                            l.last_modified_ms,
+                            cutoff,
+                        )
+                    })
+                    .map(|l| l.key.clone()),
+            );
             let last = !more || after.is_none();
+            while index.len() >= self.settings.batch || (last && !index.is_empty()) {
+                let n = index.len().min(self.settings.batch);
+                let keys: Vec<String> = index.drain(..n).collect();
+                let Some(refused) = sender.send(&layout.bucket, &keys, report).await? else {
+                    return Ok(());
+                };
+                report.index += (keys.len() - refused.len()) as u64;
+                report.refused += refused.len() as u64;
+            }
             if last {
                 done.extend(grouper.finish());
             }

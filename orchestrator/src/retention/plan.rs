@@ -28,10 +28,18 @@ pub enum Kind {
     Markers,
     Results,
     Claims,
+    /// Station index entries ([`oa_contract::index`]).
+    Index,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Frames, Kind::Markers, Kind::Results, Kind::Claims];
+    pub const ALL: [Kind; 5] = [
+        Kind::Frames,
+        Kind::Markers,
+        Kind::Results,
+        Kind::Claims,
+        Kind::Index,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -39,6 +47,7 @@ impl Kind {
             Kind::Markers => "markers",
             Kind::Results => "results",
             Kind::Claims => "claims",
+            Kind::Index => "index",
         }
     }
 }
@@ -52,6 +61,18 @@ pub fn cutoff(now_ms: i64, days: u64) -> Option<i64> {
 /// An object older than `cutoff`; one without a date is never old.
 pub fn older(last_modified_ms: Option<i64>, cutoff: i64) -> bool {
     last_modified_ms.is_some_and(|m| m < cutoff)
+}
+
+/// Whether a listed key is a station index entry older than `cutoff`, both by the time
+/// it announces and by its LastModified: it announced an order whose frames are as old.
+pub fn expired_index_entry(
+    prefix: &str,
+    key: &str,
+    last_modified_ms: Option<i64>,
+    cutoff: i64,
+) -> bool {
+    oa_contract::parse_index_key(prefix, key)
+        .is_some_and(|e| (e.unix_ms as i64) < cutoff && older(last_modified_ms, cutoff))
 }
 
 /// The objects of one order folder, as listed.
@@ -227,7 +248,9 @@ impl Deletions {
         for item in batch {
             let ok = !refused.contains(&item.key);
             match (item.kind, ok) {
-                (Kind::Markers | Kind::Results | Kind::Claims, true) => out.markers += 1,
+                (Kind::Markers | Kind::Results | Kind::Claims | Kind::Index, true) => {
+                    out.markers += 1
+                }
                 (Kind::Frames, true) => {
                     out.frames += 1;
                     if let Some((_, left)) = self.waiting.get_mut(&item.folder) {

@@ -14,7 +14,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 use oa_contract::messages::{self, field};
-use oa_contract::{FrameEntry, Manifest, order_key, split_order_key};
+use oa_contract::{FrameEntry, IndexKind, Manifest, order_key, split_order_key};
 use tokio::runtime::Runtime;
 use tokio::sync::{Semaphore, watch};
 
@@ -758,7 +758,34 @@ impl MinioFrameSink {
         self.shared().update(|p| {
             p.orders.entry(id.clone()).or_insert(order);
         });
+        self.put_index(st, &id, IndexKind::Begin, now_ms);
         id
+    }
+
+    /// Announces in the station index (`oa_contract::index`) that `id` began or is getting
+    /// its marker; queued before the frame or marker it announces.
+    fn put_index(&self, st: &Started, id: &OrderId, kind: IndexKind, unix_ms: u64) {
+        // No frame seen yet (an order that completed with none): the wall clock.
+        let unix_ms = if unix_ms == 0 { unix_ms_now() } else { unix_ms };
+        let entry = oa_contract::IndexEntry {
+            station: id.0.clone(),
+            order: id.1.clone(),
+            kind,
+            unix_ms,
+        };
+        match oa_contract::index_key(&st.prefix, &id.0, &id.1, kind, unix_ms) {
+            Ok(key) => {
+                gst::trace!(CAT, imp = self, "Index entry {key}");
+                st.uploader.spawn_put(
+                    key,
+                    Bytes::from(entry.to_json()),
+                    "application/json",
+                    |_| {},
+                    |_| {},
+                );
+            }
+            Err(e) => gst::warning!(CAT, imp = self, "No index entry for {}/{}: {e}", id.0, id.1),
+        }
     }
 
     /// The frames the order stored as `id` has already: remembered, or read from the store.
@@ -1058,6 +1085,8 @@ impl MinioFrameSink {
         st.completed.insert(id.clone(), manifest.frames.clone());
         let counters = self.counters.clone();
         let done_key = marker_key.clone();
+        let at_ms = manifest.last_unix_ms.unwrap_or(0).max(st.last_unix_ms);
+        self.put_index(st, &id, IndexKind::Marker, at_ms);
         st.uploader.spawn_put(
             marker_key.clone(),
             Bytes::from(manifest.to_json()),
