@@ -65,29 +65,12 @@ fn status_mb(field: &str) -> f64 {
 
 /// `n` 640x480 JPEGs: SMPTE bars scrolling sideways (each frame differs), ~30 KB each.
 fn pictures(dir: &std::path::Path, n: usize) -> Vec<Vec<u8>> {
-    let out = dir.join("pictures");
-    std::fs::create_dir_all(&out).expect("pictures folder");
-    let status = std::process::Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "videotestsrc",
-            &format!("num-buffers={n}"),
-            "pattern=smpte",
-            "horizontal-speed=3",
-            "!",
-            "video/x-raw,width=640,height=480",
-            "!",
-            "jpegenc",
-            "!",
-            "multifilesink",
-        ])
-        .arg(format!("location={}/%05d.jpg", out.display()))
-        .status()
-        .expect("gst-launch-1.0 runs (scripts/setup.sh installs it)");
-    assert!(status.success(), "gst-launch-1.0 made no JPEGs");
-    (0..n)
-        .map(|i| std::fs::read(out.join(format!("{i:05}.jpg"))).expect("a picture"))
-        .collect()
+    orchestrator::testing::videotestsrc_jpegs(
+        &dir.join("pictures"),
+        &["pattern=smpte", "horizontal-speed=3"],
+        (640, 480),
+        n,
+    )
 }
 
 /// The S3 server: its own process, else in this one.

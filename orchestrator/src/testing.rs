@@ -39,6 +39,35 @@ pub async fn put_frames(
     Ok(entries)
 }
 
+/// `n` JPEGs of `videotestsrc` with `props` (e.g. `pattern=18`) at `size`, made by
+/// gst-launch-1.0 (scripts/setup.sh installs it) as `out/00000.jpg`, ... (`out` is
+/// created).
+pub fn videotestsrc_jpegs(
+    out: &std::path::Path,
+    props: &[&str],
+    size: (u32, u32),
+    n: usize,
+) -> Vec<Vec<u8>> {
+    std::fs::create_dir_all(out).expect("folder for the JPEGs");
+    let buffers = format!("num-buffers={n}");
+    let caps = format!("video/x-raw,width={},height={}", size.0, size.1);
+    let mut args = vec!["-q", "videotestsrc", buffers.as_str()];
+    args.extend_from_slice(props);
+    args.extend(["!", caps.as_str(), "!", "jpegenc", "!", "multifilesink"]);
+    let status = std::process::Command::new("gst-launch-1.0")
+        .args(&args)
+        .arg(format!("location={}/%05d.jpg", out.display()))
+        .status()
+        .expect("gst-launch-1.0 runs (scripts/setup.sh installs it)");
+    assert!(status.success(), "gst-launch-1.0 made no JPEGs");
+    (0..n)
+        .map(|i| {
+            let path = out.join(format!("{i:05}.jpg"));
+            std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        })
+        .collect()
+}
+
 /// Makes a fresh folder `oa-{tag}-{pid}-{ns}` in the temporary folder and returns it; the
 /// caller removes it.
 pub fn scratch_dir(tag: &str) -> std::path::PathBuf {
@@ -95,28 +124,12 @@ impl Scratch {
 
     /// A 320x240 JPEG of `videotestsrc pattern=N`, made by gst-launch-1.0 once per folder.
     pub fn jpeg(&self, pattern: u32) -> Vec<u8> {
-        let out = self.dir.join(format!("pattern-{pattern}.jpg"));
-        if let Ok(b) = std::fs::read(&out) {
+        let out = self.dir.join(format!("pattern-{pattern}"));
+        if let Ok(b) = std::fs::read(out.join("00000.jpg")) {
             return b;
         }
-        let status = std::process::Command::new("gst-launch-1.0")
-            .args([
-                "-q",
-                "videotestsrc",
-                "num-buffers=1",
-                &format!("pattern={pattern}"),
-                "!",
-                "video/x-raw,width=320,height=240",
-                "!",
-                "jpegenc",
-                "!",
-                "filesink",
-            ])
-            .arg(format!("location={}", out.display()))
-            .status()
-            .expect("gst-launch-1.0 runs (scripts/setup.sh installs it)");
-        assert!(status.success(), "gst-launch-1.0 made no JPEG");
-        std::fs::read(out).expect("the JPEG gst-launch-1.0 wrote")
+        let mut made = videotestsrc_jpegs(&out, &[&format!("pattern={pattern}")], (320, 240), 1);
+        made.remove(0)
     }
 
     /// Stores one frame and then the marker of `order` at `station`.

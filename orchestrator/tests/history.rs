@@ -49,27 +49,10 @@ fn write(root: &Path, key: &str, body: &[u8]) {
     }
 }
 
-/// A 64x48 JPEG made by gst-launch-1.0 (scripts/setup.sh installs it).
+/// A 64x48 JPEG made by gst-launch-1.0.
 fn small_jpeg(dir: &Path) -> Vec<u8> {
-    let out = dir.join("frame.jpg");
-    let status = Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "videotestsrc",
-            "num-buffers=1",
-            "pattern=18",
-            "!",
-            "video/x-raw,width=64,height=48",
-            "!",
-            "jpegenc",
-            "!",
-            "filesink",
-        ])
-        .arg(format!("location={}", out.display()))
-        .status()
-        .expect("gst-launch-1.0 runs");
-    assert!(status.success(), "gst-launch-1.0 made no JPEG");
-    std::fs::read(out).unwrap()
+    orchestrator::testing::videotestsrc_jpegs(&dir.join("frame"), &["pattern=18"], (64, 48), 1)
+        .remove(0)
 }
 
 fn result_json(station: &str, order: &str, last_unix_ms: u64) -> String {

@@ -29,27 +29,7 @@ const K: usize = 4;
 /// gst-launch-1.0 in `dir`.
 fn gst_frames(dir: &Path, pattern: &str, n: usize) -> Vec<Vec<u8>> {
     let out = dir.join(format!("gen-{pattern}"));
-    std::fs::create_dir_all(&out).unwrap();
-    let status = std::process::Command::new("gst-launch-1.0")
-        .args([
-            "-q",
-            "videotestsrc",
-            &format!("num-buffers={n}"),
-            &format!("pattern={pattern}"),
-            "!",
-            "video/x-raw,width=160,height=120",
-            "!",
-            "jpegenc",
-            "!",
-            "multifilesink",
-        ])
-        .arg(format!("location={}/%05d.jpg", out.display()))
-        .status()
-        .expect("gst-launch-1.0 runs (scripts/setup.sh installs it)");
-    assert!(status.success(), "gst-launch-1.0 made no JPEGs");
-    (0..n)
-        .map(|i| std::fs::read(out.join(format!("{i:05}.jpg"))).unwrap())
-        .collect()
+    orchestrator::testing::videotestsrc_jpegs(&out, &[&format!("pattern={pattern}")], (160, 120), n)
 }
 
 /// `n` distinct frames: mostly a moving ball, with noise, colour bars, a grey gradient
