@@ -25,7 +25,8 @@ pub use ids::{
     validate_order_key,
 };
 pub use index::{
-    IndexEntry, IndexKind, checkpoint_key, index_after, index_key, index_prefix, parse_index_key,
+    CHECKPOINTS_DIR, INDEX_DIR, IndexEntry, IndexKind, checkpoint_key, index_after, index_key,
+    index_prefix, parse_index_key,
 };
 pub use keys::{
     CLAIMS_DIR, EXPECTED_DIR, FRAME_EXTENSION, FRAME_PREFIX, KeyError, MARKER_NAME, OUTBOX_DIR,

@@ -236,6 +236,10 @@ pub(crate) fn order_dirs(bucket_dir: &Path) -> Vec<(String, String, PathBuf)> {
         }
         for o in std::fs::read_dir(st.path()).into_iter().flatten().flatten() {
             let order = o.file_name().to_string_lossy().into_owned();
+            // The station index and files beside the stations are not orders.
+            if order == oa_contract::INDEX_DIR || !o.path().is_dir() {
+                continue;
+            }
             out.push((station.clone(), order, o.path()));
         }
     }

@@ -349,6 +349,11 @@ pub fn stored_orders(bucket_dir: &Path) -> BTreeMap<String, StoredOrder> {
             if key.starts_with('.') || key.contains("/.") {
                 continue;
             }
+            // The station index lists orders; it is checked as a contract key of its
+            // own and holds no frames.
+            if oa_contract::parse_index_key("", &key).is_some() {
+                continue;
+            }
             match parse_key("", &key) {
                 Ok(ParsedKey::Frame { order, .. }) => orders
                     .entry(order)
