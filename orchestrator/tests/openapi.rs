@@ -11,7 +11,10 @@ use serde_json::Value;
 
 /// Every (method, path) the router serves; a route added without its annotation fails
 /// here, as one documented but not routed fails below.
-const ROUTES: [(&str, &str); 15] = [
+const ROUTES: [(&str, &str); 18] = [
+    ("get", "/"),
+    ("get", "/app.css"),
+    ("get", "/app.js"),
     ("get", "/healthz"),
     ("get", "/readyz"),
     ("get", "/metrics"),

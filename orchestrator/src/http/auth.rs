@@ -32,8 +32,16 @@ pub const WRITE_ENV: &str = "OA_API_WRITE_TOKENS";
 /// Shorter tokens are refused: they can be guessed.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-/// The paths served without a token.
-const OPEN_PATHS: [&str; 3] = ["/healthz", "/readyz", "/metrics"];
+/// The paths served without a token: probes, metrics and the dashboard's files (the page
+/// holds no data; it asks for a token before it reads the API).
+const OPEN_PATHS: [&str; 6] = [
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    super::dashboard::PATHS[0],
+    super::dashboard::PATHS[1],
+    super::dashboard::PATHS[2],
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Scope {

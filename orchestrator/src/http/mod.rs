@@ -1,4 +1,6 @@
 //! The HTTP API (axum, HTTP/1.1), one router per resource:
+//! * `dashboard`: `GET /`, `/app.css`, `/app.js`, the dashboard page (docs/dashboard.md),
+//!   served from the binary without a token: it holds no data;
 //! * `health`: `GET /healthz`, `ok` while the process serves (liveness); `GET /readyz`,
 //!   200 when every station's pipeline is running and the latest marker listing reached
 //!   the store, else 503 with the reasons (readiness);
@@ -18,6 +20,7 @@
 //! other methods.
 
 pub mod auth;
+mod dashboard;
 mod error;
 mod events;
 mod expected;
@@ -99,6 +102,7 @@ const BODY_LIMIT: usize = 16 * 1024;
 /// The whole API, with its layers.
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
+        .merge(dashboard::router())
         .merge(health::router())
         .merge(stations::router())
         .merge(orders::router())

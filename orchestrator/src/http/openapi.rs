@@ -9,7 +9,7 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{Shared, events, expected, health, metrics, orders, stations, stats};
+use super::{Shared, dashboard, events, expected, health, metrics, orders, stations, stats};
 
 pub(super) fn router() -> Router<Shared> {
     Router::new().route("/api/openapi.json", get(openapi_json))
@@ -87,9 +87,12 @@ impl Modify for BearerAuth {
 #[openapi(
     info(
         title = "order-accuracy orchestrator",
-        description = "Results, events and expected orders of the packing stations. With API tokens configured, every route under /api needs `Authorization: Bearer <token>` (scope read; the expected-orders writes need write); /healthz, /readyz and /metrics are open. Errors are JSON: {\"error\": \"...\"}.",
+        description = "Results, events and expected orders of the packing stations. With API tokens configured, every route under /api needs `Authorization: Bearer <token>` (scope read; the expected-orders writes need write); /healthz, /readyz, /metrics and the dashboard (/, /app.css, /app.js) are open. Errors are JSON: {\"error\": \"...\"}.",
     ),
     paths(
+        dashboard::index,
+        dashboard::css,
+        dashboard::js,
         health::healthz,
         health::readyz,
         metrics::scrape,
@@ -109,6 +112,7 @@ impl Modify for BearerAuth {
     modifiers(&BearerAuth),
     security(("bearer" = [])),
     tags(
+        (name = "dashboard", description = "The dashboard page and its files, never behind a token"),
         (name = "health", description = "Probes and metrics, never behind a token"),
         (name = "stations", description = "The stations' pipelines"),
         (name = "orders", description = "Results of completed orders"),
