@@ -9,7 +9,7 @@
 #   scripts/demo.sh [--scenario FILE] [--loop] [--stay] [--keep DIR]
 #     --scenario FILE  scenario to play (default station-sim/scenarios/demo.toml)
 #     --loop           replay the scenario until Ctrl-C instead of ending
-#     --stay           after the summary, keep the orchestrator and its HTTP API up until Ctrl-C
+#     --stay           after the summary, keep the orchestrator, its dashboard and API up until Ctrl-C
 #     --keep DIR       keep the S3 data (frames, manifests, results) in DIR
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -91,7 +91,8 @@ EOF
     station_tables "$WORK/sim.out"
 } > "$WORK/orchestrator.toml"
 
-step "orchestrator with its embedded S3 server (data in $DATA; results at http://127.0.0.1:$HTTP_PORT/api/orders while it runs)"
+step "orchestrator with its embedded S3 server (data in $DATA)"
+echo "  dashboard: http://127.0.0.1:$HTTP_PORT/ (results also at http://127.0.0.1:$HTTP_PORT/api/orders)"
 "$BIN"/orchestrator run --config "$WORK/orchestrator.toml" > "$WORK/orch.log" 2>&1 &
 ORCH_PID=$!
 EXPECTED=$(grep -c '"order_id"' "$WORK/sim/ground_truth.json")
@@ -182,7 +183,7 @@ if [ -n "$STAY" ]; then
     step "summary against the scenario's ground truth"
     summary || true
     echo
-    echo "The orchestrator keeps running: http://127.0.0.1:$HTTP_PORT/api/orders, /api/stations, /metrics"
+    echo "The orchestrator keeps running: dashboard http://127.0.0.1:$HTTP_PORT/, API /api/orders, /api/stations, /metrics"
     echo "Press Ctrl-C to stop."
     wait "$ORCH_PID" || true
     exit 0

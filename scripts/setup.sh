@@ -33,7 +33,7 @@ APT_PACKAGES=(
     pkg-config meson ninja-build python3-pip unzip openssl ca-certificates
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
     libgstrtspserver-1.0-dev
-    chromium
+    chromium chromium-driver
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
     gstreamer1.0-x gstreamer1.0-rtsp

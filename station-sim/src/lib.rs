@@ -29,6 +29,7 @@ pub mod effects;
 pub mod pos;
 pub mod run;
 pub mod vlm;
+pub mod webdriver;
 
 use gst::prelude::*;
 use gst_rtsp_server::prelude::*;

@@ -116,10 +116,18 @@ pub fn http(
     let mut r = BufReader::new(s);
     let (status, headers) = read_head(&mut r)?;
     let mut out = Vec::new();
+    let length = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse::<usize>().ok());
     if is_chunked(&headers) {
         while let Some(c) = read_chunk(&mut r)? {
             out.extend_from_slice(&c);
         }
+    } else if let Some(n) = length {
+        // Some servers (chromedriver) keep the connection open despite `close`.
+        out.resize(n, 0);
+        r.read_exact(&mut out)?;
     } else {
         r.read_to_end(&mut out)?;
     }

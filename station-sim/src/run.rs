@@ -334,10 +334,44 @@ frames_per_order = 4
 /// the time is up) and the orchestrator has stopped. Panics, with the reason, when a part
 /// is missing or fails.
 pub fn run(scenario: &Path, tag: &str) -> Outcome {
-    match run_scenario(scenario, tag, None) {
+    match run_scenario(scenario, tag, None, None) {
         Ran::Plain(outcome) => outcome,
         Ran::Pos(pos) => pos.outcome,
     }
+}
+
+/// The orchestrator of a [`run_watched`] run, as its watcher sees it.
+pub struct Live {
+    /// `http://127.0.0.1:{port}`, the API and the dashboard.
+    pub base_url: String,
+    /// Tokens the orchestrator accepts (`OA_API_READ_TOKENS`, `OA_API_WRITE_TOKENS`).
+    pub read_token: String,
+    pub write_token: String,
+    /// The stations and how many orders the scenario completes.
+    pub stations: Vec<String>,
+    pub expected: usize,
+    /// The run's scratch folder (removed afterwards).
+    pub dir: PathBuf,
+}
+
+/// A watcher of a run: called on a thread of its own once the orchestrator is spawned,
+/// beside the wait for the results; the orchestrator is stopped only after it returns.
+type Watch<'w> = Box<dyn FnOnce(&Live) + Send + 'w>;
+
+/// [`run`] with the API behind tokens and `watch` looking on while the scenario plays
+/// (a browser on the dashboard, say); returns the outcome and what `watch` returned.
+pub fn run_watched<T: Send>(
+    scenario: &Path,
+    tag: &str,
+    watch: impl FnOnce(&Live) -> T + Send,
+) -> (Outcome, T) {
+    let mut seen = None;
+    let watch: Watch<'_> = Box::new(|live: &Live| seen = Some(watch(live)));
+    let outcome = match run_scenario(scenario, tag, None, Some(watch)) {
+        Ran::Plain(outcome) => outcome,
+        Ran::Pos(pos) => pos.outcome,
+    };
+    (outcome, seen.expect("the watcher returned"))
 }
 
 /// What one [`run_scenario`] produced: with a point of sale or without.
@@ -349,7 +383,12 @@ enum Ran {
 /// The runner behind [`run`] and [`run_with_pos`]: the S3 server, the simulator, the
 /// configuration and the orchestrator, the wait for the results, the interrupt and the
 /// outcome; `pos` adds the point of sale's parts ([`PosSide`]).
-fn run_scenario(scenario: &Path, tag: &str, pos: Option<PosOptions<'_>>) -> Ran {
+fn run_scenario(
+    scenario: &Path,
+    tag: &str,
+    pos: Option<PosOptions<'_>>,
+    watch: Option<Watch<'_>>,
+) -> Ran {
     let orchestrator_bin = release_dir().join("orchestrator");
     assert!(
         orchestrator_bin.exists(),
@@ -393,12 +432,25 @@ fn run_scenario(scenario: &Path, tag: &str, pos: Option<PosOptions<'_>>) -> Ran 
     let toml = config_toml(&s3.endpoint(), http_port, sim.urls(), &tweaks);
     let cfg = dir.0.join("orchestrator.toml");
     std::fs::write(&cfg, toml).unwrap();
-    let env = pos.as_ref().map(PosSide::env);
-    let mut orch = Orchestrator::spawn(
-        &cfg,
-        &dir.0.join("orchestrator.log"),
-        env.as_ref().map_or(&[][..], |e| &e[..]),
-    );
+    let live = watch.as_ref().map(|_| Live {
+        base_url: format!("http://{addr}"),
+        read_token: format!("dashboard-read-{}", std::process::id()),
+        write_token: format!("dashboard-write-{}", std::process::id()),
+        stations: plan.stations.iter().map(|s| s.station_id.clone()).collect(),
+        expected: truth.orders.len(),
+        dir: dir.0.clone(),
+    });
+    let mut env: Vec<(&str, &str)> = pos
+        .as_ref()
+        .map(PosSide::env)
+        .into_iter()
+        .flatten()
+        .collect();
+    if let Some(l) = &live {
+        env.push(("OA_API_READ_TOKENS", &l.read_token));
+        env.push(("OA_API_WRITE_TOKENS", &l.write_token));
+    }
+    let mut orch = Orchestrator::spawn(&cfg, &dir.0.join("orchestrator.log"), &env);
     if let Some(p) = &mut pos {
         p.connect(&mut orch, &addr, &bucket_dir);
     }
@@ -412,30 +464,37 @@ fn run_scenario(scenario: &Path, tag: &str, pos: Option<PosOptions<'_>>) -> Ran 
         Some(_) => (Duration::from_millis(200), Duration::from_secs(3)),
         None => (Duration::from_millis(500), Duration::from_secs(4)),
     };
-    loop {
-        orch.assert_running();
-        if let Some(p) = &mut pos {
-            p.poll(&addr, &bucket_dir);
-        }
-        let done = read_results(&bucket_dir).len();
-        if done >= expected && pos.as_ref().is_none_or(|p| p.settled(done)) {
-            break;
-        }
-        if Instant::now() > deadline {
-            match &pos {
-                Some(p) => tracing::warn!(
-                    "time is up with {done} of {expected} results, {} webhook order events",
-                    p.order_events()
-                ),
-                None => tracing::warn!("time is up with {done} of {expected} results"),
+    let watched = std::thread::scope(|scope| {
+        let watcher = watch.map(|w| {
+            let live = live.as_ref().expect("a watched run has its Live");
+            scope.spawn(move || w(live))
+        });
+        loop {
+            orch.assert_running();
+            if let Some(p) = &mut pos {
+                p.poll(&addr, &bucket_dir);
             }
-            break;
+            let done = read_results(&bucket_dir).len();
+            if done >= expected && pos.as_ref().is_none_or(|p| p.settled(done)) {
+                break;
+            }
+            if Instant::now() > deadline {
+                match &pos {
+                    Some(p) => tracing::warn!(
+                        "time is up with {done} of {expected} results, {} webhook order events",
+                        p.order_events()
+                    ),
+                    None => tracing::warn!("time is up with {done} of {expected} results"),
+                }
+                break;
+            }
+            std::thread::sleep(poll);
         }
-        std::thread::sleep(poll);
-    }
-    // Anything that was still on its way (a split or a duplicate, a late MQTT or SSE
-    // message) gets its chance to show.
-    std::thread::sleep(settle);
+        // Anything that was still on its way (a split or a duplicate, a late MQTT or SSE
+        // message) gets its chance to show.
+        std::thread::sleep(settle);
+        watcher.map(|h| h.join())
+    });
     interrupt(&orch.child);
     let stop_deadline = Instant::now() + Duration::from_secs(30);
     while orch.child.try_wait().unwrap().is_none() && Instant::now() < stop_deadline {
@@ -464,6 +523,11 @@ fn run_scenario(scenario: &Path, tag: &str, pos: Option<PosOptions<'_>>) -> Ran 
         seconds: started.elapsed().as_secs_f64(),
         log_tail: orch.log_tail(),
     };
+    // The watcher's panic (a failed check), once the orchestrator is down.
+    if let Some(Err(panic)) = watched {
+        eprintln!("{}", outcome.table());
+        std::panic::resume_unwind(panic);
+    }
     match pos {
         Some(p) => Ran::Pos(p.finish(outcome)),
         None => Ran::Plain(outcome),
@@ -848,7 +912,7 @@ pub fn run_with_pos(
         puts,
         expected_wait_s,
     };
-    match run_scenario(scenario, tag, Some(options)) {
+    match run_scenario(scenario, tag, Some(options), None) {
         Ran::Pos(pos) => pos,
         Ran::Plain(_) => unreachable!("a run with a point of sale ends with its outcome"),
     }
