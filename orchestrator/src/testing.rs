@@ -278,3 +278,98 @@ pub fn test_pki(dir: &std::path::Path) -> TestPki {
         key: dir.join("leaf.key"),
     }
 }
+
+/// A history of past orders for [`seed_history`].
+pub struct History<'a> {
+    /// The folder of the bucket the embedded S3 server (s3s-fs) serves.
+    pub bucket_root: &'a std::path::Path,
+    pub stations: &'a [&'a str],
+    pub orders_per_station: u64,
+    /// The orders are spread evenly over `span_ms` up to `end_ms` (Unix ms).
+    pub span_ms: u64,
+    pub end_ms: u64,
+    /// The one frame of every order.
+    pub jpeg: &'a [u8],
+    /// Every n-th order is a mismatch (one apple of two); 0: all validated.
+    pub mismatch_every: u64,
+}
+
+/// Writes `h`'s orders as files straight into the bucket's folder, as the sink and the
+/// consumer would have left them (writing hundreds of thousands of objects through HTTP
+/// would take minutes): per order its `begin` and `marker` index entries, a frame, its
+/// marker and its result; per station the checkpoint a clean stop leaves. Orders are
+/// numbered from 1. Returns the time of the newest marker.
+pub fn seed_history(h: &History<'_>) -> u64 {
+    use oa_contract::{CompletionReason, IndexKind, Manifest};
+    let write = |key: &str, body: &[u8]| {
+        let path = h.bucket_root.join(key);
+        if std::fs::write(&path, body).is_err() {
+            std::fs::create_dir_all(path.parent().expect("a key has a folder"))
+                .expect("bucket folder");
+            std::fs::write(&path, body).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+    };
+    let start = h.end_ms - h.span_ms;
+    let step = h.span_ms / h.orders_per_station.max(1);
+    let newest = start + (h.orders_per_station.saturating_sub(1)) * step + 30_000;
+    for station in h.stations {
+        for i in 0..h.orders_per_station {
+            let order = (i + 1).to_string();
+            let t = start + i * step;
+            let marked = t + 30_000;
+            let frame = frame_key("", station, &order, t, 0).expect("frame key");
+            let manifest = Manifest::new(
+                station,
+                &order,
+                CompletionReason::NextOrder,
+                vec![FrameEntry {
+                    key: frame.clone(),
+                    seq: 0,
+                    unix_ms: t,
+                    bytes: h.jpeg.len() as u64,
+                }],
+                "history-1",
+            );
+            let begin = oa_contract::index_key("", station, &order, IndexKind::Begin, t);
+            write(&begin.expect("index key"), b"{}");
+            write(&frame, h.jpeg);
+            let entry = oa_contract::index_key("", station, &order, IndexKind::Marker, marked);
+            write(&entry.expect("index key"), b"{}");
+            let marker = oa_contract::marker_key("", station, &order).expect("marker key");
+            write(&marker, &manifest.to_json());
+            let mismatch = h.mismatch_every > 0 && (i + 1) % h.mismatch_every == 0;
+            let result = history_result(station, &order, t, i, mismatch);
+            let key = oa_contract::result_key("", station, &order).expect("result key");
+            write(&key, result.as_bytes());
+        }
+        let checkpoint = oa_contract::checkpoint_key("", station).expect("checkpoint key");
+        let body = format!(
+            r#"{{"before_unix_ms":{},"owner":"seed-history","written_unix_ms":{}}}"#,
+            newest + 1,
+            h.end_ms
+        );
+        write(&checkpoint, body.as_bytes());
+    }
+    newest
+}
+
+/// The stored result of the `i`-th seeded order: one apple (of two, for a mismatch),
+/// with a total latency between 300 and 1,800 ms.
+fn history_result(station: &str, order: &str, last_unix_ms: u64, i: u64, mismatch: bool) -> String {
+    let total = 300 + (i * 37) % 1500;
+    let (status, expected, missing, quantity, accuracy) = if mismatch {
+        (
+            "mismatch",
+            2,
+            "[]",
+            r#"[{"name":"apple","expected":2,"detected":1}]"#,
+            0.5,
+        )
+    } else {
+        ("validated", 1, "[]", "[]", 1.0)
+    };
+    format!(
+        r#"{{"order_id":"{order}","station_id":"{station}","status":"{status}","expected":[{{"name":"apple","quantity":{expected}}}],"detected":[{{"name":"apple","quantity":1}}],"matched":[{{"name":"apple","quantity":1}}],"missing":{missing},"extra":[],"quantity_mismatch":{quantity},"accuracy":{accuracy},"selected_frames":[],"recognizer":"openai:history","timings_ms":{{"discover":1,"load":1,"select":1,"recognize":{recognize},"validate":1,"total":{total}}},"revision":1,"manifest_frame_count":1,"manifest_last_unix_ms":{last_unix_ms}}}"#,
+        recognize = total - 4,
+    )
+}

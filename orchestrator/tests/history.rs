@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use oa_contract::{CompletionReason, FrameEntry, IndexKind, Manifest};
 use orchestrator::store::Store;
+use orchestrator::testing::History;
 
 const ACCESS: &str = "history-access";
 const SECRET: &str = "history-secret-0123456789";
@@ -41,78 +42,23 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn write(root: &Path, key: &str, body: &[u8]) {
-    let path = root.join(key);
-    if let Err(e) = std::fs::write(&path, body) {
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, body).unwrap_or_else(|_| panic!("{}: {e}", path.display()));
-    }
-}
-
 /// A 64x48 JPEG made by gst-launch-1.0.
 fn small_jpeg(dir: &Path) -> Vec<u8> {
     orchestrator::testing::videotestsrc_jpegs(&dir.join("frame"), &["pattern=18"], (64, 48), 1)
         .remove(0)
 }
 
-fn result_json(station: &str, order: &str, last_unix_ms: u64) -> String {
-    format!(
-        r#"{{"order_id":"{order}","station_id":"{station}","status":"validated","expected":[{{"name":"apple","quantity":1}}],"detected":[{{"name":"apple","quantity":1}}],"matched":[{{"name":"apple","quantity":1}}],"missing":[],"extra":[],"quantity_mismatch":[],"accuracy":1.0,"selected_frames":[],"recognizer":"openai:history","timings_ms":{{"discover":1,"load":1,"select":1,"recognize":1,"validate":1,"total":5}},"revision":1,"manifest_frame_count":1,"manifest_last_unix_ms":{last_unix_ms}}}"#
-    )
-}
-
-/// Seeds the history; returns the time of its newest entry.
+/// Seeds the history; returns the time of its newest marker.
 fn seed(bucket_root: &Path, jpeg: &[u8]) -> u64 {
-    let end = now_ms() - 3_600_000;
-    let span = 100 * DAY_MS;
-    let step = span / ORDERS_PER_STATION;
-    for station in STATIONS {
-        for i in 0..ORDERS_PER_STATION {
-            let order = (i + 1).to_string();
-            let t = end - span + i * step;
-            let frame = oa_contract::frame_key("", station, &order, t, 0).unwrap();
-            let begin = oa_contract::index_key("", station, &order, IndexKind::Begin, t).unwrap();
-            let marked = t + 30_000;
-            let marker_entry =
-                oa_contract::index_key("", station, &order, IndexKind::Marker, marked).unwrap();
-            let manifest = Manifest::new(
-                station,
-                &order,
-                CompletionReason::NextOrder,
-                vec![FrameEntry {
-                    key: frame.clone(),
-                    seq: 0,
-                    unix_ms: t,
-                    bytes: jpeg.len() as u64,
-                }],
-                "history-1",
-            );
-            write(bucket_root, &begin, b"{}");
-            write(bucket_root, &frame, jpeg);
-            write(bucket_root, &marker_entry, b"{}");
-            write(
-                bucket_root,
-                &oa_contract::marker_key("", station, &order).unwrap(),
-                &manifest.to_json(),
-            );
-            write(
-                bucket_root,
-                &oa_contract::result_key("", station, &order).unwrap(),
-                result_json(station, &order, t).as_bytes(),
-            );
-        }
-        let newest = end - span + (ORDERS_PER_STATION - 1) * step + 30_000;
-        write(
-            bucket_root,
-            &oa_contract::checkpoint_key("", station).unwrap(),
-            format!(
-                r#"{{"before_unix_ms":{},"owner":"history-test","written_unix_ms":{end}}}"#,
-                newest + 1
-            )
-            .as_bytes(),
-        );
-    }
-    end
+    orchestrator::testing::seed_history(&History {
+        bucket_root,
+        stations: &STATIONS,
+        orders_per_station: ORDERS_PER_STATION,
+        span_ms: 100 * DAY_MS,
+        end_ms: now_ms() - 3_600_000,
+        jpeg,
+        mismatch_every: 0,
+    })
 }
 
 /// An OpenAI-compatible TEST DOUBLE for a VLM: every request sees one apple.

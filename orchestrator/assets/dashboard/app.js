@@ -22,6 +22,7 @@
  *   #chart-latency g[data-bin][data-count]
  *   #expected tr[data-order-id]; #expected-form (#x-order, #x-items .item-row .name/.qty);
  *   #expected-msg[data-level] shows the server's message on 4xx
+ * performance marks: oa-stations, oa-feed, oa-charts, oa-latency (each part first shown).
  * A token may be handed over as /#token=... (stored for the tab, then cut from the URL).
  */
 (() => {
@@ -231,6 +232,9 @@
     if (S.tick % (S.stream.live === 'open' ? 6 : 2) === 0) loadFeed(false); // 30 s, 10 s without a stream
     if (S.tick % 60 === 0 || (S.hours && hourBase() !== S.hourBase)) loadCharts();
   }
+  // performance.mark of the first time each part is shown (scripts/bench_dashboard reads them).
+  const marked = new Set();
+  const markOnce = (name) => { if (!marked.has(name)) { marked.add(name); performance.mark(name); } };
   const safe = (fn) => function (...a) {
     try {
       const r = fn.apply(this, a);
@@ -271,6 +275,7 @@
     if (list.length) box.querySelectorAll('.station').forEach((c) => { if (!ids.has(c.dataset.station)) c.remove(); });
     else if (!box.firstChild) box.innerHTML = '<p class="muted empty">No stations are supervised by this orchestrator.</p>';
     fillStationFilter();
+    markOnce('oa-stations');
   }
   function card(id) {
     const box = $('stations');
@@ -385,6 +390,7 @@
         S.next = nextLink(more.res);
       }
       renderFeed();
+      markOnce('oa-feed');
       clearStatus('Loading the orders');
     } catch (e) { report(e, 'Loading the orders'); } finally { if (my === S.feedSeq) S.busy.feed = false; }
   }
@@ -763,6 +769,7 @@
       S.hours = await Promise.all(Array.from({ length: 24 }, (_, i) => statsSince(base + i * HOUR)));
       S.hourBase = base;
       renderCharts();
+      markOnce('oa-charts');
       clearStatus('Loading the charts');
     } catch (e) { report(e, 'Loading the charts'); } finally { S.busy.charts = false; }
   }
@@ -865,6 +872,7 @@
     try {
       for (const r of arr((await getJSON('/api/orders?limit=500')).body)) if (r && r.station_id) noteSample(r);
       renderLatency();
+      markOnce('oa-latency');
     } catch (e) { report(e, 'Loading the latency sample'); }
   }
 

@@ -56,6 +56,41 @@ impl Known {
         self.results.insert(id, (seq, r));
     }
 
+    /// Keeps `r`, a result stored before any the station holds (read back after a start),
+    /// as the station's oldest, and only while the station has room: it never evicts a
+    /// newer result nor replaces one already known. Whether it was kept.
+    pub fn insert_older(&mut self, id: OrderKey, r: OrderResult) -> bool {
+        if self.results.contains_key(&id) {
+            return false;
+        }
+        if self.is_full(&id.0) {
+            return false;
+        }
+        let queue = self.stored.entry(id.0.clone()).or_default();
+        // seq 0 is older than every insert; when it comes out it is this entry's.
+        queue.push_front((0, id.1.clone()));
+        self.results.insert(id, (0, r));
+        true
+    }
+
+    /// Whether the station holds as many results as it may. Its stale entries (orders
+    /// stored again since) are dropped first, so that they take no room.
+    pub fn is_full(&mut self, station: &str) -> bool {
+        let Some(queue) = self.stored.get_mut(station) else {
+            return false;
+        };
+        if queue.len() < self.limit {
+            return false;
+        }
+        let results = &self.results;
+        queue.retain(|(seq, order)| {
+            results
+                .get(&(station.to_owned(), order.clone()))
+                .is_some_and(|(s, _)| s == seq)
+        });
+        queue.len() >= self.limit
+    }
+
     pub fn get(&self, id: &OrderKey) -> Option<&OrderResult> {
         self.results.get(id).map(|(_, r)| r)
     }
@@ -100,6 +135,29 @@ mod tests {
         assert_eq!(orders, ["a/3", "a/4", "a/5", "b/1"]);
         assert!(k.get(&id("a", "2")).is_none());
         assert_eq!(k.len(), 4);
+    }
+
+    #[test]
+    fn older_results_fill_only_the_room_left_and_go_first() {
+        let mut k = Known::with_limit(3);
+        k.insert(id("a", "9"), r("a", "9"));
+        // Stored twice (awaiting, then final): the first entry is stale.
+        k.insert(id("a", "9"), r("a", "9"));
+        assert!(k.insert_older(id("a", "8"), r("a", "8")));
+        assert!(!k.insert_older(id("a", "9"), r("a", "9")), "known already");
+        assert!(
+            k.insert_older(id("a", "7"), r("a", "7")),
+            "the stale entry of 9 took the room"
+        );
+        assert!(k.is_full("a"));
+        assert!(!k.insert_older(id("a", "6"), r("a", "6")), "no room");
+        // A new result pushes out the oldest read back (7), not a newer one.
+        k.insert(id("a", "10"), r("a", "10"));
+        assert!(k.get(&id("a", "7")).is_none());
+        for o in ["8", "9", "10"] {
+            assert!(k.get(&id("a", o)).is_some(), "{o}");
+        }
+        assert_eq!(k.len(), 3);
     }
 
     #[test]

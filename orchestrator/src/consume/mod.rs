@@ -25,6 +25,8 @@
 //!   that listing and what it found are done;
 //! * the station pipeline announces every stored marker on its bus (`order-stored`); the
 //!   supervisor passes those to [`Consumer::hint`], which fetches that one marker at once;
+//! * after a start, [`backfill`] reads the stations' earlier results back into memory
+//!   (newest first, until each station's share is held), in the background;
 //! * orders waiting for another look (a failure that may pass, expected items awaited, a
 //!   claim held by another replica) are looked at again when their delay is up.
 //!
@@ -65,6 +67,7 @@
 //! and waits anew. When [`MAX_AWAITING`] orders are held, the next is `unknown-order` at
 //! once.
 
+pub mod backfill;
 pub mod claim;
 pub mod discovery;
 pub mod evaluate;
@@ -430,19 +433,7 @@ impl Consumer {
         if let Some(r) = self.result(station, order) {
             return Ok(Some(r));
         }
-        let Ok(key) = self.settings.layout.result_key(station, order) else {
-            return Ok(None);
-        };
-        let Some(o) = self
-            .store
-            .get(&self.settings.layout.results_bucket, &key)
-            .await?
-        else {
-            return Ok(None);
-        };
-        serde_json::from_slice(&o.body)
-            .map(Some)
-            .map_err(|e| StoreError(format!("{key} is not a result: {e}")))
+        self.stored_result(station, order).await
     }
 
     /// Orders this process processed itself (wrote the result of).
@@ -460,8 +451,8 @@ impl Consumer {
         self.in_flight.lock().unwrap().len()
     }
 
-    /// Polls every station's index (and lists the stations without a checkpoint once in
-    /// full, in the background) until `stopping`; waits for the orders in flight (at most
+    /// Polls every station's index (and, in the background, lists the stations without a
+    /// checkpoint once in full and reads earlier results back, [`backfill`]) until `stopping`; waits for the orders in flight (at most
     /// [`DRAIN_LIMIT`]) and writes the checkpoints before returning.
     pub async fn run(self: Arc<Self>, mut stopping: Stopping) {
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -469,6 +460,10 @@ impl Consumer {
         let scans = {
             let this = self.clone();
             tokio::spawn(async move { this.full_scans().await })
+        };
+        let backfill = {
+            let this = self.clone();
+            tokio::spawn(async move { this.backfill().await })
         };
         let mut tick = tokio::time::interval(self.settings.poll_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -497,6 +492,7 @@ impl Consumer {
             }
         }
         scans.abort();
+        backfill.abort();
         *self.hints.lock().unwrap() = None;
         self.drain().await;
         for station in self.settings.stations.clone() {
