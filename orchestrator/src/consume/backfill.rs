@@ -63,9 +63,6 @@ impl Consumer {
     /// One pass over `station`'s index; how many results it kept. Resumable: a result
     /// already known is skipped, so a pass after a failure repeats only LISTs.
     async fn backfill_station(self: &Arc<Self>, station: &str) -> Result<usize, StoreError> {
-        let layout = &self.settings.layout;
-        let prefix = oa_contract::index_prefix(&layout.prefix, station)
-            .map_err(|e| StoreError(format!("station {station:?}: {e}")))?;
         let mut after: Option<String> = None;
         let mut seen = HashSet::new();
         let mut kept = 0;
@@ -73,20 +70,11 @@ impl Consumer {
             if self.results.lock().unwrap().is_full(station) {
                 return Ok(kept);
             }
-            let (page, more) = self
-                .store
-                .list_page(
-                    &layout.bucket,
-                    &prefix,
-                    after.as_deref(),
-                    self.settings.list_page_size,
-                )
-                .await?;
-            after = page.last().map(|k| k.key.clone());
+            let (page, next) = self.index_page(station, after.as_deref()).await?;
             let orders: Vec<(String, u64)> = page
-                .iter()
-                .filter_map(|k| oa_contract::parse_index_key(&layout.prefix, &k.key))
-                .filter(|e| e.station == station && e.kind == IndexKind::Marker)
+                .into_iter()
+                .map(|(_, e)| e)
+                .filter(|e| e.kind == IndexKind::Marker)
                 .filter(|e| seen.insert(e.order.clone()))
                 .filter(|e| {
                     let id = (station.to_owned(), e.order.clone());
@@ -122,8 +110,9 @@ impl Consumer {
                     return Ok(kept);
                 }
             }
-            if !more || after.is_none() {
-                return Ok(kept);
+            match next {
+                Some(n) => after = Some(n),
+                None => return Ok(kept),
             }
         }
     }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use oa_contract::{MARKER_NAME, ParsedKey, parse_key};
+use oa_contract::{IndexEntry, MARKER_NAME, ParsedKey, parse_key};
 use serde::{Deserialize, Serialize};
 
 use super::index::{self, Action, StationIndex};
@@ -148,11 +148,33 @@ impl Consumer {
         result
     }
 
-    async fn poll_index(self: &Arc<Self>, station: &str) -> Result<usize, StoreError> {
-        self.load_checkpoint(station).await?;
+    /// One LIST page of `station`'s index after the key `after` (newest first): its
+    /// entries with their keys, and the key to list on after (`None`: the index ends).
+    pub(super) async fn index_page(
+        &self,
+        station: &str,
+        after: Option<&str>,
+    ) -> Result<(Vec<(String, IndexEntry)>, Option<String>), StoreError> {
         let layout = &self.settings.layout;
         let prefix = oa_contract::index_prefix(&layout.prefix, station)
             .map_err(|e| StoreError(format!("station {station:?}: {e}")))?;
+        let (page, more) = self
+            .store
+            .list_page(&layout.bucket, &prefix, after, self.settings.list_page_size)
+            .await?;
+        let next = page.last().filter(|_| more).map(|k| k.key.clone());
+        let entries = page
+            .into_iter()
+            .filter_map(|k| {
+                let e = oa_contract::parse_index_key(&layout.prefix, &k.key)?;
+                (e.station == station).then_some((k.key, e))
+            })
+            .collect();
+        Ok((entries, next))
+    }
+
+    async fn poll_index(self: &Arc<Self>, station: &str) -> Result<usize, StoreError> {
+        self.load_checkpoint(station).await?;
         let floor = self.station(station, |s| s.index.as_ref().and_then(|i| i.floor()));
         let mut entries = vec![];
         let mut keys = vec![];
@@ -161,31 +183,17 @@ impl Consumer {
         'pages: loop {
             requests += 1;
             self.metrics.list_request(station);
-            let (page, more) = self
-                .store
-                .list_page(
-                    &layout.bucket,
-                    &prefix,
-                    after.as_deref(),
-                    self.settings.list_page_size,
-                )
-                .await?;
-            after = page.last().map(|k| k.key.clone());
-            for k in page {
-                let Some(e) = oa_contract::parse_index_key(&layout.prefix, &k.key) else {
-                    continue;
-                };
-                if e.station != station {
-                    continue;
-                }
+            let (page, next) = self.index_page(station, after.as_deref()).await?;
+            for (key, e) in page {
                 if floor.is_some_and(|f| e.unix_ms < f) {
                     break 'pages;
                 }
                 entries.push(e);
-                keys.push(k.key);
+                keys.push(key);
             }
-            if !more || after.is_none() {
-                break;
+            match next {
+                Some(n) => after = Some(n),
+                None => break,
             }
         }
         let track_open = self.settings.orphan_after.is_some();
@@ -200,7 +208,8 @@ impl Consumer {
                 .lock()
                 .unwrap()
                 .forget(&(station.to_owned(), order.clone()));
-            if let Ok(key) = oa_contract::marker_key(&layout.prefix, station, &order) {
+            if let Ok(key) = oa_contract::marker_key(&self.settings.layout.prefix, station, &order)
+            {
                 self.found(station, &order, &key, None, true);
             }
         }
