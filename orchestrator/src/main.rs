@@ -487,6 +487,8 @@ async fn start_embedded_s3(c: &Config) -> Result<Option<oa_s3server::S3Server>, 
     let options = oa_s3server::Options {
         addr,
         buckets: buckets.into_iter().flatten().cloned().collect(),
+        // Runs for months: no log of PUTs growing with each one.
+        record_puts: false,
         ..oa_s3server::Options::new(root, access, secret)
     };
     let server = oa_s3server::S3Server::start(options)

@@ -67,6 +67,10 @@ pub struct Options {
     pub buckets: Vec<String>,
     /// How long [`S3Server::shutdown`] waits for in-flight requests before dropping them.
     pub drain_timeout: Duration,
+    /// Keep the log of completed PUTs that tests read (`S3Server::put_log`, feature
+    /// `testing`). It grows with every PUT, so a long-running server turns it off: the
+    /// workspace builds the binaries with the tests' features.
+    pub record_puts: bool,
 }
 
 impl Options {
@@ -83,6 +87,7 @@ impl Options {
             secret_key: secret_key.into(),
             buckets: Vec::new(),
             drain_timeout: Duration::from_secs(5),
+            record_puts: true,
         }
     }
 }
@@ -109,7 +114,7 @@ struct Store {
     /// two claimants of the same key.
     conditional: tokio::sync::Mutex<()>,
     #[cfg(any(test, feature = "testing"))]
-    log: PutLog,
+    log: Option<PutLog>,
 }
 
 #[async_trait::async_trait]
@@ -130,8 +135,8 @@ impl S3 for Store {
         // Recorded after the object is on disk and before the client sees the response,
         // so a PUT issued after another's response is always logged after it.
         #[cfg(any(test, feature = "testing"))]
-        {
-            let mut log = self.log.lock().unwrap();
+        if let Some(log) = &self.log {
+            let mut log = log.lock().unwrap();
             let seq = log.len() as u64;
             log.push(PutRecord { seq, bucket, key });
         }
@@ -317,7 +322,10 @@ impl S3Server {
             secret_key,
             buckets,
             drain_timeout,
+            record_puts,
         } = options;
+        #[cfg(not(any(test, feature = "testing")))]
+        let _ = record_puts;
         std::fs::create_dir_all(&root)?;
         #[cfg(any(test, feature = "testing"))]
         let log = PutLog::default();
@@ -327,7 +335,7 @@ impl S3Server {
             root: root.clone(),
             conditional: tokio::sync::Mutex::new(()),
             #[cfg(any(test, feature = "testing"))]
-            log: log.clone(),
+            log: record_puts.then(|| log.clone()),
         });
         builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
         let listener = TcpListener::bind(addr).await?;

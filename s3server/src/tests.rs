@@ -239,3 +239,25 @@ async fn rejects_invalid_bucket_names() {
     }
     s.create_bucket(BUCKET).unwrap();
 }
+
+#[tokio::test]
+async fn a_server_without_the_put_log_keeps_no_record_of_puts() {
+    let (_dir, logged, c) = started().await;
+    put(&c, "a/1.jpg", b"one".to_vec()).await.unwrap();
+    assert_eq!(logged.put_log(), ["a/1.jpg"]);
+
+    let dir = Scratch::new();
+    let quiet = S3Server::start(Options {
+        buckets: vec![BUCKET.into()],
+        record_puts: false,
+        ..Options::new(&dir.0, ACCESS, SECRET)
+    })
+    .await
+    .unwrap();
+    let c = client(&quiet.endpoint(), SECRET);
+    for n in 0..3 {
+        put(&c, &format!("a/{n}.jpg"), b"x".to_vec()).await.unwrap();
+    }
+    assert_eq!(get(&c, "a/2.jpg").await, b"x");
+    assert!(quiet.put_log().is_empty(), "{:?}", quiet.put_log());
+}
