@@ -22,11 +22,15 @@ step "cargo clippy -D warnings"
 cargo clippy --release --workspace --all-targets -- -D warnings
 
 step "cargo test"
-rm -f "$BIN/fault-table.md"
+rm -f "$BIN/fault-table.md" "$BIN/shards-table.txt"
 cargo test --release --workspace -- --test-threads="${TEST_THREADS:-2}"
 if [ -f "$BIN/fault-table.md" ]; then
     step "the fault table (station-sim/tests/faults_end_to_end.rs, 20 s outages)"
     cat "$BIN/fault-table.md"
+fi
+if [ -f "$BIN/shards-table.txt" ]; then
+    step "scaled out (station-sim/tests/shards_end_to_end.rs: 3 station shards, 2 consumers, SIGKILLs)"
+    cat "$BIN/shards-table.txt"
 fi
 
 step "the main command (scripts/demo.sh): every order of the demo scenario with its expected status"

@@ -4,6 +4,13 @@
 //! through their `__EOS__` markers, selects the best frames, recognises the packed items,
 //! validates them against the expected order and publishes the result.
 
+/// What `--version` prints: the version, and for a `meson install` build the commit and
+/// the prefix (`OA_BUILD` at build time).
+pub const BUILD: &str = match option_env!("OA_BUILD") {
+    Some(b) => b,
+    None => concat!(env!("CARGO_PKG_VERSION"), " (cargo build)"),
+};
+
 pub mod config;
 pub mod consume;
 pub mod detector;
@@ -18,6 +25,7 @@ pub mod orders;
 pub mod recognize;
 pub mod result;
 pub mod retention;
+pub mod roles;
 pub mod select;
 pub mod shutdown;
 pub mod stats;

@@ -1,6 +1,6 @@
 //! The `orchestrator` command: `run` and `check-config` (see `--help`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use orchestrator::http::{self, AppState};
 use orchestrator::logging::{self, LogFormat};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
+use orchestrator::roles::{self, Duty, Role, ShardArg};
 use orchestrator::shutdown::{Hangups, Shutdown, Signals};
 use orchestrator::store::{Layout, Store};
 use orchestrator::supervise::camera::CameraEnv;
@@ -23,7 +24,7 @@ use orchestrator::supervise::{self, StationSpec, StorageTarget, Supervisor};
 /// Supervises the station pipelines, consumes completed orders, recognises and validates
 /// them, and publishes results, metrics and an HTTP API.
 #[derive(Parser)]
-#[command(name = "orchestrator", version, about, long_about = None)]
+#[command(name = "orchestrator", version = orchestrator::BUILD, about, long_about = None)]
 #[command(after_help = "\
 Examples:
   orchestrator check-config --config orchestrator.toml
@@ -54,9 +55,14 @@ enum Command {
     /// AWS_SECRET_ACCESS_KEY, AWS_PROFILE...). SIGHUP reloads orders_file. SIGINT or
     /// SIGTERM stops it: each pipeline gets SIGINT (its open order is flushed), and
     /// SIGKILL after supervision.shutdown_grace_s.
+    ///
+    /// Many replicas can share one bucket: `--role stations --shard K/N` runs the
+    /// pipelines of 1/N of the stations, `--role consumer` processes every station's
+    /// orders (any number of them; claims keep each order to one).
     Run(ConfigArg),
     /// Load the configuration, the orders and inventory files, and render every station's
-    /// pipeline; print one line naming the field on the first problem (exit code 2).
+    /// pipeline; print one line naming the field on the first problem (exit code 2), or
+    /// what would run (with --role and --shard: which stations this replica takes).
     CheckConfig(ConfigArg),
 }
 
@@ -65,11 +71,38 @@ struct ConfigArg {
     /// Configuration file (TOML); see orchestrator.example.toml.
     #[arg(long, value_name = "FILE", env = "OA_CONFIG")]
     config: PathBuf,
+    /// What this process runs: `all` (pipelines and processing, one box per store),
+    /// `stations` (pipelines, health, metrics; no processing) or `consumer` (processing;
+    /// no pipelines).
+    #[arg(long, value_enum, default_value_t, env = "OA_ROLE")]
+    role: Role,
+    /// Run only the pipelines of the stations that hash to shard K of N (rendezvous
+    /// hashing of the station ID; K from 0). `ordinal/N` takes K from the host name's
+    /// trailing number, as a StatefulSet pod is named (stations-0, stations-1...).
+    #[arg(long, value_name = "K/N", env = "OA_SHARD")]
+    shard: Option<ShardArg>,
+}
+
+impl ConfigArg {
+    fn duty(&self, c: &Config) -> Result<Duty, String> {
+        let shard = match self.shard {
+            Some(arg) => Some(arg.resolve(&roles::hostname())?),
+            None => None,
+        };
+        Duty::new(
+            self.role,
+            shard,
+            c.supervision.enabled,
+            c.processing.enabled,
+        )
+    }
 }
 
 /// Everything loaded and checked before anything starts.
 struct Loaded {
     config: Config,
+    /// What this process runs (role and shard).
+    duty: Duty,
     orders: Orders,
     inventory: Inventory,
     detector: Option<Arc<orchestrator::detector::Detector>>,
@@ -107,9 +140,16 @@ fn storage_target(c: &Config) -> StorageTarget {
     }
 }
 
-fn station_specs(c: &Config) -> Vec<(StationSpec, CameraEnv)> {
+fn station_ids(c: &Config) -> Vec<&str> {
+    c.stations.iter().map(|s| s.id.as_str()).collect()
+}
+
+/// The stations whose pipelines `duty` runs (all of them but with a shard).
+fn station_specs(c: &Config, duty: &Duty) -> Vec<(StationSpec, CameraEnv)> {
+    let mine = duty.pipelines_of(&station_ids(c));
     c.stations
         .iter()
+        .filter(|s| mine.contains(&s.id.as_str()))
         .map(|s| {
             let spec = StationSpec {
                 id: s.id.clone(),
@@ -128,11 +168,13 @@ fn station_specs(c: &Config) -> Vec<(StationSpec, CameraEnv)> {
         .collect()
 }
 
-fn load(path: &Path) -> Result<Loaded, String> {
+fn load(arg: &ConfigArg) -> Result<Loaded, String> {
+    let path = arg.config.as_path();
     let config = Config::load(path).map_err(|e| format!("invalid configuration: {e}"))?;
     for w in &config.warnings {
         tracing::warn!("{}: {w}", path.display());
     }
+    let duty = arg.duty(&config)?;
     let auth = http::auth::Tokens::load(&config.http, path, |k| std::env::var(k).ok())
         .map_err(|e| format!("invalid configuration: {e}"))?;
     let tls = match (&config.http.tls_cert, &config.http.tls_key) {
@@ -147,7 +189,13 @@ fn load(path: &Path) -> Result<Loaded, String> {
         .map_err(|e| format!("inventory_file {}: {e}", config.inventory_file.display()))?;
     let settings = supervise_settings(&config);
     let storage = storage_target(&config);
-    for (i, (spec, camera)) in station_specs(&config).iter().enumerate() {
+    // Every station's pipeline is checked, whichever shard runs it.
+    let every = Duty {
+        shard: roles::Shard::WHOLE,
+        pipelines: true,
+        ..duty
+    };
+    for (i, (spec, camera)) in station_specs(&config, &every).iter().enumerate() {
         supervise::plan(&settings, &storage, spec, camera, "check")
             .map_err(|e| format!("stations[{i}].pipeline: {e}"))?;
     }
@@ -162,6 +210,7 @@ fn load(path: &Path) -> Result<Loaded, String> {
     };
     Ok(Loaded {
         config,
+        duty,
         orders,
         inventory,
         detector,
@@ -175,8 +224,34 @@ fn load(path: &Path) -> Result<Loaded, String> {
 /// listens, so that a typo that disables something shows.
 fn summary(l: &Loaded) -> String {
     let c = &l.config;
-    let mut parts = vec![
-        format!("{} station(s)", c.stations.len()),
+    let d = &l.duty;
+    let mut parts = vec![format!("{} station(s)", c.stations.len())];
+    if d.pipelines {
+        let mine = d.pipelines_of(&station_ids(c));
+        parts.push(if d.shard == roles::Shard::WHOLE {
+            format!("role {}: pipelines for all", d.role)
+        } else {
+            format!(
+                "role {}, shard {}: pipelines for {} ({})",
+                d.role,
+                d.shard,
+                mine.len(),
+                if mine.is_empty() {
+                    "none: more shards than stations?".to_owned()
+                } else {
+                    mine.join(", ")
+                }
+            )
+        });
+    } else {
+        parts.push(format!("role {}: no pipelines", d.role));
+    }
+    parts.extend([
+        if d.processing {
+            "processing on".to_owned()
+        } else {
+            "processing off".to_owned()
+        },
         format!("{} order(s) known", l.orders.len()),
         format!(
             "API on {}://{}{}",
@@ -187,7 +262,7 @@ fn summary(l: &Loaded) -> String {
                 None => " open (no tokens)",
             }
         ),
-    ];
+    ]);
     if !c.events.webhooks.is_empty() {
         let names: Vec<&str> = c.events.webhooks.iter().map(|w| w.name.as_str()).collect();
         parts.push(format!("webhooks: {}", names.join(", ")));
@@ -209,7 +284,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     logging::init(cli.log_format);
     match cli.command {
-        Command::CheckConfig(a) => match load(&a.config) {
+        Command::CheckConfig(a) => match load(&a) {
             Ok(l) => {
                 println!("{}", summary(&l));
                 ExitCode::SUCCESS
@@ -220,7 +295,7 @@ fn main() -> ExitCode {
             }
         },
         Command::Run(a) => {
-            let loaded = match load(&a.config) {
+            let loaded = match load(&a) {
                 Ok(l) => l,
                 Err(e) => {
                     tracing::error!("{e}");
@@ -290,6 +365,7 @@ fn consumer_settings(c: &Config) -> consume::Settings {
 
 async fn run(l: Loaded) -> Result<(), (u8, String)> {
     let c = &l.config;
+    let duty = l.duty;
     let mut signals = Signals::new().map_err(|e| (1, e.to_string()))?;
     let mut hangups = Hangups::new().map_err(|e| (1, e.to_string()))?;
     let inventory = Arc::new(l.inventory);
@@ -322,7 +398,7 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         detector: l.detector,
         expected: Some(expected.clone()),
     });
-    if c.processing.claim && c.processing.enabled {
+    if c.processing.claim && duty.processing {
         use orchestrator::consume::claim::ConditionalPut;
         match consumer.check_conditional_put().await {
             Ok(ConditionalPut::Honoured) => {}
@@ -341,12 +417,12 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
             Err(e) => tracing::warn!("cannot check the store's conditional PUT yet: {e}"),
         }
     }
-    let supervisor = if c.supervision.enabled {
+    let supervisor = if duty.pipelines {
         Some(
             Supervisor::start_with_cameras(
                 supervise_settings(c),
                 storage_target(c),
-                station_specs(c),
+                station_specs(c, &duty),
             )
             .map_err(|e| (2, e))?,
         )
@@ -377,16 +453,19 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
             shutdown.listener(),
         ));
     }
-    // Retention: its passes stop between two requests on shutdown.
-    let retention_task = tokio::spawn(
-        orchestrator::retention::Retention::new(
-            consumer.store().clone(),
-            orchestrator::retention::Settings::from_config(c),
-            metrics.clone(),
+    // Retention, where orders are processed: its passes stop between two requests on
+    // shutdown. Replicas that share a bucket delete the same keys; a delete is idempotent.
+    let retention_task = duty.processing.then(|| {
+        tokio::spawn(
+            orchestrator::retention::Retention::new(
+                consumer.store().clone(),
+                orchestrator::retention::Settings::from_config(c),
+                metrics.clone(),
+            )
+            .run(shutdown.listener()),
         )
-        .run(shutdown.listener()),
-    );
-    let consumer = c.processing.enabled.then_some(consumer);
+    });
+    let consumer = duty.processing.then_some(consumer);
     if let (Some(supervisor), Some(consumer)) = (&supervisor, &consumer) {
         let c = consumer.clone();
         supervisor.on_order_stored(Box::new(move |s, o| c.hint(s, o)));
@@ -403,12 +482,15 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
             }
         }
     });
-    tokio::spawn(expected.clone().watch_orders_file(
-        c.orders_file.clone(),
-        expected::ORDERS_FILE_CHECK,
-        reloads,
-        shutdown.listener(),
-    ));
+    let expected = duty.processing.then_some(expected);
+    if let Some(expected) = &expected {
+        tokio::spawn(expected.clone().watch_orders_file(
+            c.orders_file.clone(),
+            expected::ORDERS_FILE_CHECK,
+            reloads,
+            shutdown.listener(),
+        ));
+    }
     let consumer_task = consumer
         .clone()
         .map(|c| tokio::spawn(c.run(shutdown.listener())));
@@ -416,17 +498,19 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         supervisor: supervisor.clone(),
         consumer: consumer.clone(),
         metrics,
-        expected: Some(expected),
+        expected,
         auth: l.auth,
         events: Some(events),
     });
     tracing::info!(
+        role = %duty.role,
+        shard = %duty.shard,
         stations = c.stations.len(),
-        pipelines = c.supervision.enabled,
-        processing = c.processing.enabled,
+        pipelines = supervisor.as_ref().map_or(0, |s| s.statuses().len()),
+        processing = duty.processing,
         http = %c.http.bind,
         https = c.http.tls_cert.is_some(),
-        version = env!("CARGO_PKG_VERSION"),
+        version = orchestrator::BUILD,
         "orchestrator started"
     );
     let http_task = match l.tls {
@@ -454,7 +538,9 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         let _ = task.await;
     }
     let _ = http_task.await;
-    let _ = retention_task.await;
+    if let Some(task) = retention_task {
+        let _ = task.await;
+    }
     if let Some(s3) = embedded {
         s3.shutdown().await;
     }

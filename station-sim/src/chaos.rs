@@ -207,6 +207,81 @@ pub fn table(rows: &[Row]) -> String {
     s
 }
 
+/// How many of `orders` have a result with the status the scenario expects.
+pub(crate) fn count_correct(
+    orders: &[crate::ExpectedOrder],
+    results: &BTreeMap<(String, String), serde_json::Value>,
+) -> usize {
+    orders
+        .iter()
+        .filter(|o| {
+            results
+                .get(&(o.station_id.clone(), o.order_id.clone()))
+                .is_some_and(|r| r["status"] == o.status.as_str())
+        })
+        .count()
+}
+
+/// How the results were written, from the S3 server's PUT log.
+pub(crate) struct Writes {
+    /// PUTs per result key.
+    pub writes: BTreeMap<String, usize>,
+    /// Writes beyond one per revision: duplicates.
+    pub rewrites: usize,
+    /// Results revised (an order resumed after its marker).
+    pub revised: usize,
+}
+
+pub(crate) fn result_writes(
+    put_log: &[String],
+    results: &BTreeMap<(String, String), serde_json::Value>,
+) -> Writes {
+    let mut writes: BTreeMap<String, usize> = BTreeMap::new();
+    for k in put_log {
+        if k.starts_with("results/") {
+            *writes.entry(k.clone()).or_default() += 1;
+        }
+    }
+    // A result is written once per revision: an order that came back after its marker
+    // (a pipeline resuming an order the orchestrator had recovered) is revised in place,
+    // which is no duplicate; a second write of one revision is.
+    let revision = |k: &str| {
+        results
+            .iter()
+            .find(|((st, o), _)| k == format!("results/{st}/{o}.json"))
+            .and_then(|(_, r)| r["revision"].as_u64())
+            .unwrap_or(1)
+            .max(1) as usize
+    };
+    let rewrites = writes
+        .iter()
+        .map(|(k, n)| n.saturating_sub(revision(k)))
+        .sum();
+    let revised = results
+        .values()
+        .filter(|r| r["revision"].as_u64().unwrap_or(1) > 1)
+        .count();
+    Writes {
+        writes,
+        rewrites,
+        revised,
+    }
+}
+
+/// `(frames stored, frames no manifest lists)`.
+pub(crate) fn frames_left_out(bucket: &Path, markers: &[(String, String)]) -> (usize, usize) {
+    let stored = stored_frames(bucket);
+    let listed: std::collections::BTreeSet<String> =
+        listed_frames(bucket, markers).into_iter().collect();
+    let frames_stored = stored.values().map(Vec::len).sum();
+    let left_out = stored
+        .values()
+        .flatten()
+        .filter(|k| !listed.contains(*k))
+        .count();
+    (frames_stored, left_out)
+}
+
 /// Frame objects per `(station, order)` folder of the bucket.
 fn stored_frames(bucket_dir: &Path) -> BTreeMap<(String, String), Vec<String>> {
     let mut out = BTreeMap::new();
@@ -244,7 +319,7 @@ fn listed_frames(bucket_dir: &Path, markers: &[(String, String)]) -> Vec<String>
 }
 
 /// The `gst-launch-1.0` children of `parent`.
-fn pipelines_of(parent: u32) -> Vec<i32> {
+pub(crate) fn pipelines_of(parent: u32) -> Vec<i32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -265,13 +340,23 @@ fn pipelines_of(parent: u32) -> Vec<i32> {
     out
 }
 
-fn sigkill(pid: i32) {
+pub(crate) fn sigkill(pid: i32) {
     // A process that already exited has nothing left to kill.
     let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
 }
 
 /// `state` of every station in `GET /api/stations`, or `None` when it cannot be read.
-fn station_states(http_port: u16) -> Option<Vec<String>> {
+pub(crate) fn station_states(http_port: u16) -> Option<Vec<String>> {
+    Some(
+        stations_at(http_port)?
+            .into_iter()
+            .map(|(_, st)| st)
+            .collect(),
+    )
+}
+
+/// `(station_id, state)` of every station in `GET /api/stations`.
+pub(crate) fn stations_at(http_port: u16) -> Option<Vec<(String, String)>> {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", http_port)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -287,12 +372,15 @@ fn station_states(http_port: u16) -> Option<Vec<String>> {
     let list = v.as_array().or_else(|| v["stations"].as_array())?;
     Some(
         list.iter()
-            .map(|s| s["state"].as_str().unwrap_or("?").to_string())
+            .map(|s| {
+                let field = |k: &str| s[k].as_str().unwrap_or("?").to_string();
+                (field("station_id"), field("state"))
+            })
             .collect(),
     )
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -374,11 +462,19 @@ impl Drop for Stage {
 /// timeout (not 60 s), claims taken over after 10 s (not 600 s), quick retries.
 const PROCESSING: &str = "orphan_grace_s = 8\nclaim_ttl_s = 10\n";
 
-/// Runs one fault scenario and scores it.
-pub fn run_fault(fault: Fault, d: &Durations) -> Row {
-    let started = Instant::now();
-    let dir = TempDir::new("chaos");
-    let plan = Plan::new(scenario(fault, d)).unwrap();
+/// What a scenario on real parts starts from: its files written in a fresh folder, and an
+/// S3 server (with its PUT log) on 127.0.0.1 over `{dir}/s3`.
+pub(crate) struct SetUp {
+    pub dir: TempDir,
+    pub plan: Plan,
+    pub truth: crate::GroundTruth,
+    pub rt: tokio::runtime::Runtime,
+    pub s3: S3Server,
+}
+
+pub(crate) fn set_up(tag: &str, scenario: Scenario) -> SetUp {
+    let dir = TempDir::new(tag);
+    let plan = Plan::new(scenario).unwrap();
     plan.write_files(&dir.0).unwrap();
     let truth = plan.ground_truth();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -388,6 +484,25 @@ pub fn run_fault(fault: Fault, d: &Durations) -> Row {
             ..S3Options::new(dir.0.join("s3"), ACCESS_KEY, SECRET_KEY)
         }))
         .unwrap();
+    SetUp {
+        dir,
+        plan,
+        truth,
+        rt,
+        s3,
+    }
+}
+
+/// Runs one fault scenario and scores it.
+pub fn run_fault(fault: Fault, d: &Durations) -> Row {
+    let started = Instant::now();
+    let SetUp {
+        dir,
+        plan,
+        truth,
+        rt,
+        s3,
+    } = set_up("chaos", scenario(fault, d));
     let sim = Simulator::serve(&plan, 0, AtEnd::Hold).unwrap();
     let vlm = (fault == Fault::VlmOutage).then(|| {
         let inventory = std::fs::read_to_string(dir.0.join("inventory.json")).unwrap();
@@ -571,53 +686,19 @@ pub fn run_fault(fault: Fault, d: &Durations) -> Row {
         .iter()
         .filter(|o| results.contains_key(&(o.station_id.clone(), o.order_id.clone())))
         .count();
-    let correct = orders
-        .iter()
-        .filter(|o| {
-            results
-                .get(&(o.station_id.clone(), o.order_id.clone()))
-                .is_some_and(|r| r["status"] == o.status.as_str())
-        })
-        .count();
+    let correct = count_correct(orders, &results);
     let shown = |k: &(String, String)| {
         orders
             .iter()
             .any(|o| o.station_id == k.0 && o.order_id == k.1)
     };
-    let mut writes: BTreeMap<String, usize> = BTreeMap::new();
-    for k in stage.s3().put_log() {
-        if k.starts_with("results/") {
-            *writes.entry(k).or_default() += 1;
-        }
-    }
-    // A result is written once per revision: an order that came back after its marker
-    // (a pipeline resuming an order the orchestrator had recovered) is revised in place,
-    // which is no duplicate; a second write of one revision is.
-    let revision = |k: &str| {
-        results
-            .iter()
-            .find(|((st, o), _)| k == format!("results/{st}/{o}.json"))
-            .and_then(|(_, r)| r["revision"].as_u64())
-            .unwrap_or(1)
-            .max(1) as usize
-    };
-    let rewrites: usize = writes
-        .iter()
-        .map(|(k, n)| n.saturating_sub(revision(k)))
-        .sum();
-    let revised = results
-        .values()
-        .filter(|r| r["revision"].as_u64().unwrap_or(1) > 1)
-        .count();
+    let Writes {
+        writes,
+        rewrites,
+        revised,
+    } = result_writes(&stage.s3().put_log(), &results);
     let strays = results.keys().filter(|k| !shown(k)).count();
-    let stored = stored_frames(&bucket);
-    let listed = listed_frames(&bucket, &markers);
-    let frames_stored: usize = stored.values().map(Vec::len).sum();
-    let left_out = stored
-        .values()
-        .flatten()
-        .filter(|k| !listed.contains(k))
-        .count();
+    let (frames_stored, left_out) = frames_left_out(&bucket, &markers);
     if !injected {
         notes.push("the fault could not be injected at its moment".into());
     }

@@ -28,6 +28,7 @@ pub mod chaos;
 pub mod effects;
 pub mod pos;
 pub mod run;
+pub mod shards;
 pub mod vlm;
 pub mod webdriver;
 

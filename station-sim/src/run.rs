@@ -269,6 +269,8 @@ pub(crate) struct Tweaks {
     pub extra: String,
     /// Every station's `reuse_after_s`; `None`: the default.
     pub reuse_after_s: Option<u32>,
+    /// Every station's `roi` ("x,y,w,h"); `None`: the whole frame.
+    pub roi: Option<String>,
 }
 
 /// The orchestrator's configuration for the simulated stations at `urls`.
@@ -321,6 +323,9 @@ frames_per_order = 4
         ));
         if let Some(s) = tweaks.reuse_after_s {
             toml.push_str(&format!("reuse_after_s = {s}\n"));
+        }
+        if let Some(roi) = &tweaks.roi {
+            toml.push_str(&format!("roi = \"{roi}\"\n"));
         }
     }
     if !tweaks.extra.is_empty() {

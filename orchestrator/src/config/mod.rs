@@ -37,8 +37,18 @@ pub use stations::{
 };
 pub use storage::{DEFAULT_EMBEDDED_ENDPOINT, StorageConfig, embedded_addr};
 
-/// The pipelines shipped with the project.
-pub const DEFAULT_PIPELINES_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines");
+/// The pipelines shipped with the project: where `meson install` put them
+/// (`OA_DEFAULT_PIPELINES_DIR` at build time), else the checkout's `pipelines/`.
+pub const DEFAULT_PIPELINES_DIR: &str = match option_env!("OA_DEFAULT_PIPELINES_DIR") {
+    Some(dir) => dir,
+    None => concat!(env!("CARGO_MANIFEST_DIR"), "/../pipelines"),
+};
+
+/// Where `meson install` put the GStreamer plugin (`OA_DEFAULT_PLUGIN_PATH` at build
+/// time), given to the pipelines when `supervision.plugin_path` is not set: an install
+/// under a prefix GStreamer does not search still finds its elements. `None`: a checkout
+/// build, whose plugin is found through `GST_PLUGIN_PATH` or `plugin_path`.
+pub const DEFAULT_PLUGIN_PATH: Option<&str> = option_env!("OA_DEFAULT_PLUGIN_PATH");
 
 #[derive(Debug, Clone, PartialEq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]

@@ -103,7 +103,8 @@ pub struct SupervisionConfig {
     /// A bare command name is looked up on PATH; anything with a `/` is a path.
     pub gst_launch: PathBuf,
     pub pipelines_dir: PathBuf,
-    /// Extra `GST_PLUGIN_PATH` for the children.
+    /// Extra `GST_PLUGIN_PATH` for the children; default: where `meson install` put the
+    /// plugin (none for a checkout build).
     pub plugin_path: Option<PathBuf>,
     /// Delays between restarts of a failing pipeline; the last one repeats.
     pub backoff_s: Vec<u64>,
@@ -122,7 +123,7 @@ impl Default for SupervisionConfig {
             enabled: true,
             gst_launch: PathBuf::from("gst-launch-1.0"),
             pipelines_dir: PathBuf::from(DEFAULT_PIPELINES_DIR),
-            plugin_path: None,
+            plugin_path: super::DEFAULT_PLUGIN_PATH.map(PathBuf::from),
             backoff_s: vec![2, 4, 8, 16, 32, 60],
             stable_after_s: 60,
             max_failed_restarts: 5,

@@ -185,13 +185,14 @@ pub fn default_owner() -> String {
     std::env::var("OA_INSTANCE_ID")
         .ok()
         .filter(|s| !s.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .ok()
-                .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|| {
+            let host = crate::roles::hostname();
+            if host.is_empty() {
+                "orchestrator".into()
+            } else {
+                host
+            }
         })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "orchestrator".into())
 }
 
 type OrderKey = (String, String);
