@@ -48,6 +48,7 @@ use tokio::sync::oneshot;
 use tokio::task::{JoinHandle, JoinSet};
 
 mod listing;
+mod sidecars;
 #[cfg(test)]
 mod tests;
 
@@ -262,14 +263,24 @@ impl S3 for Store {
         &self,
         req: S3Request<DeleteObjectInput>,
     ) -> S3Result<S3Response<DeleteObjectOutput>> {
-        self.fs.delete_object(req).await
+        let (bucket, key) = (req.input.bucket.clone(), req.input.key.clone());
+        let out = self.fs.delete_object(req).await?;
+        sidecars::remove(&self.root, &bucket, &key);
+        Ok(out)
     }
 
     async fn delete_objects(
         &self,
         req: S3Request<DeleteObjectsInput>,
     ) -> S3Result<S3Response<DeleteObjectsOutput>> {
-        self.fs.delete_objects(req).await
+        let bucket = req.input.bucket.clone();
+        let out = self.fs.delete_objects(req).await?;
+        for d in out.output.deleted.iter().flatten() {
+            if let Some(key) = &d.key {
+                sidecars::remove(&self.root, &bucket, key);
+            }
+        }
+        Ok(out)
     }
 
     async fn copy_object(
@@ -327,6 +338,22 @@ impl S3Server {
         #[cfg(not(any(test, feature = "testing")))]
         let _ = record_puts;
         std::fs::create_dir_all(&root)?;
+        // In the background: a store of months holds millions of them, in one folder.
+        let sweep_root = root.clone();
+        let sweep = tokio::task::spawn_blocking(move || sidecars::sweep(&sweep_root));
+        let shown = root.clone();
+        tokio::spawn(async move {
+            match sweep.await {
+                Ok(Ok(0)) | Err(_) => {}
+                Ok(Ok(n)) => tracing::info!(
+                    root = %shown.display(),
+                    "removed {n} side file(s) of objects deleted before this version removed them"
+                ),
+                Ok(Err(e)) => {
+                    tracing::warn!(root = %shown.display(), "cannot sweep side files: {e}")
+                }
+            }
+        });
         #[cfg(any(test, feature = "testing"))]
         let log = PutLog::default();
         let fs = s3s_fs::FileSystem::new(&root).map_err(|e| io::Error::other(format!("{e:?}")))?;

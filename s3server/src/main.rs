@@ -94,7 +94,24 @@ async fn run(args: Args, (access_key, secret_key): (String, String)) -> Result<(
     Ok(())
 }
 
+/// glibc's allocator tuned for a server of months: its blocking threads (file I/O) each got
+/// an arena that kept the largest listing buffers it had seen, so RSS followed the size of
+/// the bucket (measured: 11.3 -> 15.6 MB over 30 min of a 2-station soak, with 0.8 MB of
+/// it in use). Two arenas and fixed thresholds give the freed memory back.
+fn tune_allocator() {
+    let set = |var: &str, param: libc::c_int, value: libc::c_int| {
+        if std::env::var_os(var).is_none() {
+            // SAFETY: mallopt only tunes the allocator; called before any thread exists.
+            unsafe { libc::mallopt(param, value) };
+        }
+    };
+    set("MALLOC_ARENA_MAX", libc::M_ARENA_MAX, 2);
+    set("MALLOC_MMAP_THRESHOLD_", libc::M_MMAP_THRESHOLD, 128 * 1024);
+    set("MALLOC_TRIM_THRESHOLD_", libc::M_TRIM_THRESHOLD, 128 * 1024);
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let args = Args::parse();
     init_logging(args.log_format, "info");
     let keys = match key_pair(&args) {

@@ -261,3 +261,83 @@ async fn a_server_without_the_put_log_keeps_no_record_of_puts() {
     assert_eq!(get(&c, "a/2.jpg").await, b"x");
     assert!(quiet.put_log().is_empty(), "{:?}", quiet.put_log());
 }
+
+/// The root's `.bucket-…` side files (s3s-fs's per-object ETag and metadata).
+fn side_files(root: &std::path::Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(root)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".bucket-"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[tokio::test]
+async fn deleted_objects_leave_no_side_files_and_old_ones_are_swept_at_start() {
+    let (dir, first, c) = started().await;
+    for n in 0..4 {
+        put(&c, &format!("st/1/{n}.jpg"), b"x".to_vec())
+            .await
+            .unwrap();
+    }
+    // Two per object: ETag/checksums and metadata.
+    assert_eq!(side_files(&dir.0).len(), 8, "{:?}", side_files(&dir.0));
+    c.delete_object()
+        .bucket(BUCKET)
+        .key("st/1/0.jpg")
+        .send()
+        .await
+        .unwrap();
+    let ids = ["st/1/1.jpg", "st/1/2.jpg"].map(|k| {
+        aws_sdk_s3::types::ObjectIdentifier::builder()
+            .key(k)
+            .build()
+            .unwrap()
+    });
+    c.delete_objects()
+        .bucket(BUCKET)
+        .delete(
+            aws_sdk_s3::types::Delete::builder()
+                .set_objects(Some(ids.to_vec()))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let left = side_files(&dir.0);
+    assert_eq!(left.len(), 2, "only st/1/3.jpg's remain: {left:?}");
+    assert!(
+        left.iter().all(|n| n.contains("c3QvMS8zLmpwZw")),
+        "{left:?}"
+    );
+    assert_eq!(get(&c, "st/1/3.jpg").await, b"x");
+
+    // Side files an earlier version left behind (their objects gone) go at the next start;
+    // a live object's stays.
+    first.shutdown().await;
+    std::fs::remove_file(dir.0.join(BUCKET).join("st/1/3.jpg")).unwrap();
+    let again = server(&dir).await;
+    // The sweep runs in the background.
+    for _ in 0..100 {
+        if side_files(&dir.0).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(side_files(&dir.0).is_empty(), "{:?}", side_files(&dir.0));
+    let c = client(&again.endpoint(), SECRET);
+    put(&c, "st/2/0.jpg", b"y".to_vec()).await.unwrap();
+    again.shutdown().await;
+    let live = side_files(&dir.0);
+    assert_eq!(live.len(), 2, "{live:?}");
+    let third = server(&dir).await;
+    assert_eq!(
+        side_files(&dir.0),
+        live,
+        "a live object's side file is kept"
+    );
+    third.shutdown().await;
+}
