@@ -6,11 +6,14 @@
 # gst-launch-1.0 pipeline per station. Prints each order's result as it arrives and a summary against the scenario's
 # ground truth; ends by itself when the scenario ends.
 #
-#   scripts/demo.sh [--scenario FILE] [--loop] [--stay] [--keep DIR]
+#   scripts/demo.sh [--scenario FILE] [--loop] [--stay] [--keep DIR] [--installed PREFIX]
 #     --scenario FILE  scenario to play (default station-sim/scenarios/demo.toml)
 #     --loop           replay the scenario until Ctrl-C instead of ending
 #     --stay           after the summary, keep the orchestrator, its dashboard and API up until Ctrl-C
 #     --keep DIR       keep the S3 data (frames, manifests, results) in DIR
+#     --installed PREFIX  run PREFIX/bin/orchestrator (a `meson install`) on its compiled-in
+#                      defaults: no pipelines_dir or plugin_path in its configuration and
+#                      no GST_PLUGIN_PATH, ORT_DYLIB_PATH or OA_MODEL_DIR in its environment
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
@@ -23,13 +26,15 @@ SCENARIO="station-sim/scenarios/demo.toml"
 LOOP=""
 STAY=""
 KEEP=""
+INSTALLED=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --scenario) SCENARIO="$2"; shift 2 ;;
         --loop) LOOP="--loop"; shift ;;
         --stay) STAY=1; shift ;;
         --keep) KEEP="$2"; shift 2 ;;
-        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+        --installed) INSTALLED=$(realpath "$2"); shift 2 ;;
+        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
         *) echo "demo: unknown argument '$1' (try --help)" >&2; exit 2 ;;
     esac
 done
@@ -79,9 +84,12 @@ backend = "labels"
 bind = "127.0.0.1:$HTTP_PORT"
 
 [supervision]
-pipelines_dir = "$ROOT/pipelines"
-plugin_path = "$BIN"
 backoff_s = [1, 2]
+EOF
+    if [ -z "$INSTALLED" ]; then
+        printf 'pipelines_dir = "%s"\nplugin_path = "%s"\n' "$ROOT/pipelines" "$BIN"
+    fi
+    cat <<EOF
 
 [processing]
 frames_per_order = 4
@@ -93,7 +101,13 @@ EOF
 
 step "orchestrator with its embedded S3 server (data in $DATA)"
 echo "  dashboard: http://127.0.0.1:$HTTP_PORT/ (results also at http://127.0.0.1:$HTTP_PORT/api/orders)"
-"$BIN"/orchestrator run --config "$WORK/orchestrator.toml" > "$WORK/orch.log" 2>&1 &
+if [ -n "$INSTALLED" ]; then
+    echo "  installed build: $("$INSTALLED/bin/orchestrator" --version)"
+    env -u GST_PLUGIN_PATH -u ORT_DYLIB_PATH -u OA_MODEL_DIR \
+        "$INSTALLED/bin/orchestrator" run --config "$WORK/orchestrator.toml" > "$WORK/orch.log" 2>&1 &
+else
+    "$BIN"/orchestrator run --config "$WORK/orchestrator.toml" > "$WORK/orch.log" 2>&1 &
+fi
 ORCH_PID=$!
 EXPECTED=$(grep -c '"order_id"' "$WORK/sim/ground_truth.json")
 echo "  $EXPECTED orders expected; each line below is one result as it arrives"

@@ -4,6 +4,8 @@
 #
 #   scripts/setup.sh            Debian packages, ONNX Runtime, OCR models, release build
 #   scripts/setup.sh --no-build everything but the cargo build
+#   scripts/setup.sh --runtime  only the Debian packages an installed orchestrator needs
+#                               to run (the container image's last stage)
 #
 # What lands where (all git-ignored, inside the checkout):
 #   models/PP-OCRv6_det_small.onnx, models/PP-OCRv6_rec_small.onnx   (from the rapidocr wheel)
@@ -19,28 +21,41 @@ RAPIDOCR_VERSION=3.10.0
 DET_MODEL=PP-OCRv6_det_small.onnx
 REC_MODEL=PP-OCRv6_rec_small.onnx
 BUILD=1
+RUNTIME=0
 for arg in "$@"; do
     case "$arg" in
         --no-build) BUILD=0 ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --runtime) RUNTIME=1 ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "setup: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
     esac
 done
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# What the installed orchestrator and its pipelines run with.
+RUNTIME_PACKAGES=(
+    ca-certificates coreutils
+    gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
+    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
+    gstreamer1.0-rtsp
+)
+# Building, testing (a real browser, broker and Prometheus) and the demo.
 APT_PACKAGES=(
-    pkg-config meson ninja-build python3-pip unzip openssl ca-certificates
+    "${RUNTIME_PACKAGES[@]}"
+    pkg-config meson ninja-build python3-pip unzip openssl git
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
     libgstrtspserver-1.0-dev
     chromium chromium-driver
-    gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
-    gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
-    gstreamer1.0-x gstreamer1.0-rtsp
+    gstreamer1.0-x
     fonts-dejavu-core fonts-liberation2
     prometheus
     mosquitto mosquitto-clients
+    systemd
 )
+if [ "$RUNTIME" = 1 ]; then
+    APT_PACKAGES=("${RUNTIME_PACKAGES[@]}")
+fi
 
 step "Debian packages"
 missing=()
@@ -55,6 +70,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 else
     echo "all ${#APT_PACKAGES[@]} packages present"
+fi
+
+if [ "$RUNTIME" = 1 ]; then
+    step "set-up complete (runtime packages)"
+    exit 0
 fi
 
 WHEELS="$ROOT/.deps/wheels"
@@ -93,9 +113,10 @@ if [ ! -s "models/$DET_MODEL" ] || [ ! -s "models/$REC_MODEL" ]; then
 fi
 ls -l models/
 
-step "Python checkers the tests call (jsonschema: docs/events.schema.json; openapi-spec-validator: /api/openapi.json)"
-if ! python3 -c "import jsonschema, openapi_spec_validator" 2>/dev/null; then
-    python3 -m pip install --quiet "jsonschema==4.26.0" "openapi-spec-validator==0.9.0"
+step "Python checkers the tests call (jsonschema: docs/events.schema.json; openapi-spec-validator: /api/openapi.json; kubernetes-validate: deploy/kubernetes)"
+if ! python3 -c "import jsonschema, openapi_spec_validator, kubernetes_validate" 2>/dev/null; then
+    python3 -m pip install --quiet "jsonschema==4.26.0" "openapi-spec-validator==0.9.0" \
+        "kubernetes-validate==1.31.0"
 fi
 python3 -c "import jsonschema; print('jsonschema', jsonschema.__version__)" 2>/dev/null \
     || python3 -m pip show jsonschema | head -2

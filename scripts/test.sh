@@ -36,4 +36,10 @@ fi
 step "the main command (scripts/demo.sh): every order of the demo scenario with its expected status"
 scripts/demo.sh
 
+step "deployment files (scripts/check-deploy.sh): kustomize, kubernetes-validate, Containerfile"
+scripts/check-deploy.sh
+
+step "a prefix install (scripts/install-check.sh): meson install, systemd-analyze verify, the demo installed"
+scripts/install-check.sh
+
 step "all tests passed"
