@@ -1,6 +1,6 @@
 //! Configuration loading: the shipped example loads, and every invalid field is named.
 
-use orchestrator::config::{Backend, Config, LabelsConfig};
+use orchestrator::config::{Backend, Config, LabelsConfig, StructuredOutput};
 use std::path::Path;
 
 const MINIMAL: &str = r#"
@@ -100,7 +100,30 @@ fn openai_backend() {
     assert_eq!(o.model, "m");
     assert_eq!(o.api_key_env.as_deref(), Some("VLM_KEY"));
     assert_eq!(o.retries, 2);
+    assert_eq!(o.structured_output, StructuredOutput::Auto);
+    assert_eq!(o.chat_template_kwargs, None);
     assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+
+    let openai = "[recognition]\nbackend = \"openai\"\n[recognition.openai]\nendpoint = \"http://h:1\"\nmodel = \"m\"\n";
+    let c = load(&format!(
+        "{MINIMAL}\n{openai}structured_output = \"off\"\nmax_tokens = 2048\nchat_template_kwargs = {{ enable_thinking = false }}\n"
+    ))
+    .unwrap();
+    let o = &c.recognition.openai;
+    assert_eq!(o.structured_output, StructuredOutput::Off);
+    assert_eq!(o.max_tokens, 2048);
+    assert_eq!(
+        o.chat_template_kwargs.as_ref().unwrap()["enable_thinking"],
+        serde_json::Value::Bool(false)
+    );
+    for (bad, says) in [
+        ("structured_output = \"maybe\"", "unknown variant"),
+        ("max_tokens = 4", "recognition.openai.max_tokens"),
+        ("chat_template_kwargs = 3", "expected a map"),
+    ] {
+        let e = err(&format!("{MINIMAL}\n{openai}{bad}\n"));
+        assert!(e.contains(says), "{bad}: {e}");
+    }
 }
 
 #[test]

@@ -9,7 +9,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use orchestrator::config::{Backend, OpenAiConfig, RecognitionConfig};
+use orchestrator::config::{Backend, OpenAiConfig, RecognitionConfig, StructuredOutput};
 use orchestrator::orders::Inventory;
 use orchestrator::recognize::openai::{MAX_QUANTITY, parse_reply};
 use orchestrator::recognize::{Frame, build};
@@ -33,6 +33,12 @@ enum Reply {
     Status(u16),
     /// Waits, then answers 200 with this content.
     Slow(Duration, String),
+    /// As vLLM without guided decoding or an old llama.cpp server: 400 naming
+    /// `response_format` when the request has one, else 200 with this content.
+    RefuseSchema(String),
+    /// 200 with `reasoning_content` beside this content (`None`: content null, as a
+    /// reasoning model that ran out of tokens while thinking).
+    Reasoning(String, Option<String>),
 }
 
 /// Local OpenAI-compatible TEST DOUBLE for a VLM server.
@@ -92,7 +98,11 @@ impl FakeVlmServer {
                                 .get("authorization")
                                 .map(|v| v.to_str().unwrap().to_owned());
                             let body = req.into_body().collect().await.unwrap().to_bytes();
-                            *lb.lock().unwrap() = serde_json::from_slice(&body).ok();
+                            let parsed: Option<Value> = serde_json::from_slice(&body).ok();
+                            let asked_schema = parsed
+                                .as_ref()
+                                .is_some_and(|b| b.get("response_format").is_some());
+                            *lb.lock().unwrap() = parsed;
                             let reply = script.lock().unwrap().pop_front().unwrap_or(fallback);
                             let completion = |content: &str| {
                                 json!({"id": "x", "object": "chat.completion",
@@ -108,6 +118,19 @@ impl FakeVlmServer {
                                     tokio::time::sleep(d).await;
                                     (200, completion(&c))
                                 }
+                                Reply::RefuseSchema(_) if asked_schema => (
+                                    400,
+                                    r#"{"object":"error","message":"response_format json_schema is not supported by this server","type":"BadRequestError","code":400}"#.into(),
+                                ),
+                                Reply::RefuseSchema(c) => (200, completion(&c)),
+                                Reply::Reasoning(thought, content) => (
+                                    200,
+                                    json!({"id": "x", "object": "chat.completion",
+                                      "choices": [{"index": 0, "finish_reason": if content.is_some() {"stop"} else {"length"},
+                                        "message": {"role": "assistant", "content": content,
+                                          "reasoning_content": thought}}]})
+                                    .to_string(),
+                                ),
                             };
                             Ok::<_, std::convert::Infallible>(
                                 Response::builder()
@@ -168,6 +191,7 @@ fn config(addr: SocketAddr, timeout_ms: u64, retries: u32, breaker: u32) -> Reco
         breaker_failures: breaker,
         breaker_cooldown_ms: 60_000,
         ca_file: None,
+        ..OpenAiConfig::default()
     };
     config
 }
@@ -652,4 +676,113 @@ fn defensive_parsing() {
     assert_eq!(p(r#"{"items":[]}"#).unwrap(), vec![]);
     assert!(p(r#"{"items":"banana"}"#).is_err());
     assert!(p("").is_err());
+}
+
+#[tokio::test]
+async fn the_reply_is_constrained_to_the_inventory_by_a_json_schema() {
+    let server = FakeVlmServer::start(vec![], Reply::Content(GOOD.into())).await;
+    let r = build(&config(server.addr, 5_000, 0, 5), inventory()).unwrap();
+    r.recognize(&frames()).await.unwrap();
+    let body = server.last_body.lock().unwrap().clone().unwrap();
+    let rf = &body["response_format"];
+    assert_eq!(rf["type"], "json_schema", "{body}");
+    let item = &rf["json_schema"]["schema"]["properties"]["items"]["items"];
+    assert_eq!(
+        item["properties"]["name"]["enum"],
+        json!(["green apple", "banana", "water bottle"])
+    );
+    assert_eq!(item["properties"]["quantity"]["type"], "integer");
+    assert_eq!(item["properties"]["quantity"]["minimum"], 1);
+    assert_eq!(item["required"], json!(["name", "quantity"]));
+    assert!(body.get("chat_template_kwargs").is_none());
+    assert_eq!(body["max_tokens"], 512);
+}
+
+#[tokio::test]
+async fn a_server_that_refuses_the_schema_is_asked_without_it_from_then_on() {
+    let server = FakeVlmServer::start(vec![], Reply::RefuseSchema(GOOD.into())).await;
+    // No retries: the refusal must not use one up.
+    let r = build(&config(server.addr, 5_000, 0, 5), inventory()).unwrap();
+    let items = r.recognize(&frames()).await.unwrap();
+    assert_eq!(items, vec![item("green apple", 2), item("banana", 1)]);
+    assert_eq!(server.requests(), 2, "one refused, one without the schema");
+    r.recognize(&frames()).await.unwrap();
+    assert_eq!(server.requests(), 3, "remembered: no second refusal");
+    let body = server.last_body.lock().unwrap().clone().unwrap();
+    assert!(body.get("response_format").is_none(), "{body}");
+
+    // structured_output = "json_schema": a refusal is the error it is.
+    let mut strict = config(server.addr, 5_000, 2, 5);
+    strict.openai.structured_output = StructuredOutput::JsonSchema;
+    let r = build(&strict, inventory()).unwrap();
+    let before = server.requests();
+    let e = r.recognize(&frames()).await.unwrap_err().to_string();
+    assert!(e.contains("400") && e.contains("response_format"), "{e}");
+    assert_eq!(server.requests(), before + 1, "a 400 is not retried");
+
+    // "off": never sent.
+    let mut off = config(server.addr, 5_000, 0, 5);
+    off.openai.structured_output = StructuredOutput::Off;
+    let r = build(&off, inventory()).unwrap();
+    let before = server.requests();
+    r.recognize(&frames()).await.unwrap();
+    assert_eq!(server.requests(), before + 1);
+}
+
+#[tokio::test]
+async fn chat_template_kwargs_and_max_tokens_reach_the_server() {
+    let server = FakeVlmServer::start(vec![], Reply::Content(GOOD.into())).await;
+    let mut c = config(server.addr, 5_000, 0, 5);
+    let kw: toml::Table = toml::from_str("enable_thinking = false").unwrap();
+    c.openai.chat_template_kwargs = Some(
+        serde_json::to_value(kw)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .clone(),
+    );
+    c.openai.max_tokens = 1024;
+    let r = build(&c, inventory()).unwrap();
+    r.recognize(&frames()).await.unwrap();
+    let body = server.last_body.lock().unwrap().clone().unwrap();
+    assert_eq!(
+        body["chat_template_kwargs"],
+        json!({"enable_thinking": false})
+    );
+    assert_eq!(body["max_tokens"], 1024);
+}
+
+#[tokio::test]
+async fn a_reasoning_models_thoughts_are_not_read_as_the_answer() {
+    // The thought mentions an item that is not in the answer.
+    let thinking = r#"<think>I see a banana... {"items":[{"name":"water bottle","quantity":9}]} no.</think>
+{"items":[{"name":"banana","quantity":3}]}"#;
+    let parts = json!({"id": "x", "object": "chat.completion", "choices": [{"index": 0,
+        "message": {"role": "assistant", "content": [
+            {"type": "reasoning", "text": "{\"items\":[{\"name\":\"water bottle\",\"quantity\":9}]}"},
+            {"type": "text", "text": "{\"items\":[{\"name\":\"banana\",\"quantity\":3}]}"}]}}]})
+    .to_string();
+    let server = FakeVlmServer::start(
+        vec![
+            Reply::Content(thinking.into()),
+            Reply::Reasoning(
+                r#"{"items":[{"name":"water bottle","quantity":9}]}"#.into(),
+                Some(r#"{"items":[{"name":"banana","quantity":3}]}"#.into()),
+            ),
+            Reply::Raw(parts),
+            Reply::Reasoning("Let me count the apples one by one...".into(), None),
+            Reply::Content("<think>Counting: one apple, two apples, three".into()),
+        ],
+        Reply::Content(GOOD.into()),
+    )
+    .await;
+    let r = build(&config(server.addr, 5_000, 0, 5), inventory()).unwrap();
+    for shape in ["<think> block", "reasoning_content", "reasoning part"] {
+        let items = r.recognize(&frames()).await.unwrap();
+        assert_eq!(items, vec![item("banana", 3)], "{shape}");
+    }
+    for shape in ["reasoning only", "cut inside <think>"] {
+        let e = r.recognize(&frames()).await.unwrap_err().to_string();
+        assert!(e.contains("enable_thinking"), "{shape}: {e}");
+    }
 }

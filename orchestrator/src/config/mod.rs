@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 pub use events::{EventsConfig, MqttConfig, WebhookConfig};
 pub use recognition::{
     Backend, DEFAULT_LABELS_DET_MAX_SIDE, DEFAULT_LABELS_THREADS, LabelsConfig, OpenAiConfig,
-    RecognitionConfig,
+    RecognitionConfig, StructuredOutput,
 };
 pub use retention::{MAX_RETENTION_BATCH, RetentionConfig};
 pub use runtime::{HttpConfig, ProcessingConfig, SupervisionConfig};

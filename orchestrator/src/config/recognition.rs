@@ -94,6 +94,28 @@ pub struct OpenAiConfig {
     pub breaker_cooldown_ms: u64,
     /// PEM certificates trusted for an https endpoint besides the system's roots.
     pub ca_file: Option<PathBuf>,
+    /// Whether the reply is constrained to a JSON schema (`response_format`, item names
+    /// from the inventory); see [`StructuredOutput`].
+    pub structured_output: StructuredOutput,
+    /// Sent as `chat_template_kwargs` (vLLM, SGLang, llama.cpp): for a reasoning model
+    /// `{ enable_thinking = false }`, else it may spend its tokens in a `<think>` block.
+    pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `max_tokens` of each request.
+    pub max_tokens: u32,
+}
+
+/// `recognition.openai.structured_output`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StructuredOutput {
+    /// Ask for the schema; a server that refuses `response_format` (a 400 naming it) is
+    /// asked without it from then on, logged once.
+    #[default]
+    Auto,
+    /// Always ask for the schema; a refusal is an error.
+    JsonSchema,
+    /// Never: JSON is asked for in the prompt only.
+    Off,
 }
 
 impl Default for OpenAiConfig {
@@ -108,6 +130,9 @@ impl Default for OpenAiConfig {
             breaker_failures: 5,
             breaker_cooldown_ms: 30_000,
             ca_file: None,
+            structured_output: StructuredOutput::Auto,
+            chat_template_kwargs: None,
+            max_tokens: 512,
         }
     }
 }
@@ -231,6 +256,12 @@ impl OpenAiConfig {
         positive(&f("timeout_ms"), self.timeout_ms)?;
         positive(&f("max_concurrent"), self.max_concurrent as u64)?;
         positive(&f("breaker_failures"), u64::from(self.breaker_failures))?;
+        if !(16..=32_768).contains(&self.max_tokens) {
+            return Err(ConfigError::new(
+                f("max_tokens"),
+                format!("{} is outside 16..=32768", self.max_tokens),
+            ));
+        }
         Ok(())
     }
 }

@@ -33,13 +33,14 @@
 //! unlisted item in the bag is reporting something the order did not ask for.
 
 use super::{Frame, RecognizeError, Recognizer, add_item};
-use crate::config::OpenAiConfig;
+use crate::config::{OpenAiConfig, StructuredOutput};
 use crate::orders::{Inventory, normalize};
 use crate::result::Item;
 use base64::Engine as _;
 use bytes::Bytes;
 use reqwest::{Certificate, Client, ClientBuilder, StatusCode, Url, header};
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -65,6 +66,13 @@ pub struct OpenAiRecognizer {
     breaker: Breaker,
     inventory: Arc<Inventory>,
     prompt: String,
+    structured: StructuredOutput,
+    /// `response_format`, sent while [`OpenAiRecognizer::asks_schema`].
+    schema: Value,
+    /// The server refused `response_format` once (`auto`): not sent again.
+    schema_refused: AtomicBool,
+    chat_template_kwargs: Option<serde_json::Map<String, Value>>,
+    max_tokens: u32,
 }
 
 impl std::fmt::Debug for OpenAiRecognizer {
@@ -180,6 +188,9 @@ enum Attempt {
     Retry(String),
     /// Will not get better by retrying (other 4xx, unreadable response envelope).
     Fatal(String),
+    /// A 400 naming `response_format` with `structured_output = "auto"`: asked again
+    /// without it at once.
+    SchemaRefused(String),
 }
 
 impl OpenAiRecognizer {
@@ -194,6 +205,9 @@ impl OpenAiRecognizer {
             breaker_failures,
             breaker_cooldown_ms,
             ca_file,
+            structured_output,
+            chat_template_kwargs,
+            max_tokens,
         } = config;
         let base = endpoint.trim_end_matches('/');
         let url = if base.ends_with("/v1") {
@@ -235,11 +249,25 @@ impl OpenAiRecognizer {
                 state: Mutex::new(BreakerState::default()),
             },
             prompt: build_prompt(&inventory),
+            schema: response_format(&inventory),
             inventory,
+            structured: *structured_output,
+            schema_refused: AtomicBool::new(false),
+            chat_template_kwargs: chat_template_kwargs.clone(),
+            max_tokens: *max_tokens,
         })
     }
 
-    fn request_body(&self, frames: &[Frame]) -> Vec<u8> {
+    /// Whether the next request carries `response_format`.
+    fn asks_schema(&self) -> bool {
+        match self.structured {
+            StructuredOutput::Off => false,
+            StructuredOutput::JsonSchema => true,
+            StructuredOutput::Auto => !self.schema_refused.load(Ordering::Relaxed),
+        }
+    }
+
+    fn request_body(&self, frames: &[Frame], with_schema: bool) -> Vec<u8> {
         let mut content = vec![json!({
             "type": "text",
             "text": format!(
@@ -254,20 +282,26 @@ impl OpenAiRecognizer {
                 "image_url": {"url": format!("data:image/jpeg;base64,{b64}")},
             }));
         }
-        let body = json!({
+        let mut body = json!({
             "model": self.model,
             "temperature": 0,
-            "max_tokens": 512,
+            "max_tokens": self.max_tokens,
             "stream": false,
             "messages": [
                 {"role": "system", "content": self.prompt},
                 {"role": "user", "content": content},
             ],
         });
+        if with_schema {
+            body["response_format"] = self.schema.clone();
+        }
+        if let Some(kw) = &self.chat_template_kwargs {
+            body["chat_template_kwargs"] = Value::Object(kw.clone());
+        }
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
-    async fn attempt(&self, body: Bytes) -> Result<String, Attempt> {
+    async fn attempt(&self, body: Bytes, with_schema: bool) -> Result<String, Attempt> {
         let mut req = self
             .client
             .post(self.url.clone())
@@ -311,6 +345,13 @@ impl OpenAiRecognizer {
         if !status.is_success() {
             let snippet: String = String::from_utf8_lossy(&bytes).chars().take(200).collect();
             let msg = format!("VLM endpoint answered {status}: {}", snippet.trim());
+            if with_schema
+                && self.structured == StructuredOutput::Auto
+                && (status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY)
+                && refuses_schema(&snippet)
+            {
+                return Err(Attempt::SchemaRefused(msg));
+            }
             return Err(
                 if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
                     Attempt::Retry(msg)
@@ -334,11 +375,14 @@ impl Recognizer for OpenAiRecognizer {
             return Ok(Vec::new());
         }
         self.breaker.check()?;
-        let body = Bytes::from(self.request_body(frames));
+        let mut with_schema = self.asks_schema();
+        let mut body = Bytes::from(self.request_body(frames, with_schema));
         let mut backoff = BACKOFF_START;
         let mut last = String::new();
-        for attempt in 0..=self.retries {
-            if attempt > 0 {
+        let mut attempt = 0;
+        while attempt <= self.retries {
+            attempt += 1;
+            if attempt > 1 {
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
             }
@@ -348,7 +392,7 @@ impl Recognizer for OpenAiRecognizer {
                     .acquire()
                     .await
                     .map_err(|_| RecognizeError::new("VLM client is shutting down"))?;
-                self.attempt(body.clone()).await
+                self.attempt(body.clone(), with_schema).await
             };
             match outcome {
                 Ok(content) => {
@@ -357,6 +401,20 @@ impl Recognizer for OpenAiRecognizer {
                         .map_err(|e| RecognizeError::new(format!("unusable VLM reply: {e}")));
                 }
                 Err(Attempt::Retry(m)) => last = m,
+                Err(Attempt::SchemaRefused(m)) => {
+                    if !self.schema_refused.swap(true, Ordering::Relaxed) {
+                        tracing::warn!(
+                            endpoint = %self.url,
+                            "the VLM server refuses response_format ({m}); asking for JSON in \
+                             the prompt only from now on (set recognition.openai.structured_output \
+                             = \"off\" to skip the first try)"
+                        );
+                    }
+                    with_schema = false;
+                    body = Bytes::from(self.request_body(frames, false));
+                    // Not a failure of the server: this attempt does not count.
+                    attempt -= 1;
+                }
                 Err(Attempt::Fatal(m)) => {
                     self.breaker.record(false);
                     return Err(RecognizeError::new(m));
@@ -395,24 +453,100 @@ fn build_prompt(inventory: &Inventory) -> String {
     )
 }
 
-/// The assistant text of a chat-completions response body.
+/// Whether an error body says the server does not take `response_format` (vLLM, llama.cpp,
+/// Ollama and OpenVINO Model Server word it differently; all name the field or the schema).
+fn refuses_schema(body: &str) -> bool {
+    let b = body.to_ascii_lowercase();
+    ["response_format", "json_schema", "guided_json", "grammar"]
+        .iter()
+        .any(|k| b.contains(k))
+}
+
+/// `response_format`: the reply is `{"items":[{"name","quantity"}]}` with names from the
+/// inventory and whole quantities from 1 to [`MAX_QUANTITY`].
+fn response_format(inventory: &Inventory) -> Value {
+    let names: Vec<&str> = inventory.items.iter().map(|i| i.name.as_str()).collect();
+    json!({
+        "type": "json_schema",
+        "json_schema": {
+            "name": "packed_items",
+            "strict": true,
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "items": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "name": {"type": "string", "enum": names},
+                                "quantity": {"type": "integer", "minimum": 1, "maximum": MAX_QUANTITY},
+                            },
+                            "required": ["name", "quantity"],
+                            "additionalProperties": false,
+                        },
+                    },
+                },
+                "required": ["items"],
+                "additionalProperties": false,
+            },
+        },
+    })
+}
+
+/// The assistant text of a chat-completions response body, without a reasoning model's
+/// thoughts (`reasoning_content` is never read; a `<think>` block is cut off).
 fn message_content(body: &[u8]) -> Result<String, String> {
     let v: Value =
         serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
-    let content = v
-        .pointer("/choices/0/message/content")
-        .ok_or("response has no choices[0].message.content")?;
-    match content {
-        Value::String(s) => Ok(s.clone()),
+    let message = v
+        .pointer("/choices/0/message")
+        .ok_or("response has no choices[0].message")?;
+    let text = match message.get("content").unwrap_or(&Value::Null) {
+        Value::String(s) => s.clone(),
         // Some servers return content parts.
-        Value::Array(parts) => Ok(parts
+        Value::Array(parts) => parts
             .iter()
+            .filter(|p| p.get("type").and_then(Value::as_str) != Some("reasoning"))
             .filter_map(|p| p.get("text").and_then(Value::as_str))
             .collect::<Vec<_>>()
-            .join("\n")),
-        Value::Null => Err("response content is null".into()),
-        other => Ok(other.to_string()),
+            .join("\n"),
+        Value::Null => {
+            return Err(
+                if message.get("reasoning_content").is_some() || message.get("reasoning").is_some()
+                {
+                    "the reply holds reasoning only, no answer: the model spent its tokens \
+                     thinking; set recognition.openai.chat_template_kwargs = \
+                     { enable_thinking = false } or raise max_tokens"
+                        .into()
+                } else {
+                    "response content is null".into()
+                },
+            );
+        }
+        other => other.to_string(),
+    };
+    without_thoughts(&text)
+}
+
+/// `text` after its `<think>...</think>` block(s).
+fn without_thoughts(text: &str) -> Result<String, String> {
+    if let Some(end) = text.rfind("</think>") {
+        return Ok(text[end + "</think>".len()..].trim().to_owned());
     }
+    if let Some(start) = text.find("<think>") {
+        let before = text[..start].trim();
+        if before.is_empty() {
+            return Err(
+                "the reply stops inside a <think> block (the token budget went to \
+                 reasoning): set recognition.openai.chat_template_kwargs = \
+                 { enable_thinking = false } or raise max_tokens"
+                    .into(),
+            );
+        }
+        return Ok(before.to_owned());
+    }
+    Ok(text.to_owned())
 }
 
 /// The JSON value in a model reply: fenced, bare, or embedded in prose.
