@@ -786,3 +786,114 @@ async fn a_reasoning_models_thoughts_are_not_read_as_the_answer() {
         assert!(e.contains("enable_thinking"), "{shape}: {e}");
     }
 }
+
+/// A 1280x720 frame like the pipelines store: a lit gradient background, a few packed
+/// items as flat boxes with dark label text bars, stored at jpegenc's quality 85, 4:2:0.
+fn camera_frame(seed: u16) -> Vec<u8> {
+    let (w, h) = (1280u16, 720u16);
+    let mut px = Vec::with_capacity(usize::from(w) * usize::from(h) * 3);
+    for y in 0..h {
+        for x in 0..w {
+            let base = 90 + (x / 10 + y / 12) as u32 % 60;
+            let mut p = [base as u8, (base + 10) as u8, (base + 25) as u8];
+            for k in 0..4u16 {
+                let (bx, by) = (150 + k * 260 + seed * 7, 250 + (k % 2) * 120);
+                if (bx..bx + 200).contains(&x) && (by..by + 160).contains(&y) {
+                    p = [
+                        (60 + k * 40) as u8,
+                        (200 - k * 30) as u8,
+                        (80 + k * 20) as u8,
+                    ];
+                    // A label: dark strokes on a light band.
+                    if (by + 60..by + 90).contains(&y) {
+                        p = if (x / 6 + y / 5) % 3 == 0 {
+                            [20, 20, 20]
+                        } else {
+                            [235, 235, 235]
+                        };
+                    }
+                }
+            }
+            px.extend_from_slice(&p);
+        }
+    }
+    let mut out = Vec::new();
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, 85);
+    enc.set_sampling_factor(jpeg_encoder::SamplingFactor::R_4_2_0);
+    enc.encode(&px, w, h, jpeg_encoder::ColorType::Rgb).unwrap();
+    out
+}
+
+/// The images of a request body, decoded: `(width, height, jpeg bytes)`.
+fn sent_images(body: &Value) -> Vec<(usize, usize, usize)> {
+    use base64::Engine as _;
+    body["messages"][1]["content"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["type"] == "image_url")
+        .map(|p| {
+            let url = p["image_url"]["url"].as_str().unwrap();
+            let b64 = url.strip_prefix("data:image/jpeg;base64,").unwrap();
+            let jpeg = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap();
+            let d = orchestrator::jpeg::decode_bgr(&jpeg).unwrap();
+            (d.width, d.height, jpeg.len())
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn frames_are_scaled_to_the_configured_long_side_before_they_are_sent() {
+    let server = FakeVlmServer::start(vec![], Reply::Content(GOOD.into())).await;
+    let frames: Vec<Frame> = (0..4)
+        .map(|i| Frame {
+            key: format!("s/1/frame_{i}.jpg"),
+            jpeg: camera_frame(i),
+        })
+        .collect();
+    let stored: usize = frames.iter().map(|f| f.jpeg.len()).sum();
+    let mut sizes = Vec::new();
+    for (max_side, want) in [(0u32, (1280, 720)), (768, (768, 432)), (512, (512, 288))] {
+        let mut c = config(server.addr, 5_000, 0, 5);
+        c.openai.image_max_side = max_side;
+        let r = build(&c, inventory()).unwrap();
+        r.recognize(&frames).await.unwrap();
+        let body = server.last_body.lock().unwrap().clone().unwrap();
+        let images = sent_images(&body);
+        assert_eq!(images.len(), 4);
+        for (w, h, _) in &images {
+            assert_eq!((*w, *h), want, "image_max_side {max_side}");
+        }
+        let request = serde_json::to_vec(&body).unwrap().len();
+        sizes.push(format!(
+            "image_max_side {max_side}: request {request} bytes"
+        ));
+        if max_side == 0 {
+            assert_eq!(
+                images.iter().map(|i| i.2).sum::<usize>(),
+                stored,
+                "as stored"
+            );
+        }
+    }
+    println!(
+        "4 frames of 1280x720 ({stored} bytes stored): {}",
+        sizes.join("; ")
+    );
+    let bytes = |s: &str| -> usize {
+        s.split("request ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(
+        bytes(&sizes[1]) * 2 < bytes(&sizes[0]),
+        "768 px must at least halve the request: {sizes:?}"
+    );
+}

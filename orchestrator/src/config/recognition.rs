@@ -102,6 +102,11 @@ pub struct OpenAiConfig {
     pub chat_template_kwargs: Option<serde_json::Map<String, serde_json::Value>>,
     /// `max_tokens` of each request.
     pub max_tokens: u32,
+    /// Frames whose long side is larger are scaled down to it before they are sent (0:
+    /// sent as stored).
+    pub image_max_side: u32,
+    /// JPEG quality of a scaled frame (1..=100).
+    pub image_quality: u8,
 }
 
 /// `recognition.openai.structured_output`.
@@ -133,6 +138,8 @@ impl Default for OpenAiConfig {
             structured_output: StructuredOutput::Auto,
             chat_template_kwargs: None,
             max_tokens: 512,
+            image_max_side: 768,
+            image_quality: 85,
         }
     }
 }
@@ -256,6 +263,21 @@ impl OpenAiConfig {
         positive(&f("timeout_ms"), self.timeout_ms)?;
         positive(&f("max_concurrent"), self.max_concurrent as u64)?;
         positive(&f("breaker_failures"), u64::from(self.breaker_failures))?;
+        if self.image_max_side != 0 && !(64..=8192).contains(&self.image_max_side) {
+            return Err(ConfigError::new(
+                f("image_max_side"),
+                format!(
+                    "{} is outside 64..=8192 pixels (0 sends frames as stored)",
+                    self.image_max_side
+                ),
+            ));
+        }
+        if !(1..=100).contains(&self.image_quality) {
+            return Err(ConfigError::new(
+                f("image_quality"),
+                format!("{} is outside 1..=100", self.image_quality),
+            ));
+        }
         if !(16..=32_768).contains(&self.max_tokens) {
             return Err(ConfigError::new(
                 f("max_tokens"),

@@ -8,6 +8,7 @@
 //! extras. A failure is an `Err` (the order's status becomes `recognition-failed`), never a
 //! panic.
 
+pub mod downscale;
 pub mod labels;
 pub mod openai;
 

@@ -73,6 +73,8 @@ pub struct OpenAiRecognizer {
     schema_refused: AtomicBool,
     chat_template_kwargs: Option<serde_json::Map<String, Value>>,
     max_tokens: u32,
+    image_max_side: u32,
+    image_quality: u8,
 }
 
 impl std::fmt::Debug for OpenAiRecognizer {
@@ -208,6 +210,8 @@ impl OpenAiRecognizer {
             structured_output,
             chat_template_kwargs,
             max_tokens,
+            image_max_side,
+            image_quality,
         } = config;
         let base = endpoint.trim_end_matches('/');
         let url = if base.ends_with("/v1") {
@@ -255,7 +259,42 @@ impl OpenAiRecognizer {
             schema_refused: AtomicBool::new(false),
             chat_template_kwargs: chat_template_kwargs.clone(),
             max_tokens: *max_tokens,
+            image_max_side: *image_max_side,
+            image_quality: *image_quality,
         })
+    }
+
+    /// The frames as they are sent: scaled down to `image_max_side` (on a blocking
+    /// thread: a decode and an encode per frame). A frame that cannot be decoded is sent
+    /// as stored; the server says what it makes of it.
+    async fn frames_to_send(&self, frames: &[Frame]) -> Vec<Frame> {
+        if self.image_max_side == 0 {
+            return frames.to_vec();
+        }
+        let (max_side, quality) = (self.image_max_side, self.image_quality);
+        let owned = frames.to_vec();
+        let fallback = owned.clone();
+        tokio::task::spawn_blocking(move || {
+            let before: usize = owned.iter().map(|f| f.jpeg.len()).sum();
+            let sent: Vec<Frame> = owned
+                .into_iter()
+                .map(
+                    |f| match super::downscale::fit(&f.jpeg, max_side, quality) {
+                        Ok(Some(jpeg)) => Frame { jpeg, ..f },
+                        Ok(None) => f,
+                        Err(e) => {
+                            tracing::debug!(frame = %f.key, "sent as stored: {e}");
+                            f
+                        }
+                    },
+                )
+                .collect();
+            let after: usize = sent.iter().map(|f| f.jpeg.len()).sum();
+            tracing::debug!(before, after, max_side, "frames scaled for the VLM");
+            sent
+        })
+        .await
+        .unwrap_or(fallback)
     }
 
     /// Whether the next request carries `response_format`.
@@ -375,6 +414,8 @@ impl Recognizer for OpenAiRecognizer {
             return Ok(Vec::new());
         }
         self.breaker.check()?;
+        let frames = self.frames_to_send(frames).await;
+        let frames = frames.as_slice();
         let mut with_schema = self.asks_schema();
         let mut body = Bytes::from(self.request_body(frames, with_schema));
         let mut backoff = BACKOFF_START;
