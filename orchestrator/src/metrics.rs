@@ -124,6 +124,7 @@ pub struct Metrics {
     orders_recovered: Family<StationLabel, Counter>,
     recognition_retries: Family<StationLabel, Counter>,
     errors: Family<KindLabel, Counter>,
+    recognition_tokens: Family<KindLabel, Counter>,
     retention_deleted: Family<KindLabel, Counter>,
     retention_passes: Counter,
     retention_last_pass: Gauge<f64, std::sync::atomic::AtomicU64>,
@@ -165,13 +166,14 @@ impl Metrics {
             orders_recovered: Family::default(),
             recognition_retries: Family::default(),
             errors: Family::default(),
+            recognition_tokens: Family::default(),
             retention_deleted: Family::default(),
             retention_passes: Counter::default(),
             retention_last_pass: Gauge::default(),
         };
         // The registry adds the closing period to each help text, and `_total` to each
         // counter's name.
-        let families: [(&str, &str, Box<dyn Metric>); 14] = [
+        let families: [(&str, &str, Box<dyn Metric>); 15] = [
             (
                 "oa_orders",
                 "Orders processed, by station and result status",
@@ -226,6 +228,11 @@ impl Metrics {
                 "oa_errors",
                 "Storage and processing errors, by kind",
                 Box::new(m.errors.clone()),
+            ),
+            (
+                "oa_recognition_tokens",
+                "Tokens the VLM server counted, by kind (prompt, completion)",
+                Box::new(m.recognition_tokens.clone()),
             ),
             (
                 "oa_retention_deleted",
@@ -290,6 +297,15 @@ impl Metrics {
     /// An order of `station` will be recognised again after a failure that may pass.
     pub fn recognition_retry(&self, station: &str) {
         inc(&self.recognition_retries, station);
+    }
+
+    /// Tokens of one recognition (`usage` of the VLM's reply).
+    pub fn recognition_tokens(&self, t: &crate::result::TokenUsage) {
+        for (kind, n) in [("prompt", t.prompt), ("completion", t.completion)] {
+            self.recognition_tokens
+                .get_or_create(&KindLabel { kind: kind.into() })
+                .inc_by(n);
+        }
     }
 
     /// A storage or processing error, by kind.
@@ -715,6 +731,26 @@ mod tests {
         assert!(
             !text.contains("oa_order_queue_seconds"),
             "no observation, no series"
+        );
+    }
+
+    #[test]
+    fn vlm_tokens_add_up_by_kind() {
+        let m = Metrics::new();
+        for (p, c) in [(1000, 20), (1500, 22)] {
+            m.recognition_tokens(&crate::result::TokenUsage {
+                prompt: p,
+                completion: c,
+            });
+        }
+        let text = m.render(&[]);
+        assert!(
+            text.contains("oa_recognition_tokens_total{kind=\"prompt\"} 2500\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("oa_recognition_tokens_total{kind=\"completion\"} 42\n"),
+            "{text}"
         );
     }
 }

@@ -81,6 +81,10 @@ pub struct OrderResult {
     /// When the store says that marker was written (its LastModified), in Unix ms.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub marker_last_modified_ms: Option<i64>,
+    /// Tokens the recogniser's server counted for this order (`usage` of an OpenAI-compatible
+    /// reply); absent for the embedded backends and servers that do not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenUsage>,
 }
 
 #[cfg(test)]
@@ -106,8 +110,18 @@ impl OrderResult {
             manifest_last_unix_ms: None,
             recognition_attempts: 0,
             marker_last_modified_ms: at,
+            tokens: None,
         }
     }
+}
+
+/// Tokens of one recognition: what a shared GPU server's capacity is counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TokenUsage {
+    /// The prompt, images included.
+    pub prompt: u64,
+    /// The reply (reasoning included, where the server counts it).
+    pub completion: u64,
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -190,6 +190,7 @@ pub struct RecognizerDouble {
     items: Vec<Item>,
     failures: usize,
     calls: AtomicUsize,
+    usage: Option<crate::result::TokenUsage>,
 }
 
 impl RecognizerDouble {
@@ -205,6 +206,15 @@ impl RecognizerDouble {
                 .collect(),
             failures: 0,
             calls: AtomicUsize::new(0),
+            usage: None,
+        }
+    }
+
+    /// Says each recognition used these tokens, as a VLM server's `usage` does.
+    pub fn using(self, prompt: u64, completion: u64) -> RecognizerDouble {
+        RecognizerDouble {
+            usage: Some(crate::result::TokenUsage { prompt, completion }),
+            ..self
         }
     }
 
@@ -230,6 +240,15 @@ impl Recognizer for RecognizerDouble {
             return Err(RecognizeError::transient("connection refused"));
         }
         Ok(self.items.clone())
+    }
+    async fn recognize_with_usage(
+        &self,
+        frames: &[Frame],
+    ) -> Result<crate::recognize::Recognition, RecognizeError> {
+        Ok(crate::recognize::Recognition {
+            items: self.recognize(frames).await?,
+            usage: self.usage,
+        })
     }
 }
 

@@ -765,3 +765,43 @@ async fn a_claim_renewed_at_every_retry_is_not_taken_over() {
     assert_eq!(r.validation.status, OrderStatus::Validated);
     assert_eq!(r.recognition_attempts, 6, "{r:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tokens_a_vlm_counted_are_stored_with_the_result() {
+    let e = env("tokens").await;
+    e.put_order("station_1", "384", &e.jpegs).await;
+    e.put_order("station_1", "385", &e.jpegs).await;
+    let rec = Arc::new(RecognizerDouble::sees(&[("apple", 1)]).using(1500, 42));
+    let c = e.consumer("host-a", rec);
+    let r = run(&c);
+    wait_processed(&c, 2).await;
+    r.stop().await;
+    let res = e.result("station_1", "384").unwrap();
+    assert_eq!(
+        res.tokens,
+        Some(orchestrator::result::TokenUsage {
+            prompt: 1500,
+            completion: 42
+        })
+    );
+    let stored: serde_json::Value = serde_json::from_slice(
+        &e.scratch
+            .store
+            .get(BUCKET, "results/station_1/385.json")
+            .await
+            .unwrap()
+            .unwrap()
+            .body,
+    )
+    .unwrap();
+    assert_eq!(
+        stored["tokens"],
+        serde_json::json!({"prompt": 1500, "completion": 42}),
+        "{stored}"
+    );
+    // A backend that cannot tell writes no tokens field.
+    let e = env("no-tokens").await;
+    e.put_order("station_1", "384", &e.jpegs).await;
+    e.process(1).await;
+    assert_eq!(e.result("station_1", "384").unwrap().tokens, None);
+}

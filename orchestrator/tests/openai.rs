@@ -897,3 +897,21 @@ async fn frames_are_scaled_to_the_configured_long_side_before_they_are_sent() {
         "768 px must at least halve the request: {sizes:?}"
     );
 }
+
+#[tokio::test]
+async fn the_tokens_of_each_reply_are_reported() {
+    let with_usage = json!({"id": "x", "object": "chat.completion",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": GOOD}}],
+        "usage": {"prompt_tokens": 1843, "completion_tokens": 27, "total_tokens": 1870}})
+    .to_string();
+    let server =
+        FakeVlmServer::start(vec![Reply::Raw(with_usage)], Reply::Content(GOOD.into())).await;
+    let r = build(&config(server.addr, 5_000, 0, 5), inventory()).unwrap();
+    let got = r.recognize_with_usage(&frames()).await.unwrap();
+    assert_eq!(got.items, vec![item("green apple", 2), item("banana", 1)]);
+    let u = got.usage.expect("usage read");
+    assert_eq!((u.prompt, u.completion), (1843, 27));
+    // A server that does not say: no usage, no error.
+    let got = r.recognize_with_usage(&frames()).await.unwrap();
+    assert_eq!(got.usage, None);
+}

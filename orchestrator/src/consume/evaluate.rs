@@ -35,6 +35,7 @@ pub enum Outcome {
     Recognized {
         selected: Vec<String>,
         detected: Vec<Item>,
+        tokens: Option<crate::result::TokenUsage>,
     },
 }
 
@@ -64,6 +65,7 @@ pub fn evaluate(
         manifest_last_unix_ms: header.manifest_last_unix_ms,
         marker_last_modified_ms: header.marker_last_modified_ms,
         recognition_attempts: header.recognition_attempts,
+        tokens: None,
     };
     match outcome {
         Outcome::BadManifest(e) | Outcome::NoFrames(e) => r.error = Some(e),
@@ -78,8 +80,13 @@ pub fn evaluate(
             r.selected_frames = selected;
             r.error = Some(format!("recognition: {error}"));
         }
-        Outcome::Recognized { selected, detected } => {
+        Outcome::Recognized {
+            selected,
+            detected,
+            tokens,
+        } => {
             r.selected_frames = selected;
+            r.tokens = tokens;
             r.validation = crate::validate::validate(expected, &detected, inventory);
         }
     }
@@ -118,6 +125,7 @@ mod tests {
         Outcome::Recognized {
             selected: vec!["k1".into()],
             detected,
+            tokens: None,
         }
     }
 

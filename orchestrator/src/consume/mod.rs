@@ -1045,7 +1045,7 @@ impl Consumer {
         };
         let selected: Vec<String> = frames.iter().map(|f| f.key.clone()).collect();
         let t = Instant::now();
-        let detected = self.recognizer.recognize(&frames).await;
+        let detected = self.recognizer.recognize_with_usage(&frames).await;
         *recognition_s = Some(t.elapsed().as_secs_f64());
         timings.recognize = ms(t.elapsed());
         Ok(match detected {
@@ -1054,7 +1054,16 @@ impl Consumer {
                 error: e.message,
                 transient: e.transient,
             },
-            Ok(detected) => Outcome::Recognized { selected, detected },
+            Ok(r) => {
+                if let Some(t) = &r.usage {
+                    self.metrics.recognition_tokens(t);
+                }
+                Outcome::Recognized {
+                    selected,
+                    detected: r.items,
+                    tokens: r.usage,
+                }
+            }
         })
     }
 }

@@ -14,7 +14,7 @@ pub mod openai;
 
 use crate::config::{Backend, RecognitionConfig};
 use crate::orders::Inventory;
-use crate::result::Item;
+use crate::result::{Item, TokenUsage};
 use std::fmt;
 use std::sync::Arc;
 
@@ -62,11 +62,25 @@ impl fmt::Display for RecognizeError {
 
 impl std::error::Error for RecognizeError {}
 
+/// What a recognition found, and what it cost where the backend can tell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recognition {
+    pub items: Vec<Item>,
+    pub usage: Option<TokenUsage>,
+}
+
 #[async_trait::async_trait]
 pub trait Recognizer: Send + Sync {
     /// Backend name, recorded in every result (`labels`, `openai:<model>`).
     fn name(&self) -> &str;
     async fn recognize(&self, frames: &[Frame]) -> Result<Vec<Item>, RecognizeError>;
+    /// [`Recognizer::recognize`] with the tokens it used (none by default).
+    async fn recognize_with_usage(&self, frames: &[Frame]) -> Result<Recognition, RecognizeError> {
+        Ok(Recognition {
+            items: self.recognize(frames).await?,
+            usage: None,
+        })
+    }
 }
 
 /// Builds the configured backend. The labels backend loads its OCR models here, so a

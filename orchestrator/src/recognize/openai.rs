@@ -2,7 +2,8 @@
 //! (vLLM, OpenVINO Model Server, Ollama, llama.cpp server).
 //!
 //! The selected frames go to `POST {endpoint}/v1/chat/completions` (or
-//! `{endpoint}/chat/completions` when the endpoint already ends in `/v1`) as
+//! `{endpoint}/chat/completions` when the endpoint already ends in a version, `/v1` or
+//! OpenVINO Model Server's `/v3`) as
 //! `data:image/jpeg;base64,...` `image_url` parts, with a prompt that lists the inventory
 //! and asks for JSON only: `{"items":[{"name":"...","quantity":N}]}`.
 //!
@@ -32,10 +33,10 @@
 //! **kept** (normalised) so that validation reports them as extras: a VLM that sees an
 //! unlisted item in the bag is reporting something the order did not ask for.
 
-use super::{Frame, RecognizeError, Recognizer, add_item};
+use super::{Frame, Recognition, RecognizeError, Recognizer, add_item};
 use crate::config::{OpenAiConfig, StructuredOutput};
 use crate::orders::{Inventory, normalize};
-use crate::result::Item;
+use crate::result::{Item, TokenUsage};
 use base64::Engine as _;
 use bytes::Bytes;
 use reqwest::{Certificate, Client, ClientBuilder, StatusCode, Url, header};
@@ -213,12 +214,7 @@ impl OpenAiRecognizer {
             image_max_side,
             image_quality,
         } = config;
-        let base = endpoint.trim_end_matches('/');
-        let url = if base.ends_with("/v1") {
-            format!("{base}/chat/completions")
-        } else {
-            format!("{base}/v1/chat/completions")
-        };
+        let url = chat_url(endpoint);
         let parsed = Url::parse(&url)
             .map_err(|e| format!("recognition.endpoint: {url:?} is not a valid URL: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -340,7 +336,11 @@ impl OpenAiRecognizer {
         serde_json::to_vec(&body).unwrap_or_default()
     }
 
-    async fn attempt(&self, body: Bytes, with_schema: bool) -> Result<String, Attempt> {
+    async fn attempt(
+        &self,
+        body: Bytes,
+        with_schema: bool,
+    ) -> Result<(String, Option<TokenUsage>), Attempt> {
         let mut req = self
             .client
             .post(self.url.clone())
@@ -399,7 +399,8 @@ impl OpenAiRecognizer {
                 },
             );
         }
-        message_content(&bytes).map_err(Attempt::Fatal)
+        let content = message_content(&bytes).map_err(Attempt::Fatal)?;
+        Ok((content, usage_of(&bytes)))
     }
 }
 
@@ -410,8 +411,15 @@ impl Recognizer for OpenAiRecognizer {
     }
 
     async fn recognize(&self, frames: &[Frame]) -> Result<Vec<Item>, RecognizeError> {
+        Ok(self.recognize_with_usage(frames).await?.items)
+    }
+
+    async fn recognize_with_usage(&self, frames: &[Frame]) -> Result<Recognition, RecognizeError> {
         if frames.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Recognition {
+                items: Vec::new(),
+                usage: None,
+            });
         }
         self.breaker.check()?;
         let frames = self.frames_to_send(frames).await;
@@ -436,10 +444,11 @@ impl Recognizer for OpenAiRecognizer {
                 self.attempt(body.clone(), with_schema).await
             };
             match outcome {
-                Ok(content) => {
+                Ok((content, usage)) => {
                     self.breaker.record(true);
-                    return parse_reply(&content, &self.inventory)
-                        .map_err(|e| RecognizeError::new(format!("unusable VLM reply: {e}")));
+                    let items = parse_reply(&content, &self.inventory)
+                        .map_err(|e| RecognizeError::new(format!("unusable VLM reply: {e}")))?;
+                    return Ok(Recognition { items, usage });
                 }
                 Err(Attempt::Retry(m)) => last = m,
                 Err(Attempt::SchemaRefused(m)) => {
@@ -492,6 +501,31 @@ fn build_prompt(inventory: &Inventory) -> String {
          {{\"items\":[{{\"name\":\"<inventory name>\",\"quantity\":<integer>}}]}}\n\
          If the photos show no items, answer {{\"items\":[]}}."
     )
+}
+
+/// The chat-completions URL of `endpoint`: `/v1` is added unless it ends in a version.
+fn chat_url(endpoint: &str) -> String {
+    let base = endpoint.trim_end_matches('/');
+    let versioned = base
+        .rsplit_once("/v")
+        .is_some_and(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+    if versioned {
+        format!("{base}/chat/completions")
+    } else {
+        format!("{base}/v1/chat/completions")
+    }
+}
+
+/// `usage` of a chat-completions reply, when the server gives it.
+fn usage_of(body: &[u8]) -> Option<TokenUsage> {
+    let v: Value = serde_json::from_slice(body).ok()?;
+    let u = v.get("usage")?;
+    let prompt = u.get("prompt_tokens").and_then(Value::as_u64)?;
+    let completion = u
+        .get("completion_tokens")
+        .and_then(Value::as_u64)
+        .unwrap_or(0);
+    Some(TokenUsage { prompt, completion })
 }
 
 /// Whether an error body says the server does not take `response_format` (vLLM, llama.cpp,
@@ -712,4 +746,25 @@ fn entries_of(a: &[Value]) -> Vec<(String, i64)> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_chat_url_keeps_a_versioned_endpoint() {
+        for (endpoint, url) in [
+            ("http://h:8000", "http://h:8000/v1/chat/completions"),
+            ("http://h:8000/", "http://h:8000/v1/chat/completions"),
+            ("http://h:11434/v1", "http://h:11434/v1/chat/completions"),
+            (
+                "http://ovms:8000/v3/",
+                "http://ovms:8000/v3/chat/completions",
+            ),
+            ("https://proxy/vlm", "https://proxy/vlm/v1/chat/completions"),
+        ] {
+            assert_eq!(chat_url(endpoint), url, "{endpoint}");
+        }
+    }
 }
