@@ -36,6 +36,8 @@ enum Reply {
     /// As vLLM without guided decoding or an old llama.cpp server: 400 naming
     /// `response_format` when the request has one, else 200 with this content.
     RefuseSchema(String),
+    /// This status, with these headers and this body.
+    StatusWith(u16, Vec<(&'static str, String)>, String),
     /// 200 with `reasoning_content` beside this content (`None`: content null, as a
     /// reasoning model that ran out of tokens while thinking).
     Reasoning(String, Option<String>),
@@ -110,7 +112,12 @@ impl FakeVlmServer {
                                     "message": {"role": "assistant", "content": content}}]})
                                 .to_string()
                             };
+                            let mut headers: Vec<(&'static str, String)> = Vec::new();
                             let (status, body) = match reply {
+                                Reply::StatusWith(s, h, b) => {
+                                    headers = h;
+                                    (s, b)
+                                }
                                 Reply::Content(c) => (200, completion(&c)),
                                 Reply::Raw(b) => (200, b),
                                 Reply::Status(s) => (s, "{\"error\":\"overloaded\"}".into()),
@@ -132,12 +139,14 @@ impl FakeVlmServer {
                                     .to_string(),
                                 ),
                             };
+                            let mut resp = Response::builder()
+                                .status(StatusCode::from_u16(status).unwrap())
+                                .header("content-type", "application/json");
+                            for (k, v) in headers {
+                                resp = resp.header(k, v);
+                            }
                             Ok::<_, std::convert::Infallible>(
-                                Response::builder()
-                                    .status(StatusCode::from_u16(status).unwrap())
-                                    .header("content-type", "application/json")
-                                    .body(Full::new(Bytes::from(body)))
-                                    .unwrap(),
+                                resp.body(Full::new(Bytes::from(body))).unwrap(),
                             )
                         }
                     });
@@ -914,4 +923,54 @@ async fn the_tokens_of_each_reply_are_reported() {
     // A server that does not say: no usage, no error.
     let got = r.recognize_with_usage(&frames()).await.unwrap();
     assert_eq!(got.usage, None);
+}
+
+#[tokio::test]
+async fn a_429_with_retry_after_is_tried_again_no_sooner_than_it_asks() {
+    let busy = Reply::StatusWith(
+        429,
+        vec![("retry-after", "2".into())],
+        r#"{"error":{"message":"rate limited"}}"#.into(),
+    );
+    let server = FakeVlmServer::start(vec![busy], Reply::Content(GOOD.into())).await;
+    let r = build(&config(server.addr, 5_000, 1, 5), inventory()).unwrap();
+    let t = Instant::now();
+    let items = r.recognize(&frames()).await.unwrap();
+    assert_eq!(items, vec![item("green apple", 2), item("banana", 1)]);
+    assert_eq!(server.requests(), 2);
+    // The backoff alone is 250 ms: the wait is the server's.
+    assert!(
+        t.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_body_too_large_or_too_many_images_says_which_setting_to_lower() {
+    let server = FakeVlmServer::start(
+        vec![
+            Reply::StatusWith(413, vec![], "request entity too large".into()),
+            Reply::StatusWith(
+                400,
+                vec![],
+                r#"{"object":"error","message":"At most 1 image(s) may be provided in one request.","code":400}"#.into(),
+            ),
+        ],
+        Reply::Content(GOOD.into()),
+    )
+    .await;
+    let r = build(&config(server.addr, 5_000, 2, 5), inventory()).unwrap();
+    let e = r.recognize(&frames()).await.unwrap_err().to_string();
+    assert!(
+        e.contains("413") && e.contains("image_max_side") && e.contains("bytes"),
+        "{e}"
+    );
+    assert_eq!(server.requests(), 1, "a 413 is not retried");
+    let e = r.recognize(&frames()).await.unwrap_err().to_string();
+    assert!(
+        e.contains("frames_per_order") && e.contains("At most 1 image"),
+        "{e}"
+    );
+    assert_eq!(server.requests(), 2, "nor is a 400");
 }

@@ -54,6 +54,8 @@ pub const NAME_EDIT_DISTANCE: usize = 2;
 const MAX_REPLY_BYTES: usize = 4 << 20;
 const BACKOFF_START: Duration = Duration::from_millis(250);
 const BACKOFF_MAX: Duration = Duration::from_secs(4);
+/// The longest `Retry-After` honoured; a server asking for more is tried after this.
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(30);
 
 pub struct OpenAiRecognizer {
     name: String,
@@ -76,6 +78,8 @@ pub struct OpenAiRecognizer {
     max_tokens: u32,
     image_max_side: u32,
     image_quality: u8,
+    /// Size of the latest request body, for the message of a 413.
+    last_request_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for OpenAiRecognizer {
@@ -194,6 +198,8 @@ enum Attempt {
     /// A 400 naming `response_format` with `structured_output = "auto"`: asked again
     /// without it at once.
     SchemaRefused(String),
+    /// A 429 or 503 with `Retry-After`: tried again no sooner than it says.
+    RetryAfter(String, Duration),
 }
 
 impl OpenAiRecognizer {
@@ -257,6 +263,7 @@ impl OpenAiRecognizer {
             max_tokens: *max_tokens,
             image_max_side: *image_max_side,
             image_quality: *image_quality,
+            last_request_bytes: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -360,6 +367,12 @@ impl OpenAiRecognizer {
                 Attempt::Retry(format!("request to {} failed: {}", self.url, chain(&e)))
             })?;
             let status = resp.status();
+            let retry_after = resp
+                .headers()
+                .get(header::RETRY_AFTER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .map(Duration::from_secs);
             let mut bytes = Vec::new();
             while let Some(chunk) = resp.chunk().await.map_err(|e| {
                 Attempt::Retry(format!(
@@ -374,9 +387,9 @@ impl OpenAiRecognizer {
                 }
                 bytes.extend_from_slice(&chunk);
             }
-            Ok::<_, Attempt>((status, bytes))
+            Ok::<_, Attempt>((status, retry_after, bytes))
         };
-        let (status, bytes) = tokio::time::timeout(self.timeout, exchange)
+        let (status, retry_after, bytes) = tokio::time::timeout(self.timeout, exchange)
             .await
             .map_err(|_| {
                 Attempt::Retry(format!("no reply within {} ms", self.timeout.as_millis()))
@@ -391,9 +404,26 @@ impl OpenAiRecognizer {
             {
                 return Err(Attempt::SchemaRefused(msg));
             }
+            if status == StatusCode::PAYLOAD_TOO_LARGE {
+                return Err(Attempt::Fatal(format!(
+                    "{msg} (the request was {} bytes: lower recognition.openai.image_max_side \
+                     or processing.frames_per_order, or raise the server's body limit)",
+                    self.last_request_bytes.load(Ordering::Relaxed)
+                )));
+            }
+            if status == StatusCode::BAD_REQUEST && too_many_images(&snippet) {
+                return Err(Attempt::Fatal(format!(
+                    "{msg} (the server takes fewer images per prompt: lower \
+                     processing.frames_per_order, or raise the server's limit, e.g. vLLM's \
+                     --limit-mm-per-prompt)"
+                )));
+            }
             return Err(
                 if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
-                    Attempt::Retry(msg)
+                    match retry_after {
+                        Some(wait) => Attempt::RetryAfter(msg, wait),
+                        None => Attempt::Retry(msg),
+                    }
                 } else {
                     Attempt::Fatal(msg)
                 },
@@ -428,13 +458,17 @@ impl Recognizer for OpenAiRecognizer {
         let mut body = Bytes::from(self.request_body(frames, with_schema));
         let mut backoff = BACKOFF_START;
         let mut last = String::new();
+        let mut asked_wait = Duration::ZERO;
         let mut attempt = 0;
         while attempt <= self.retries {
             attempt += 1;
             if attempt > 1 {
-                tokio::time::sleep(backoff).await;
+                // The server's Retry-After, within reason, else the backoff.
+                tokio::time::sleep(backoff.max(asked_wait.min(RETRY_AFTER_MAX))).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
+                asked_wait = Duration::ZERO;
             }
+            self.last_request_bytes.store(body.len(), Ordering::Relaxed);
             let outcome = {
                 let _permit = self
                     .permits
@@ -451,6 +485,10 @@ impl Recognizer for OpenAiRecognizer {
                     return Ok(Recognition { items, usage });
                 }
                 Err(Attempt::Retry(m)) => last = m,
+                Err(Attempt::RetryAfter(m, wait)) => {
+                    last = m;
+                    asked_wait = wait;
+                }
                 Err(Attempt::SchemaRefused(m)) => {
                     if !self.schema_refused.swap(true, Ordering::Relaxed) {
                         tracing::warn!(
@@ -514,6 +552,15 @@ fn chat_url(endpoint: &str) -> String {
     } else {
         format!("{base}/v1/chat/completions")
     }
+}
+
+/// Whether a 400's body says the prompt holds more images than the server takes.
+fn too_many_images(body: &str) -> bool {
+    let b = body.to_ascii_lowercase();
+    b.contains("image")
+        && ["at most", "too many", "limit", "maximum", "exceed"]
+            .iter()
+            .any(|k| b.contains(k))
 }
 
 /// `usage` of a chat-completions reply, when the server gives it.
