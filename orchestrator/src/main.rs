@@ -144,12 +144,9 @@ fn station_ids(c: &Config) -> Vec<&str> {
     c.stations.iter().map(|s| s.id.as_str()).collect()
 }
 
-/// The stations whose pipelines `duty` runs (all of them but with a shard).
-fn station_specs(c: &Config, duty: &Duty) -> Vec<(StationSpec, CameraEnv)> {
-    let mine = duty.pipelines_of(&station_ids(c));
+fn station_specs(c: &Config) -> Vec<(StationSpec, CameraEnv)> {
     c.stations
         .iter()
-        .filter(|s| mine.contains(&s.id.as_str()))
         .map(|s| {
             let spec = StationSpec {
                 id: s.id.clone(),
@@ -190,12 +187,7 @@ fn load(arg: &ConfigArg) -> Result<Loaded, String> {
     let settings = supervise_settings(&config);
     let storage = storage_target(&config);
     // Every station's pipeline is checked, whichever shard runs it.
-    let every = Duty {
-        shard: roles::Shard::WHOLE,
-        pipelines: true,
-        ..duty
-    };
-    for (i, (spec, camera)) in station_specs(&config, &every).iter().enumerate() {
+    for (i, (spec, camera)) in station_specs(&config).iter().enumerate() {
         supervise::plan(&settings, &storage, spec, camera, "check")
             .map_err(|e| format!("stations[{i}].pipeline: {e}"))?;
     }
@@ -419,11 +411,13 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
     }
     let supervisor = if duty.pipelines {
         Some(
-            Supervisor::start_with_cameras(
-                supervise_settings(c),
-                storage_target(c),
-                station_specs(c, &duty),
-            )
+            Supervisor::start_with_cameras(supervise_settings(c), storage_target(c), {
+                let mine = duty.pipelines_of(&station_ids(c));
+                station_specs(c)
+                    .into_iter()
+                    .filter(|(s, _)| mine.contains(&s.id.as_str()))
+                    .collect()
+            })
             .map_err(|e| (2, e))?,
         )
     } else {

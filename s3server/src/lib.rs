@@ -340,19 +340,13 @@ impl S3Server {
         std::fs::create_dir_all(&root)?;
         // In the background: a store of months holds millions of them, in one folder.
         let sweep_root = root.clone();
-        let sweep = tokio::task::spawn_blocking(move || sidecars::sweep(&sweep_root));
-        let shown = root.clone();
-        tokio::spawn(async move {
-            match sweep.await {
-                Ok(Ok(0)) | Err(_) => {}
-                Ok(Ok(n)) => tracing::info!(
-                    root = %shown.display(),
-                    "removed {n} side file(s) of objects deleted before this version removed them"
-                ),
-                Ok(Err(e)) => {
-                    tracing::warn!(root = %shown.display(), "cannot sweep side files: {e}")
-                }
-            }
+        tokio::task::spawn_blocking(move || match sidecars::sweep(&sweep_root) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                root = %sweep_root.display(),
+                "removed {n} side file(s) of objects deleted before this version removed them"
+            ),
+            Err(e) => tracing::warn!(root = %sweep_root.display(), "cannot sweep side files: {e}"),
         });
         #[cfg(any(test, feature = "testing"))]
         let log = PutLog::default();

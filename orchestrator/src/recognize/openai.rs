@@ -78,8 +78,6 @@ pub struct OpenAiRecognizer {
     max_tokens: u32,
     image_max_side: u32,
     image_quality: u8,
-    /// Size of the latest request body, for the message of a 413.
-    last_request_bytes: std::sync::atomic::AtomicUsize,
 }
 
 impl std::fmt::Debug for OpenAiRecognizer {
@@ -263,7 +261,6 @@ impl OpenAiRecognizer {
             max_tokens: *max_tokens,
             image_max_side: *image_max_side,
             image_quality: *image_quality,
-            last_request_bytes: std::sync::atomic::AtomicUsize::new(0),
         })
     }
 
@@ -276,7 +273,6 @@ impl OpenAiRecognizer {
         }
         let (max_side, quality) = (self.image_max_side, self.image_quality);
         let owned = frames.to_vec();
-        let fallback = owned.clone();
         tokio::task::spawn_blocking(move || {
             let before: usize = owned.iter().map(|f| f.jpeg.len()).sum();
             let sent: Vec<Frame> = owned
@@ -297,7 +293,7 @@ impl OpenAiRecognizer {
             sent
         })
         .await
-        .unwrap_or(fallback)
+        .unwrap_or_else(|_| frames.to_vec())
     }
 
     /// Whether the next request carries `response_format`.
@@ -348,6 +344,7 @@ impl OpenAiRecognizer {
         body: Bytes,
         with_schema: bool,
     ) -> Result<(String, Option<TokenUsage>), Attempt> {
+        let request_bytes = body.len();
         let mut req = self
             .client
             .post(self.url.clone())
@@ -408,7 +405,7 @@ impl OpenAiRecognizer {
                 return Err(Attempt::Fatal(format!(
                     "{msg} (the request was {} bytes: lower recognition.openai.image_max_side \
                      or processing.frames_per_order, or raise the server's body limit)",
-                    self.last_request_bytes.load(Ordering::Relaxed)
+                    request_bytes
                 )));
             }
             if status == StatusCode::BAD_REQUEST && too_many_images(&snippet) {
@@ -429,8 +426,10 @@ impl OpenAiRecognizer {
                 },
             );
         }
-        let content = message_content(&bytes).map_err(Attempt::Fatal)?;
-        Ok((content, usage_of(&bytes)))
+        let reply: Value = serde_json::from_slice(&bytes)
+            .map_err(|e| Attempt::Fatal(format!("response is not JSON: {e}")))?;
+        let content = message_content(&reply).map_err(Attempt::Fatal)?;
+        Ok((content, usage_of(&reply)))
     }
 }
 
@@ -468,7 +467,6 @@ impl Recognizer for OpenAiRecognizer {
                 backoff = (backoff * 2).min(BACKOFF_MAX);
                 asked_wait = Duration::ZERO;
             }
-            self.last_request_bytes.store(body.len(), Ordering::Relaxed);
             let outcome = {
                 let _permit = self
                     .permits
@@ -564,9 +562,8 @@ fn too_many_images(body: &str) -> bool {
 }
 
 /// `usage` of a chat-completions reply, when the server gives it.
-fn usage_of(body: &[u8]) -> Option<TokenUsage> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    let u = v.get("usage")?;
+fn usage_of(reply: &Value) -> Option<TokenUsage> {
+    let u = reply.get("usage")?;
     let prompt = u.get("prompt_tokens").and_then(Value::as_u64)?;
     let completion = u
         .get("completion_tokens")
@@ -618,10 +615,8 @@ fn response_format(inventory: &Inventory) -> Value {
 
 /// The assistant text of a chat-completions response body, without a reasoning model's
 /// thoughts (`reasoning_content` is never read; a `<think>` block is cut off).
-fn message_content(body: &[u8]) -> Result<String, String> {
-    let v: Value =
-        serde_json::from_slice(body).map_err(|e| format!("response is not JSON: {e}"))?;
-    let message = v
+fn message_content(reply: &Value) -> Result<String, String> {
+    let message = reply
         .pointer("/choices/0/message")
         .ok_or("response has no choices[0].message")?;
     let text = match message.get("content").unwrap_or(&Value::Null) {
