@@ -13,14 +13,18 @@
 //! discovery is from the marker PUT to the consumer's marker callback. Two modes: polling
 //! only (the safety net), and with the pipeline's `order-stored` hint as the supervisor
 //! passes it. Then LIST requests per poll with 20 and with `--finished` finished orders
-//! in the bucket. The last line is `BENCH_JSON {...}`.
+//! in the bucket. Then, with `--vlm-latency-ms A,B,...` (default `0,2000`), the same
+//! orders through the `openai` backend against a fixed-latency VLM TEST DOUBLE (answers
+//! after exactly that long, on its own runtime): the client's own cost per order is the
+//! recognition time less the server's latency (scaling, base64, JSON, HTTP, parsing).
+//! The last line is `BENCH_JSON {...}`.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use oa_contract::{CompletionReason, FrameEntry, Manifest, marker_key};
 use oa_s3server::{Options, S3Server};
-use orchestrator::config::LabelsConfig;
+use orchestrator::config::{Backend, LabelsConfig, OpenAiConfig, RecognitionConfig};
 use orchestrator::consume::{Consumer, ConsumerDeps, Settings};
 use orchestrator::metrics::Metrics;
 use orchestrator::orders::{Inventory, Orders};
@@ -77,6 +81,77 @@ fn render(dir: &std::path::Path, name: &str, texts: &[&str]) -> Vec<u8> {
         .success();
     assert!(ok, "gst-launch-1.0 {args:?}");
     std::fs::read(out).unwrap()
+}
+
+/// A VLM TEST DOUBLE with a fixed latency: every `POST` is answered after `latency` with
+/// the right items of these orders and a `usage`; the size of each request body is kept.
+struct FixedVlm {
+    addr: std::net::SocketAddr,
+    request_bytes: Arc<Mutex<Vec<usize>>>,
+}
+
+impl FixedVlm {
+    async fn start(latency: Duration) -> FixedVlm {
+        use http_body_util::{BodyExt, Full};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let request_bytes = Arc::new(Mutex::new(Vec::new()));
+        let sizes = request_bytes.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let sizes = sizes.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let sizes = sizes.clone();
+                            async move {
+                                let body = req.into_body().collect().await.unwrap().to_bytes();
+                                sizes.lock().unwrap().push(body.len());
+                                tokio::time::sleep(latency).await;
+                                let content = r#"{"items":[{"name":"green apple","quantity":2},{"name":"banana","quantity":1}]}"#;
+                                let reply = serde_json::json!({"object": "chat.completion",
+                                "choices": [{"index": 0, "finish_reason": "stop",
+                                  "message": {"role": "assistant", "content": content}}],
+                                "usage": {"prompt_tokens": 1500, "completion_tokens": 24}});
+                                Ok::<_, std::convert::Infallible>(
+                                    hyper::Response::builder()
+                                        .header("content-type", "application/json")
+                                        .body(Full::new(bytes::Bytes::from(reply.to_string())))
+                                        .unwrap(),
+                                )
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FixedVlm {
+            addr,
+            request_bytes,
+        }
+    }
+
+    fn recognizer(
+        &self,
+        inventory: &Arc<Inventory>,
+        image_max_side: u32,
+    ) -> Arc<dyn orchestrator::recognize::Recognizer> {
+        let mut c = RecognitionConfig::with_backend(Backend::OpenAi);
+        c.openai = OpenAiConfig {
+            endpoint: format!("http://{}", self.addr),
+            model: "fixed-latency-double".into(),
+            image_max_side,
+            timeout_ms: 30_000,
+            ..OpenAiConfig::default()
+        };
+        orchestrator::recognize::build(&c, inventory.clone()).expect("openai backend")
+    }
 }
 
 fn pct(v: &[f64], p: f64) -> f64 {
@@ -201,6 +276,31 @@ async fn run_orders(
     run
 }
 
+/// A consumer running on the current runtime, with the times its marker callback fired.
+struct Running {
+    consumer: Arc<Consumer>,
+    marker_seen: Arc<Mutex<Vec<Instant>>>,
+    stop_tx: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    fn start(deps: ConsumerDeps) -> Running {
+        let consumer = Consumer::new(deps);
+        let marker_seen = Arc::new(Mutex::new(Vec::new()));
+        let ms = marker_seen.clone();
+        consumer.on_marker(Box::new(move |_| ms.lock().unwrap().push(Instant::now())));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let task = tokio::spawn(consumer.clone().run(stop_rx.into()));
+        Running {
+            consumer,
+            marker_seen,
+            stop_tx,
+            task,
+        }
+    }
+}
+
 fn settings(poll: Duration) -> Settings {
     Settings {
         stations: vec![STATION.into()],
@@ -231,6 +331,7 @@ fn main() {
     let mut finished = 300usize;
     let mut threads = orchestrator::config::DEFAULT_LABELS_THREADS;
     let mut det_max_side = orchestrator::config::DEFAULT_LABELS_DET_MAX_SIDE;
+    let mut vlm_latencies: Vec<u64> = vec![0, 2000];
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut v = || -> u64 { args.next().and_then(|v| v.parse().ok()).expect("number") };
@@ -240,9 +341,18 @@ fn main() {
             "--finished" => finished = v() as usize,
             "--threads" => threads = v() as usize,
             "--det-max-side" => det_max_side = v() as u32,
+            "--vlm-latency-ms" => {
+                vlm_latencies = args
+                    .next()
+                    .expect("list")
+                    .split(',')
+                    .filter(|v| !v.is_empty())
+                    .map(|v| v.parse().expect("milliseconds"))
+                    .collect()
+            }
             _ => panic!(
                 "usage: bench_latency [--orders N] [--poll-ms MS] [--finished N] [--threads N] \
-                 [--det-max-side PX]"
+                 [--det-max-side PX] [--vlm-latency-ms A,B,...]"
             ),
         }
     }
@@ -279,7 +389,10 @@ fn main() {
     let poll = Duration::from_millis(poll_ms);
 
     let mut expected = String::from("{");
-    for tag in ["w", "p", "h"] {
+    let vlm_tags: Vec<String> = vlm_latencies.iter().map(|l| format!("v{l}_")).collect();
+    let mut tags: Vec<&str> = vec!["w", "p", "h"];
+    tags.extend(vlm_tags.iter().map(String::as_str));
+    for tag in tags {
         for i in 0..orders {
             expected.push_str(&format!(
                 r#""{tag}{i}":[{{"name":"green apple","quantity":2}},{{"name":"banana","quantity":1}}],"#
@@ -308,8 +421,64 @@ fn main() {
 
     let out = rt.block_on(async {
         let store = Store::connect(Some(&server.endpoint()), "us-east-1", true).await;
+        // The openai backend, against a server answering in a fixed time (first: the
+        // finished orders below would be orders to do for a consumer that never saw them).
+        let mut vlm = Vec::new();
+        for (&latency, tag) in vlm_latencies.iter().zip(&vlm_tags) {
+            let double = FixedVlm::start(Duration::from_millis(latency)).await;
+            let Running {
+                consumer,
+                marker_seen,
+                stop_tx,
+                task,
+            } = Running::start(ConsumerDeps {
+                store: store.clone(),
+                settings: settings(poll),
+                recognizer: double.recognizer(&inventory, OpenAiConfig::default().image_max_side),
+                orders: Arc::new(Orders::from_json(&expected).unwrap()),
+                inventory: inventory.clone(),
+                metrics: Arc::new(Metrics::new()),
+                detector: None,
+                expected: None,
+            });
+            let run = run_orders(
+                &server,
+                &store,
+                &consumer,
+                &marker_seen,
+                &frames,
+                tag,
+                orders,
+                true,
+            )
+            .await;
+            stop_tx.send(true).unwrap();
+            let _ = task.await;
+            let sizes = double.request_bytes.lock().unwrap().clone();
+            vlm.push((latency, run, sizes));
+        }
+        // The request as stored frames make it, for the size before scaling.
+        let unscaled = {
+            let double = FixedVlm::start(Duration::ZERO).await;
+            let r = double.recognizer(&inventory, 0);
+            let f: Vec<orchestrator::recognize::Frame> = frames
+                .iter()
+                .enumerate()
+                .map(|(i, jpeg)| orchestrator::recognize::Frame {
+                    key: format!("f{i}"),
+                    jpeg: jpeg.clone(),
+                })
+                .collect();
+            r.recognize(&f).await.unwrap();
+            double.request_bytes.lock().unwrap()[0]
+        };
         let metrics = Arc::new(Metrics::new());
-        let consumer = Consumer::new(ConsumerDeps {
+        let Running {
+            consumer,
+            marker_seen,
+            stop_tx,
+            task,
+        } = Running::start(ConsumerDeps {
             store: store.clone(),
             settings: settings(poll),
             recognizer: recognizer.clone(),
@@ -319,11 +488,6 @@ fn main() {
             detector: None,
             expected: None,
         });
-        let marker_seen = Arc::new(Mutex::new(Vec::new()));
-        let ms = marker_seen.clone();
-        consumer.on_marker(Box::new(move |_| ms.lock().unwrap().push(Instant::now())));
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let task = tokio::spawn(consumer.clone().run(stop_rx.into()));
         tokio::time::sleep(Duration::from_millis(300)).await;
         // Warm-up order: the first OCR run pays ONNX Runtime's lazy initialisation.
         let _ = run_orders(
@@ -390,9 +554,10 @@ fn main() {
         }
         stop_tx.send(true).unwrap();
         let _ = task.await;
-        (polled, hinted, per_poll)
+
+        (polled, hinted, per_poll, vlm, unscaled)
     });
-    let (polled, hinted, per_poll) = out;
+    let (polled, hinted, per_poll, vlm, unscaled) = out;
 
     println!(
         "{orders} orders, 3 frames each (1280x720 JPEG), labels recogniser, poll {poll_ms} ms"
@@ -422,9 +587,6 @@ fn main() {
     );
     row("discovery delay, polling only", &polled.discovery_ms);
     row("discovery delay, with hint", &hinted.discovery_ms);
-    for (n, r) in &per_poll {
-        println!("LIST requests per poll with {n:>4} finished orders: {r:.2}");
-    }
     let j = |v: &[f64]| {
         format!(
             "{{\"p50\":{:.1},\"p95\":{:.1},\"min\":{:.1},\"max\":{:.1}}}",
@@ -434,8 +596,37 @@ fn main() {
             pct(v, 1.0)
         )
     };
+    let mut vlm_json = Vec::new();
+    for (latency, run, sizes) in &vlm {
+        let less = |v: &[f64]| v.iter().map(|x| x - *latency as f64).collect::<Vec<_>>();
+        let client = less(&run.recognize_ms);
+        let total = less(&run.latency_ms);
+        row(
+            &format!("openai, server {latency} ms: marker->result"),
+            &run.latency_ms,
+        );
+        row("  less the server's latency", &total);
+        row("  client's own cost of recognition", &client);
+        let sent = sizes.iter().sum::<usize>() as f64 / sizes.len().max(1) as f64;
+        vlm_json.push(format!(
+            "{{\"server_ms\":{latency},\"latency\":{},\"overhead\":{},\"client\":{},\"request_bytes\":{sent:.0}}}",
+            j(&run.latency_ms),
+            j(&total),
+            j(&client)
+        ));
+    }
+    if let Some((_, _, sizes)) = vlm.first() {
+        let sent = sizes.iter().sum::<usize>() / sizes.len().max(1);
+        println!(
+            "openai request per order: {unscaled} bytes as stored, {sent} bytes scaled to {} px",
+            OpenAiConfig::default().image_max_side
+        );
+    }
+    for (n, r) in &per_poll {
+        println!("LIST requests per poll with {n:>4} finished orders: {r:.2}");
+    }
     println!(
-        "BENCH_JSON {{\"latency\":{{\"orders\":{orders},\"poll_ms\":{poll_ms},\"threads\":{threads},\"det_max_side\":{det_max_side},\"polled\":{},\"hinted\":{},\"recognize\":{},\"discovery_polled\":{},\"discovery_hinted\":{},\"lists_per_poll\":[{}]}}}}",
+        "BENCH_JSON {{\"latency\":{{\"orders\":{orders},\"poll_ms\":{poll_ms},\"threads\":{threads},\"det_max_side\":{det_max_side},\"polled\":{},\"hinted\":{},\"recognize\":{},\"discovery_polled\":{},\"discovery_hinted\":{},\"lists_per_poll\":[{}],\"vlm\":[{}],\"vlm_unscaled_bytes\":{unscaled}}}}}",
         j(&polled.latency_ms),
         j(&hinted.latency_ms),
         j(&hinted.recognize_ms),
@@ -445,7 +636,8 @@ fn main() {
             .iter()
             .map(|(n, r)| format!("{{\"finished\":{n},\"per_poll\":{r:.3}}}"))
             .collect::<Vec<_>>()
-            .join(",")
+            .join(","),
+        vlm_json.join(",")
     );
     drop(rt);
     drop(server);

@@ -184,6 +184,11 @@ fn load(arg: &ConfigArg) -> Result<Loaded, String> {
         .map_err(|e| format!("orders_file {}: {e}", config.orders_file.display()))?;
     let inventory = Inventory::load(&config.inventory_file)
         .map_err(|e| format!("inventory_file {}: {e}", config.inventory_file.display()))?;
+    if config.recognition.backend == orchestrator::config::Backend::OpenAi {
+        // The prompt and worked examples are read and checked against the inventory now,
+        // so that check-config refuses a bad examples file.
+        orchestrator::recognize::prompt::Prompt::load(&config.recognition.openai, &inventory)?;
+    }
     let settings = supervise_settings(&config);
     let storage = storage_target(&config);
     // Every station's pipeline is checked, whichever shard runs it.

@@ -226,6 +226,14 @@ fn other_invalid_fields_are_named() {
             "recognition.openai.ca_file:",
         ),
         (
+            "[recognition]\nbackend = \"openai\"\n[recognition.openai]\nendpoint = \"http://h:1\"\nmodel = \"m\"\nprompt_file = \"missing-prompt.txt\"\n",
+            "recognition.openai.prompt_file: /etc/oa/missing-prompt.txt does not exist",
+        ),
+        (
+            "[recognition]\nbackend = \"openai\"\n[recognition.openai]\nendpoint = \"http://h:1\"\nmodel = \"m\"\nexamples_file = \"missing.json\"\n",
+            "recognition.openai.examples_file: /etc/oa/missing.json does not exist",
+        ),
+        (
             "[recognition]\nbackend = \"openai\"\n[recognition.openai]\nendpoint = \"https://h:1\"\nmodel = \"m\"\nca_file = \"missing.pem\"\n",
             "recognition.openai.ca_file:",
         ),

@@ -5,7 +5,8 @@
 //! named by `HTTP_PROXY` / `HTTPS_PROXY` in a child process.
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, StreamBody};
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -41,6 +42,59 @@ enum Reply {
     /// 200 with `reasoning_content` beside this content (`None`: content null, as a
     /// reasoning model that ran out of tokens while thinking).
     Reasoning(String, Option<String>),
+    /// 200 as server-sent events, one `chat.completion.chunk` per piece of content, this
+    /// long apart, then `data: [DONE]`: a gateway that streams although `stream` is
+    /// false, and a slow server that trickles its reply.
+    Stream(Duration, Vec<String>),
+}
+
+/// The SSE reply of [`Reply::Stream`]: a role chunk, a reasoning chunk, the content
+/// pieces, a usage chunk, `[DONE]`; each piece `every` after the last.
+fn event_stream(
+    every: Duration,
+    pieces: Vec<String>,
+) -> Response<BoxBody<Bytes, std::convert::Infallible>> {
+    let chunk = |delta: Value, usage: Value| {
+        let c = json!({"id": "x", "object": "chat.completion.chunk",
+            "choices": if delta.is_null() { json!([]) } else { json!([{"index": 0, "delta": delta}]) },
+            "usage": usage});
+        format!("data: {c}\n\n")
+    };
+    let mut events = vec![
+        chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+        chunk(
+            json!({"reasoning_content": "Two bananas {not json"}),
+            Value::Null,
+        ),
+    ];
+    events.extend(
+        pieces
+            .iter()
+            .map(|p| chunk(json!({"content": p}), Value::Null)),
+    );
+    events.push(chunk(
+        Value::Null,
+        json!({"prompt_tokens": 900, "completion_tokens": 30, "total_tokens": 930}),
+    ));
+    events.push("data: [DONE]\n\n".into());
+    let stream = futures_util::stream::unfold(
+        (events.into_iter(), true),
+        move |(mut it, first)| async move {
+            let e = it.next()?;
+            if !first {
+                tokio::time::sleep(every).await;
+            }
+            Some((
+                Ok::<_, std::convert::Infallible>(hyper::body::Frame::data(Bytes::from(e))),
+                (it, false),
+            ))
+        },
+    );
+    Response::builder()
+        .status(200)
+        .header("content-type", "text/event-stream")
+        .body(StreamBody::new(stream).boxed())
+        .unwrap()
 }
 
 /// Local OpenAI-compatible TEST DOUBLE for a VLM server.
@@ -112,8 +166,12 @@ impl FakeVlmServer {
                                     "message": {"role": "assistant", "content": content}}]})
                                 .to_string()
                             };
+                            if let Reply::Stream(every, pieces) = reply {
+                                return Ok(event_stream(every, pieces));
+                            }
                             let mut headers: Vec<(&'static str, String)> = Vec::new();
                             let (status, body) = match reply {
+                                Reply::Stream(..) => unreachable!(),
                                 Reply::StatusWith(s, h, b) => {
                                     headers = h;
                                     (s, b)
@@ -146,7 +204,7 @@ impl FakeVlmServer {
                                 resp = resp.header(k, v);
                             }
                             Ok::<_, std::convert::Infallible>(
-                                resp.body(Full::new(Bytes::from(body))).unwrap(),
+                                resp.body(Full::new(Bytes::from(body)).boxed()).unwrap(),
                             )
                         }
                     });
@@ -973,4 +1031,129 @@ async fn a_body_too_large_or_too_many_images_says_which_setting_to_lower() {
         "{e}"
     );
     assert_eq!(server.requests(), 2, "nor is a 400");
+}
+
+#[tokio::test]
+async fn a_streamed_reply_is_read_as_the_whole_reply_it_adds_up_to() {
+    let pieces: Vec<String> = [
+        "```json\n{\"items\":[{\"name\":\"ban",
+        "ana\",\"quantity\":2},",
+        "{\"name\":\"water\",\"quantity\":1}]}\n```",
+    ]
+    .map(String::from)
+    .to_vec();
+    // Trickled over 5 x 150 ms: slow, but inside the 2 s for the whole reply.
+    let server = FakeVlmServer::start(
+        vec![],
+        Reply::Stream(Duration::from_millis(150), pieces.clone()),
+    )
+    .await;
+    let r = build(&config(server.addr, 2_000, 0, 5), inventory()).unwrap();
+    let t = Instant::now();
+    let got = r.recognize_with_usage(&frames()).await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(700),
+        "{:?}",
+        t.elapsed()
+    );
+    // The reasoning delta ("Two bananas {not json") is not read as the answer.
+    assert_eq!(got.items, vec![item("banana", 2), item("water bottle", 1)]);
+    let u = got.usage.expect("usage of the last chunk");
+    assert_eq!((u.prompt, u.completion), (900, 30));
+
+    // Trickled past the timeout: the whole reply is bounded, not each chunk.
+    let slow =
+        FakeVlmServer::start(vec![], Reply::Stream(Duration::from_millis(400), pieces)).await;
+    let r = build(&config(slow.addr, 1_000, 0, 5), inventory()).unwrap();
+    let e = r.recognize(&frames()).await.unwrap_err();
+    assert!(e.to_string().contains("no reply within 1000 ms"), "{e}");
+    // Thoughts and no answer say so, as in a whole reply.
+    let thinking = FakeVlmServer::start(vec![], Reply::Stream(Duration::ZERO, vec![])).await;
+    let r = build(&config(thinking.addr, 2_000, 0, 5), inventory()).unwrap();
+    let e = r.recognize(&frames()).await.unwrap_err();
+    assert!(e.to_string().contains("enable_thinking"), "{e}");
+}
+
+#[tokio::test]
+async fn the_stores_own_prompt_and_worked_examples_precede_every_order() {
+    let dir = std::env::temp_dir().join(format!("oa-openai-prompt-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("examples")).unwrap();
+    std::fs::write(
+        dir.join("prompt.txt"),
+        "You check bags at Store 12. Drinks stand in the cup holder.\n",
+    )
+    .unwrap();
+    let example_jpeg = camera_frame(7);
+    std::fs::write(dir.join("examples/one.jpg"), &example_jpeg).unwrap();
+    std::fs::write(
+        dir.join("examples.json"),
+        r#"[{"images":["examples/one.jpg","examples/one.jpg"],"items":[{"name":"water","quantity":2}]},
+            {"images":["examples/one.jpg"],"items":[]}]"#,
+    )
+    .unwrap();
+    let server = FakeVlmServer::start(vec![], Reply::Content(GOOD.into())).await;
+    let mut c = config(server.addr, 5_000, 0, 5);
+    c.openai.prompt_file = Some(dir.join("prompt.txt"));
+    c.openai.examples_file = Some(dir.join("examples.json"));
+    let r = build(&c, inventory()).unwrap();
+    let items = r.recognize(&frames()).await.unwrap();
+    assert_eq!(items, vec![item("green apple", 2), item("banana", 1)]);
+    let body = server.last_body.lock().unwrap().clone().unwrap();
+    let m = body["messages"].as_array().unwrap();
+    let roles: Vec<&str> = m.iter().map(|m| m["role"].as_str().unwrap()).collect();
+    assert_eq!(
+        roles,
+        ["system", "user", "assistant", "user", "assistant", "user"]
+    );
+    let system = m[0]["content"].as_str().unwrap();
+    assert!(
+        system.starts_with("You check bags at Store 12."),
+        "{system}"
+    );
+    // The inventory, its aliases and the answer's form are always there.
+    assert!(
+        system.contains("- water bottle (also called: water)"),
+        "{system}"
+    );
+    assert!(system.contains(r#"{"items":[{"name":"#), "{system}");
+    // The examples: their photos scaled like an order's (1280x720 -> 768x432), the
+    // answer in inventory names.
+    let example = sent_images(&body);
+    assert_eq!(
+        example.iter().map(|&(w, h, _)| (w, h)).collect::<Vec<_>>(),
+        [(768, 432); 2]
+    );
+    assert!(example.iter().all(|&(_, _, n)| n < example_jpeg.len()));
+    assert_eq!(
+        m[2]["content"],
+        r#"{"items":[{"name":"water bottle","quantity":2}]}"#
+    );
+    assert_eq!(m[4]["content"], r#"{"items":[]}"#);
+    assert_eq!(
+        m[5]["content"].as_array().unwrap().len(),
+        1 + frames().len()
+    );
+
+    // A name the inventory does not know is refused when the backend is built.
+    std::fs::write(
+        dir.join("examples.json"),
+        r#"[{"images":["examples/one.jpg"],"items":[{"name":"pear","quantity":1}]}]"#,
+    )
+    .unwrap();
+    let Err(e) = build(&c, inventory()) else {
+        panic!("built")
+    };
+    assert!(
+        e.contains("recognition.openai.examples_file") && e.contains("\"pear\""),
+        "{e}"
+    );
+    std::fs::write(dir.join("prompt.txt"), "  \n").unwrap();
+    let Err(e) = build(&c, inventory()) else {
+        panic!("built")
+    };
+    assert!(
+        e.contains("recognition.openai.prompt_file") && e.contains("empty"),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

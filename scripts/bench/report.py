@@ -87,6 +87,14 @@ def main():
             v = lat[key]
             row(f"marker discovery p95 ms, {label}", f(v["p95"], 0), f(v["min"], 0), f(v["max"], 0),
                 f"poll {lat['poll_ms']} ms", "", "p95<=500", v["p95"] <= 500)
+        for v in lat.get("vlm", []):
+            o, c = v["overhead"], v["client"]
+            row(f"openai, server {v['server_ms']} ms: marker->result less server, p50/p95 ms",
+                f"{o['p50']:.0f} / {o['p95']:.0f}", f(o["min"], 0), f(o["max"], 0),
+                f"client's own {c['p50']:.0f} / {c['p95']:.0f}",
+                f"{v['request_bytes'] / 1000:.0f} kB/request "
+                f"({lat.get('vlm_unscaled_bytes', 0) / 1000:.0f} kB unscaled)",
+                "p95<=250", o["p95"] <= 250)
         pp = lat["lists_per_poll"]
         row("S3 LIST requests per poll", " / ".join(f"{x['per_poll']:.2f}" for x in pp), "", "",
             "finished orders " + " / ".join(str(x["finished"]) for x in pp), "", "constant",

@@ -107,6 +107,12 @@ pub struct OpenAiConfig {
     pub image_max_side: u32,
     /// JPEG quality of a scaled frame (1..=100).
     pub image_quality: u8,
+    /// A text file with the store's own instructions, replacing the built-in ones; the
+    /// inventory, its aliases and the answer's form are always added after them.
+    pub prompt_file: Option<PathBuf>,
+    /// A JSON file of worked examples (photos and the right answer), sent before every
+    /// order; see `recognize::prompt`.
+    pub examples_file: Option<PathBuf>,
 }
 
 /// `recognition.openai.structured_output`.
@@ -140,6 +146,8 @@ impl Default for OpenAiConfig {
             max_tokens: 512,
             image_max_side: 768,
             image_quality: 85,
+            prompt_file: None,
+            examples_file: None,
         }
     }
 }
@@ -277,6 +285,23 @@ impl OpenAiConfig {
                 f("image_quality"),
                 format!("{} is outside 1..=100", self.image_quality),
             ));
+        }
+        for (name, file) in [
+            ("prompt_file", &mut self.prompt_file),
+            ("examples_file", &mut self.examples_file),
+        ] {
+            *file = file
+                .take()
+                .filter(|p| !p.as_os_str().is_empty())
+                .map(|p| resolve.path(&p));
+            if let Some(p) = file.as_ref()
+                && !p.is_file()
+            {
+                return Err(ConfigError::new(
+                    f(name),
+                    format!("{} does not exist", p.display()),
+                ));
+            }
         }
         if !(16..=32_768).contains(&self.max_tokens) {
             return Err(ConfigError::new(

@@ -11,6 +11,7 @@
 pub mod downscale;
 pub mod labels;
 pub mod openai;
+pub mod prompt;
 
 use crate::config::{Backend, RecognitionConfig};
 use crate::orders::Inventory;

@@ -6,6 +6,9 @@
 //! OpenVINO Model Server's `/v3`) as
 //! `data:image/jpeg;base64,...` `image_url` parts, with a prompt that lists the inventory
 //! and asks for JSON only: `{"items":[{"name":"...","quantity":N}]}`.
+//! The prompt may be a store's own and be preceded by worked examples ([`super::prompt`]).
+//! A reply streamed as server-sent events (a gateway that streams whatever is asked) is
+//! read as the whole reply its chunks add up to.
 //!
 //! **Transport**: reqwest over `http://` (local model servers) or `https://` (rustls on
 //! aws-lc-rs, the TLS stack aws-sdk-s3 already brings, trusting the system's root
@@ -33,6 +36,7 @@
 //! **kept** (normalised) so that validation reports them as extras: a VLM that sees an
 //! unlisted item in the bag is reporting something the order did not ask for.
 
+use super::prompt::{Example, Prompt};
 use super::{Frame, Recognition, RecognizeError, Recognizer, add_item};
 use crate::config::{OpenAiConfig, StructuredOutput};
 use crate::orders::{Inventory, normalize};
@@ -69,6 +73,8 @@ pub struct OpenAiRecognizer {
     breaker: Breaker,
     inventory: Arc<Inventory>,
     prompt: String,
+    /// The worked examples as sent: photos scaled like an order's frames, and the answer.
+    examples: Vec<(Vec<Vec<u8>>, String)>,
     structured: StructuredOutput,
     /// `response_format`, sent while [`OpenAiRecognizer::asks_schema`].
     schema: Value,
@@ -217,7 +223,10 @@ impl OpenAiRecognizer {
             max_tokens,
             image_max_side,
             image_quality,
+            prompt_file: _,
+            examples_file: _,
         } = config;
+        let prompt = Prompt::load(config, &inventory)?;
         let url = chat_url(endpoint);
         let parsed = Url::parse(&url)
             .map_err(|e| format!("recognition.endpoint: {url:?} is not a valid URL: {e}"))?;
@@ -252,7 +261,18 @@ impl OpenAiRecognizer {
                 cooldown: Duration::from_millis(*breaker_cooldown_ms),
                 state: Mutex::new(BreakerState::default()),
             },
-            prompt: build_prompt(&inventory),
+            prompt: prompt.system,
+            examples: prompt
+                .examples
+                .into_iter()
+                .map(|Example { images, answer }| {
+                    let sent = images
+                        .into_iter()
+                        .map(|jpeg| scaled(jpeg, *image_max_side, *image_quality))
+                        .collect();
+                    (sent, answer)
+                })
+                .collect(),
             schema: response_format(&inventory),
             inventory,
             structured: *structured_output,
@@ -277,16 +297,10 @@ impl OpenAiRecognizer {
             let before: usize = owned.iter().map(|f| f.jpeg.len()).sum();
             let sent: Vec<Frame> = owned
                 .into_iter()
-                .map(
-                    |f| match super::downscale::fit(&f.jpeg, max_side, quality) {
-                        Ok(Some(jpeg)) => Frame { jpeg, ..f },
-                        Ok(None) => f,
-                        Err(e) => {
-                            tracing::debug!(frame = %f.key, "sent as stored: {e}");
-                            f
-                        }
-                    },
-                )
+                .map(|f| Frame {
+                    jpeg: scaled(f.jpeg, max_side, quality),
+                    ..f
+                })
                 .collect();
             let after: usize = sent.iter().map(|f| f.jpeg.len()).sum();
             tracing::debug!(before, after, max_side, "frames scaled for the VLM");
@@ -306,29 +320,20 @@ impl OpenAiRecognizer {
     }
 
     fn request_body(&self, frames: &[Frame], with_schema: bool) -> Vec<u8> {
-        let mut content = vec![json!({
-            "type": "text",
-            "text": format!(
-                "These {} photos show one packed order. List every item in it as JSON.",
-                frames.len()
-            ),
-        })];
-        for f in frames {
-            let b64 = base64::engine::general_purpose::STANDARD.encode(&f.jpeg);
-            content.push(json!({
-                "type": "image_url",
-                "image_url": {"url": format!("data:image/jpeg;base64,{b64}")},
-            }));
+        let mut messages = vec![json!({"role": "system", "content": self.prompt})];
+        for (images, answer) in &self.examples {
+            messages.push(
+                json!({"role": "user", "content": user_content(images.iter().map(Vec::as_slice))}),
+            );
+            messages.push(json!({"role": "assistant", "content": answer}));
         }
+        messages.push(json!({"role": "user", "content": user_content(frames.iter().map(|f| f.jpeg.as_slice()))}));
         let mut body = json!({
             "model": self.model,
             "temperature": 0,
             "max_tokens": self.max_tokens,
             "stream": false,
-            "messages": [
-                {"role": "system", "content": self.prompt},
-                {"role": "user", "content": content},
-            ],
+            "messages": messages,
         });
         if with_schema {
             body["response_format"] = self.schema.clone();
@@ -426,8 +431,13 @@ impl OpenAiRecognizer {
                 },
             );
         }
-        let reply: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| Attempt::Fatal(format!("response is not JSON: {e}")))?;
+        let reply: Value = if is_event_stream(&bytes) {
+            // A gateway that streams whatever was asked (stream is false).
+            stream_to_reply(&bytes).map_err(Attempt::Fatal)?
+        } else {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| Attempt::Fatal(format!("response is not JSON: {e}")))?
+        };
         let content = message_content(&reply).map_err(Attempt::Fatal)?;
         Ok((content, usage_of(&reply)))
     }
@@ -515,28 +525,39 @@ impl Recognizer for OpenAiRecognizer {
     }
 }
 
-fn build_prompt(inventory: &Inventory) -> String {
-    let mut list = String::new();
-    for it in &inventory.items {
-        list.push_str("- ");
-        list.push_str(&it.name);
-        if !it.aliases.is_empty() {
-            list.push_str(" (also called: ");
-            list.push_str(&it.aliases.join(", "));
-            list.push(')');
-        }
-        list.push('\n');
+/// A user turn: the photos of one order and the question.
+fn user_content<'a>(images: impl ExactSizeIterator<Item = &'a [u8]>) -> Vec<Value> {
+    let mut content = vec![json!({
+        "type": "text",
+        "text": format!(
+            "These {} photos show one packed order. List every item in it as JSON.",
+            images.len()
+        ),
+    })];
+    for jpeg in images {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(jpeg);
+        content.push(json!({
+            "type": "image_url",
+            "image_url": {"url": format!("data:image/jpeg;base64,{b64}")},
+        }));
     }
-    format!(
-        "You check packed food orders at a quick-service restaurant. You get photos of one \
-         order taken at the packing station. Count the items packed for the order; an item \
-         seen on several photos is still one item. Ignore the printed order slip.\n\
-         Use these inventory names:\n{list}\
-         If you see an item that is not in the list, give it a short plain name.\n\
-         Answer with JSON only, no prose and no code fences, exactly in this form:\n\
-         {{\"items\":[{{\"name\":\"<inventory name>\",\"quantity\":<integer>}}]}}\n\
-         If the photos show no items, answer {{\"items\":[]}}."
-    )
+    content
+}
+
+/// `jpeg` scaled down to `max_side` (0: as it is). One that cannot be decoded is sent as
+/// stored; the server says what it makes of it.
+fn scaled(jpeg: Vec<u8>, max_side: u32, quality: u8) -> Vec<u8> {
+    if max_side == 0 {
+        return jpeg;
+    }
+    match super::downscale::fit(&jpeg, max_side, quality) {
+        Ok(Some(smaller)) => smaller,
+        Ok(None) => jpeg,
+        Err(e) => {
+            tracing::debug!("an image is sent as stored: {e}");
+            jpeg
+        }
+    }
 }
 
 /// The chat-completions URL of `endpoint`: `/v1` is added unless it ends in a version.
@@ -559,6 +580,62 @@ fn too_many_images(body: &str) -> bool {
         && ["at most", "too many", "limit", "maximum", "exceed"]
             .iter()
             .any(|k| b.contains(k))
+}
+
+/// Whether a reply body is server-sent events (`data: {...}` lines) rather than JSON.
+fn is_event_stream(body: &[u8]) -> bool {
+    let start = body.trim_ascii_start();
+    start.starts_with(b"data:") || start.starts_with(b"event:") || start.starts_with(b":")
+}
+
+/// A streamed reply (`chat.completion.chunk` events up to `data: [DONE]`) as the one
+/// reply it adds up to: the `delta.content` pieces joined (reasoning deltas left out, as
+/// in a whole reply), and the `usage` of the chunk that carries it.
+fn stream_to_reply(body: &[u8]) -> Result<Value, String> {
+    let text = std::str::from_utf8(body).map_err(|_| "the streamed reply is not UTF-8")?;
+    let mut content = String::new();
+    let mut usage = Value::Null;
+    let mut chunks = 0;
+    let mut thought = false;
+    for line in text.lines() {
+        let Some(data) = line.strip_prefix("data:") else {
+            continue;
+        };
+        let data = data.trim();
+        if data == "[DONE]" {
+            break;
+        }
+        let chunk: Value =
+            serde_json::from_str(data).map_err(|e| format!("a streamed chunk is not JSON: {e}"))?;
+        chunks += 1;
+        if let Some(piece) = chunk
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
+        {
+            content.push_str(piece);
+        }
+        let delta = chunk.pointer("/choices/0/delta");
+        thought |= ["reasoning_content", "reasoning"]
+            .iter()
+            .any(|k| delta.and_then(|d| d.get(*k)).is_some_and(|v| !v.is_null()));
+        if let Some(u) = chunk.get("usage").filter(|u| u.is_object()) {
+            usage = u.clone();
+        }
+    }
+    if chunks == 0 {
+        return Err("the streamed reply holds no chunk".into());
+    }
+    // Thoughts and no answer read as a whole reply of reasoning only.
+    let content = if content.trim().is_empty() && thought {
+        Value::Null
+    } else {
+        Value::String(content)
+    };
+    Ok(json!({
+        "choices": [{"message": {"role": "assistant", "content": content,
+            "reasoning_content": if thought { json!("") } else { Value::Null }}}],
+        "usage": usage,
+    }))
 }
 
 /// `usage` of a chat-completions reply, when the server gives it.
