@@ -155,6 +155,7 @@ fn station_specs(c: &Config) -> Vec<(StationSpec, CameraEnv)> {
                 roi: s.roi.clone(),
                 idle_timeout_ms: s.idle_timeout_ms,
                 reuse_after_s: s.reuse_after_s,
+                plays_once: s.plays_once(),
             };
             let camera = CameraEnv {
                 user_env: s.camera_user_env.clone(),

@@ -14,6 +14,8 @@ pub enum State {
     /// gave up here with `failed`.)
     Failing,
     Stopped,
+    /// A recorded file played to its end (`loop = false`): not restarted, not failed.
+    Finished,
 }
 
 impl State {
@@ -24,6 +26,7 @@ impl State {
             State::Backoff => "backoff",
             State::Failing => "failing",
             State::Stopped => "stopped",
+            State::Finished => "finished",
         }
     }
 }

@@ -86,6 +86,14 @@ fn file_sources_get_the_file_pipeline_and_absolute_paths() {
     let c = load(&MINIMAL.replace("rtsp://127.0.0.1:8554/station_1", "file:///v/a.mp4")).unwrap();
     assert_eq!(c.stations[0].source, "file:///v/a.mp4");
     assert_eq!(c.stations[0].pipeline, "recorded-file.pipeline");
+    // A recording plays once unless `loop = true`; a camera is never "played once".
+    assert!(c.stations[0].plays_once());
+    let looped = MINIMAL.replace(
+        "source = \"rtsp://127.0.0.1:8554/station_1\"",
+        "source = \"/v/a.mp4\"\nloop = true",
+    );
+    assert!(!load(&looped).unwrap().stations[0].plays_once());
+    assert!(!load(MINIMAL).unwrap().stations[0].plays_once());
 }
 
 #[test]

@@ -78,6 +78,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             roi: None,
             idle_timeout_ms: 1000,
             reuse_after_s: 1800,
+            plays_once: false,
         }],
     )
     .unwrap();

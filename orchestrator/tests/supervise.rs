@@ -17,6 +17,8 @@ use orchestrator::testing::scratch_dir;
 
 const OK_PIPELINE: &str = "# {station_id}\nvideotestsrc is-live=true ! fakesink\n";
 const BROKEN_PIPELINE: &str = "no_such_element_xyz ! fakesink\n";
+/// Ends by itself, as a recorded file does: EOS after 15 frames, gst-launch exits 0.
+const FINITE_PIPELINE: &str = "# {station_id}\nvideotestsrc num-buffers=15 ! fakesink\n";
 
 struct Dir(PathBuf);
 
@@ -25,6 +27,7 @@ impl Dir {
         let d = scratch_dir(&format!("supervise-{tag}"));
         std::fs::write(d.join("ok.pipeline"), OK_PIPELINE).unwrap();
         std::fs::write(d.join("broken.pipeline"), BROKEN_PIPELINE).unwrap();
+        std::fs::write(d.join("finite.pipeline"), FINITE_PIPELINE).unwrap();
         Dir(d)
     }
 }
@@ -56,6 +59,7 @@ fn station(id: &str, pipeline: &str) -> StationSpec {
         roi: None,
         idle_timeout_ms: 1000,
         reuse_after_s: 1800,
+        plays_once: false,
     }
 }
 
@@ -161,6 +165,57 @@ async fn kill_9_is_restarted_after_the_first_backoff_step() {
     sup.shutdown().await;
     assert!(!alive(new_pid), "child stopped on shutdown");
     assert_eq!(sup.statuses()[0].state, State::Stopped);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recording_that_ends_finishes_its_station_and_one_set_to_loop_plays_again() {
+    let dir = Dir::new("finite");
+    let unit = Duration::from_millis(50);
+    let once = StationSpec {
+        plays_once: true,
+        ..station("once", "finite.pipeline")
+    };
+    let broken = StationSpec {
+        plays_once: true,
+        ..station("broken", "broken.pipeline")
+    };
+    let sup = Supervisor::start(
+        settings(&dir.0, unit),
+        StorageTarget::default(),
+        vec![once, station("looped", "finite.pipeline"), broken],
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(20), || {
+        let s = sup.statuses();
+        (s[0].state == State::Finished && s[1].restarts >= 2 && s[2].restarts >= 2).then_some(())
+    })
+    .await;
+    // Not replayed: one start, no restart, and still finished a while later.
+    tokio::time::sleep(unit * 20).await;
+    let s = sup.statuses();
+    assert_eq!(s[0].state, State::Finished, "{:?}", s[0]);
+    assert_eq!(
+        (s[0].restarts, s[0].start_history_unix_ms.len(), s[0].pid),
+        (0, 1, None)
+    );
+    assert_eq!(s[0].last_exit.as_deref(), Some("exit code 0"));
+    // `loop = true` plays it again; a file that fails is retried, not finished.
+    assert!(
+        s[1].restarts >= 2 && s[1].state != State::Finished,
+        "{:?}",
+        s[1]
+    );
+    assert!(s[2].state != State::Finished, "{:?}", s[2]);
+    assert!(
+        s[2].last_exit
+            .as_deref()
+            .is_some_and(|e| e != "exit code 0"),
+        "{:?}",
+        s[2].last_exit
+    );
+    sup.shutdown().await;
+    // Shutdown leaves a finished station finished.
+    assert_eq!(sup.statuses()[0].state, State::Finished);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

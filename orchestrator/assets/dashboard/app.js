@@ -9,7 +9,7 @@
  *   #live[data-live]      event stream: open | connecting | closed | off (not served)
  *   .station[data-station="station_1"][data-state="running"]  one card per station in
  *                         #stations; state as the API says (starting, running, backoff,
- *                         failing, stopped) or unknown; .badge has the text label;
+ *                         failing, stopped, finished) or unknown; .badge has the text label;
  *                         [data-field=uptime|restarts|fps|frames|last-order|exit]
  *   #orders               feed <tbody>, newest first: tr[data-order-key="{station}/{order}"]
  *                         [data-status][data-station][data-order]; click/Enter/Space opens
@@ -29,7 +29,7 @@
   'use strict';
   const TOKEN_KEY = 'oa.dashboard.token', PAGE = 100, MAX_ROWS = 2000, HOUR = 3600000;
   const TOKEN_RE = /^[A-Za-z0-9\-._~+/=]+$/, ORDER_RE = /^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$/;
-  const STATE = { starting: 'Starting', running: 'Running', backoff: 'Restarting', failing: 'FAILING', stopped: 'Stopped', unknown: 'Unknown' };
+  const STATE = { starting: 'Starting', running: 'Running', backoff: 'Restarting', failing: 'FAILING', stopped: 'Stopped', finished: 'Finished', unknown: 'Unknown' };
   const STATUS = { validated: 'Validated', mismatch: 'MISMATCH', 'unknown-order': 'Unknown order', 'no-frames': 'No frames', 'recognition-failed': 'Recognition failed', 'awaiting-order': 'Awaiting order' };
 
   const $ = (id) => document.getElementById(id);

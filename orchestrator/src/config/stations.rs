@@ -39,6 +39,10 @@ pub struct StationConfig {
     /// Name of a variable of the orchestrator's environment holding the camera's password
     /// (passed to the pipeline as `OA_CAMERA_PASSWORD`); must be set.
     pub camera_password_env: Option<String>,
+    /// A recorded file: `true` replays it whenever it ends; `false` (default) plays it
+    /// once, and the station is `finished` at its end. Not used for cameras.
+    #[serde(rename = "loop")]
+    pub replay: bool,
 }
 
 impl Default for StationConfig {
@@ -52,7 +56,16 @@ impl Default for StationConfig {
             reuse_after_s: DEFAULT_REUSE_AFTER_S,
             camera_user_env: None,
             camera_password_env: None,
+            replay: false,
         }
+    }
+}
+
+impl StationConfig {
+    /// Whether the source is a recording to play once (a camera never ends on purpose).
+    pub fn plays_once(&self) -> bool {
+        let camera = self.source.starts_with("rtsp://") || self.source.starts_with("rtsps://");
+        !(self.replay || camera)
     }
 }
 

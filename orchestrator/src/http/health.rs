@@ -45,7 +45,7 @@ pub(super) async fn readyz(State(state): State<Shared>) -> Response {
 pub fn not_ready(stations: &[StationStatus], consumer: Option<&Consumer>) -> Vec<String> {
     let mut reasons: Vec<String> = stations
         .iter()
-        .filter(|s| s.state != Pipeline::Running)
+        .filter(|s| !matches!(s.state, Pipeline::Running | Pipeline::Finished))
         .map(|s| match &s.last_exit {
             Some(exit) => format!(
                 "station {}: pipeline {} (last exit: {exit})",

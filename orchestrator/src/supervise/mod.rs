@@ -53,6 +53,9 @@ pub struct StationSpec {
     pub idle_timeout_ms: u32,
     /// `reuse-after` of the sink: seconds after which a number seen again is a new order.
     pub reuse_after_s: u32,
+    /// A recording played once: a clean end (EOS, exit 0) finishes the station instead of
+    /// restarting it, which would store and process every order of the file again.
+    pub plays_once: bool,
 }
 
 /// Where the pipelines store frames and markers.
@@ -293,7 +296,8 @@ pub fn plan(
 }
 
 enum Ended {
-    Exited(String),
+    /// `clean`: exit code 0, which gst-launch gives only after EOS.
+    Exited(String, bool),
     Stalled,
     Shutdown,
 }
@@ -413,7 +417,20 @@ async fn run_station(st: Arc<Station>, shared: Arc<Shared>, mut stopping: Stoppi
             .is_some_and(|t| t.elapsed() >= policy.stable_after);
         let why = match ended {
             Ended::Shutdown => break,
-            Ended::Exited(why) => why,
+            Ended::Exited(why, true) if st.spec.plays_once => {
+                let mut s = st.status.lock().unwrap();
+                s.pid = None;
+                s.state = State::Finished;
+                s.last_exit = Some(why);
+                tracing::info!(
+                    station = %id,
+                    source = %camera::redact_source(&st.spec.source),
+                    "the recording played to its end: station finished, not restarted \
+                     (set loop = true on the station to replay it)"
+                );
+                return;
+            }
+            Ended::Exited(why, _) => why,
             Ended::Stalled => "stalled".to_owned(),
         };
         {
@@ -536,17 +553,17 @@ async fn run_once(
     let settings = &shared.settings;
     let plan = match plan(settings, &shared.storage, &st.spec, &st.camera, instance) {
         Ok(p) => p,
-        Err(e) => return Ended::Exited(e),
+        Err(e) => return Ended::Exited(e, false),
     };
     st.set_state(State::Starting);
     let cmd = settings.launch().command_with_env(&plan.args, &plan.env);
     let mut child = match shared.spawner.spawn(cmd).await {
         Ok(c) => c,
         Err(e) => {
-            return Ended::Exited(format!(
-                "cannot start {}: {e}",
-                settings.gst_launch.display()
-            ));
+            return Ended::Exited(
+                format!("cannot start {}: {e}", settings.gst_launch.display()),
+                false,
+            );
         }
     };
     let pid = child.id().unwrap_or(0);
@@ -573,10 +590,10 @@ async fn run_once(
     let ended = loop {
         tokio::select! {
             status = child.wait() => {
-                break Ended::Exited(match status {
-                    Ok(s) => describe_exit(s),
-                    Err(e) => format!("wait failed: {e}"),
-                });
+                break match status {
+                    Ok(s) => Ended::Exited(describe_exit(s), s.success()),
+                    Err(e) => Ended::Exited(format!("wait failed: {e}"), false),
+                };
             }
             _ = stopping.wait() => break Ended::Shutdown,
             _ = tokio::time::sleep(stall_check) => {
@@ -621,7 +638,7 @@ async fn run_once(
             signal_group(pid, Sig::SIGKILL);
             let _ = child.wait().await;
         }
-        Ended::Exited(_) => signal_group(pid, Sig::SIGKILL),
+        Ended::Exited(..) => signal_group(pid, Sig::SIGKILL),
     }
     ended
 }
@@ -676,6 +693,7 @@ mod tests {
             roi: None,
             idle_timeout_ms: 10_000,
             reuse_after_s: 1_800,
+            plays_once: false,
         }
     }
 
