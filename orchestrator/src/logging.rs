@@ -24,6 +24,12 @@ pub fn init(format: LogFormat) {
     oa_cli::init_logging(format, DEFAULT_FILTER);
 }
 
+/// [`init`] for a command whose output is its report: warnings and errors only, unless
+/// `RUST_LOG` says otherwise.
+pub fn init_quiet(format: LogFormat) {
+    oa_cli::init_logging(format, "warn");
+}
+
 /// How often a repeating fault is logged by default.
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 

@@ -29,6 +29,7 @@ use orchestrator::supervise::{self, StationSpec, StorageTarget, Supervisor};
 Examples:
   orchestrator check-config --config orchestrator.toml
   orchestrator run --config orchestrator.toml      (or OA_CONFIG=orchestrator.toml)
+  orchestrator check-video recording.mkv --config orchestrator.toml --station station_1
 
 Exit codes: 0 success, 1 runtime failure, 2 invalid usage or configuration.")]
 struct Cli {
@@ -64,6 +65,44 @@ enum Command {
     /// pipeline; print one line naming the field on the first problem (exit code 2), or
     /// what would run (with --role and --shard: which stations this replica takes).
     CheckConfig(ConfigArg),
+    /// Play a recording once, as fast as it decodes, and report every order in it.
+    ///
+    /// The file goes through the station's own pipeline (recorded-file.pipeline, the sink's
+    /// clock sync off), an S3 server of its own on 127.0.0.1 and the configured recogniser;
+    /// prints one line per order (ID, frames, status, missing and extra items) and a
+    /// summary. The station's settings (roi, idle timeout) come from --station, else the
+    /// first station of the configuration. Exit codes: 0 a report (whatever the orders'
+    /// statuses), 1 the file cannot be played, 2 invalid usage or configuration, 3 no
+    /// order slip read in it.
+    CheckVideo(CheckVideoArgs),
+}
+
+#[derive(Args)]
+struct CheckVideoArgs {
+    /// The recording (any container and codec GStreamer's decodebin plays, e.g. H.264 in
+    /// MP4 or Matroska).
+    file: PathBuf,
+    /// Configuration file (TOML): inventory, orders, recognition and the station's
+    /// settings; its storage is not used.
+    #[arg(long, value_name = "FILE", env = "OA_CONFIG")]
+    config: PathBuf,
+    /// The station whose settings are used (default: the first).
+    #[arg(long, value_name = "ID")]
+    station: Option<String>,
+    /// Expected orders (JSON, as orders_file) instead of the configuration's.
+    #[arg(long, value_name = "FILE")]
+    orders: Option<PathBuf>,
+    /// OCR region of the slip, x,y,width,height in pixels, instead of the station's;
+    /// `full` reads the whole frame.
+    #[arg(long, value_name = "X,Y,W,H|full")]
+    roi: Option<String>,
+    /// One JSON object (each order's full result) instead of lines.
+    #[arg(long)]
+    json: bool,
+    /// Keep the frames, markers and results in this new or empty folder (an S3 root:
+    /// DIR/frames/<station>/<order>/...).
+    #[arg(long, value_name = "DIR")]
+    keep: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -280,7 +319,11 @@ fn main() -> ExitCode {
         unsafe { libc::mallopt(libc::M_ARENA_MAX, 2) };
     }
     let cli = Cli::parse();
-    logging::init(cli.log_format);
+    if matches!(cli.command, Command::CheckVideo(_)) {
+        logging::init_quiet(cli.log_format);
+    } else {
+        logging::init(cli.log_format);
+    }
     match cli.command {
         Command::CheckConfig(a) => match load(&a) {
             Ok(l) => {
@@ -292,6 +335,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::CheckVideo(a) => check_video(a),
         Command::Run(a) => {
             let loaded = match load(&a) {
                 Ok(l) => l,
@@ -317,6 +361,132 @@ fn main() -> ExitCode {
                     ExitCode::from(code)
                 }
             }
+        }
+    }
+}
+
+fn check_video(a: CheckVideoArgs) -> ExitCode {
+    use orchestrator::check_video::{self as cv, Check};
+    let usage = |e: String| {
+        eprintln!("orchestrator check-video: {e}");
+        ExitCode::from(2)
+    };
+    let arg = ConfigArg {
+        config: a.config.clone(),
+        role: Role::All,
+        shard: None,
+    };
+    let l = match load(&arg) {
+        Ok(l) => l,
+        Err(e) => return usage(e),
+    };
+    let c = &l.config;
+    let station = match &a.station {
+        Some(id) => c.stations.iter().find(|s| &s.id == id),
+        None => c.stations.first(),
+    };
+    let Some(station) = station else {
+        let ids: Vec<&str> = station_ids(c);
+        return usage(format!(
+            "--station {}: not in the configuration (it has {})",
+            a.station.as_deref().unwrap_or(""),
+            ids.join(", ")
+        ));
+    };
+    let roi = match a.roi.as_deref().map(str::trim) {
+        None => station.roi.clone(),
+        Some("full") | Some("") => None,
+        Some(r) => match oa_contract::Roi::parse(r) {
+            Ok(r) => Some(r.to_string()),
+            Err(e) => return usage(format!("--roi {r}: {e}")),
+        },
+    };
+    let orders = match &a.orders {
+        None => l.orders.clone(),
+        Some(p) => match Orders::load(p) {
+            Ok(o) => o,
+            Err(e) => return usage(format!("--orders {}: {e}", p.display())),
+        },
+    };
+    if let Some(k) = &a.keep
+        && let Err(e) = cv::keep_dir_ok(k)
+    {
+        return usage(e);
+    }
+    let file = std::path::absolute(&a.file).unwrap_or(a.file.clone());
+    let spec = StationSpec {
+        id: station.id.clone(),
+        source: file.display().to_string(),
+        pipeline: orchestrator::config::DEFAULT_FILE_PIPELINE.to_owned(),
+        roi,
+        idle_timeout_ms: station.idle_timeout_ms,
+        reuse_after_s: station.reuse_after_s,
+        plays_once: true,
+    };
+    if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
+        // The check's own S3 server on 127.0.0.1 accepts what it is signed with.
+        let secret = format!(
+            "check-video-{}-{:?}",
+            std::process::id(),
+            std::time::Instant::now()
+        );
+        // SAFETY: no other thread exists yet.
+        unsafe {
+            std::env::set_var("AWS_ACCESS_KEY_ID", "check-video");
+            std::env::set_var("AWS_SECRET_ACCESS_KEY", secret);
+        }
+    }
+    if std::env::var_os("AWS_EC2_METADATA_DISABLED").is_none() {
+        // SAFETY: as above.
+        unsafe { std::env::set_var("AWS_EC2_METADATA_DISABLED", "true") };
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("orchestrator check-video: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let inventory = Arc::new(l.inventory);
+    let recognizer = match orchestrator::recognize::build(&c.recognition, inventory.clone()) {
+        Ok(r) => r,
+        Err(e) => return usage(format!("recognition: {e}")),
+    };
+    use std::io::IsTerminal as _;
+    let check = Check {
+        file,
+        station: spec,
+        supervision: supervise_settings(c),
+        recognizer,
+        orders,
+        inventory,
+        detector: l.detector.clone(),
+        frames_per_order: c.processing.frames_per_order,
+        root: a.keep.clone().unwrap_or_else(cv::scratch_root),
+        keep: a.keep.is_some(),
+        progress: !a.json && std::io::stderr().is_terminal(),
+    };
+    match rt.block_on(check.run()) {
+        Ok(report) => {
+            if a.json {
+                println!("{}", cv::to_json(&report));
+            } else {
+                for r in &report.orders {
+                    println!("{}", cv::order_line(r));
+                }
+                println!("{}", cv::summary(&report));
+                if let Some(k) = &a.keep {
+                    println!("frames, markers and results kept in {}", k.display());
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("orchestrator check-video: {e}");
+            ExitCode::from(e.exit_code())
         }
     }
 }

@@ -18,6 +18,20 @@ pub enum OrderStatus {
     AwaitingOrder,
 }
 
+impl OrderStatus {
+    /// As stored: `validated`, `mismatch`, `unknown-order`...
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderStatus::Validated => "validated",
+            OrderStatus::Mismatch => "mismatch",
+            OrderStatus::UnknownOrder => "unknown-order",
+            OrderStatus::NoFrames => "no-frames",
+            OrderStatus::RecognitionFailed => "recognition-failed",
+            OrderStatus::AwaitingOrder => "awaiting-order",
+        }
+    }
+}
+
 /// An item with a quantity, as ordered or as detected.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Item {
@@ -147,6 +161,14 @@ mod tests {
         }
         let r: OrderResult = serde_json::from_str(STORED).unwrap();
         assert_eq!(r.validation.status, OrderStatus::Mismatch);
+        // as_str is the stored form.
+        for s in [
+            OrderStatus::UnknownOrder,
+            OrderStatus::RecognitionFailed,
+            OrderStatus::NoFrames,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
         assert_eq!(r.validation.quantity_mismatch[0].detected, 1);
         assert_eq!(r.validation.accuracy, 0.25);
         assert_eq!(r.recognition_attempts, 3);

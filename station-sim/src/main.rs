@@ -46,6 +46,14 @@ enum Cmd {
         #[arg(long)]
         hold: bool,
     },
+    /// Write the files and render each station's scene into DIR/<station>.mkv
+    ///
+    /// H.264 in Matroska, the scene the RTSP camera would show, rendered as fast as the
+    /// machine goes: a recording for `orchestrator check-video`.
+    Record {
+        #[command(flatten)]
+        files: Files,
+    },
     /// Only write orders.json, inventory.json and ground_truth.json
     Plan {
         #[command(flatten)]
@@ -191,6 +199,20 @@ fn run(command: Cmd) -> Result<(), Failure> {
     match command {
         Cmd::Evaluate { scenario } => evaluate(&scenario),
         Cmd::Chaos { fault, quick } => chaos(&fault, quick),
+        Cmd::Record { files } => {
+            let plan = write_files(&files)?;
+            for (i, st) in plan.stations.iter().enumerate() {
+                let path = files.out.join(format!("{}.mkv", st.station_id));
+                station_sim::record(&plan, i, &path).map_err(|e| (1, e))?;
+                println!(
+                    "station {} {} ({:.0} s)",
+                    st.station_id,
+                    path.display(),
+                    st.duration_s
+                );
+            }
+            Ok(())
+        }
         Cmd::Plan { files } => {
             write_files(&files)?;
             println!(

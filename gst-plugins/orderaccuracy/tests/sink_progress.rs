@@ -88,9 +88,9 @@ fn count(s: &gst::Structure, name: &str) -> u64 {
 }
 
 #[test]
-fn progress_on_playing_then_once_per_interval() {
+fn progress_on_playing_then_once_per_interval_then_at_the_end() {
     let progress = run(1);
-    assert_eq!(progress.len(), 2, "{progress:#?}");
+    assert_eq!(progress.len(), 3, "{progress:#?}");
     // On reaching PLAYING: before any frame was rendered or its station known.
     let playing = &progress[0];
     assert_eq!(count(playing, field::FRAMES_RECEIVED), 0, "{playing}");
@@ -107,6 +107,11 @@ fn progress_on_playing_then_once_per_interval() {
     assert_eq!(count(rendered, field::FRAMES_DROPPED), 1, "{rendered}");
     assert_eq!(count(rendered, field::FRAMES_STORED), 0, "{rendered}");
     assert_eq!(count(rendered, field::MARKERS_WRITTEN), 0, "{rendered}");
+    // At EOS, the final counts: every frame, although within the interval.
+    let ended = &progress[2];
+    assert_eq!(count(ended, field::FRAMES_RECEIVED), 3, "{ended}");
+    // The pre-roll frame no order took is dropped at the end too.
+    assert_eq!(count(ended, field::FRAMES_DROPPED), 3, "{ended}");
 }
 
 #[test]

@@ -1738,10 +1738,11 @@ impl BaseSinkImpl for MinioFrameSink {
             if self.check_failed().is_err() || self.complete_order(&done).is_err() {
                 return false;
             }
-        } else if let gst::EventView::Eos(_) = event.view()
-            && self.drain().is_err()
-        {
-            return false;
+        } else if let gst::EventView::Eos(_) = event.view() {
+            if self.drain().is_err() {
+                return false;
+            }
+            self.post_progress(ProgressClock::ended);
         }
         self.parent_event(event)
     }

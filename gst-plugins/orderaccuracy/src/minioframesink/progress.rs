@@ -1,5 +1,5 @@
 //! When the sink posts its progress message: on reaching PLAYING, then at most once per
-//! interval while buffers arrive. A pipeline that renders nothing posts nothing, which is
+//! interval while buffers arrive, and once more at end of stream. A pipeline that renders nothing posts nothing, which is
 //! what lets a supervisor tell a stalled pipeline from a quiet one.
 
 use std::time::{Duration, Instant};
@@ -27,6 +27,12 @@ impl ProgressClock {
         }
         self.last = Some(now);
         true
+    }
+
+    /// End of stream, every frame stored: post the final counts now (unless off), so that
+    /// a reader of a finite stream sees them all.
+    pub fn ended(&mut self, now: Instant) -> bool {
+        self.playing(now)
     }
 
     /// A buffer was rendered at `now`: whether to post.
