@@ -208,7 +208,7 @@ fn station_specs(c: &Config) -> Vec<(StationSpec, CameraEnv)> {
 fn load(arg: &ConfigArg) -> Result<Loaded, String> {
     let path = arg.config.as_path();
     let config = Config::load(path).map_err(|e| format!("invalid configuration: {e}"))?;
-    for w in &config.warnings {
+    for w in config.warnings.iter().chain(&config.advice()) {
         tracing::warn!("{}: {w}", path.display());
     }
     let duty = arg.duty(&config)?;

@@ -79,6 +79,22 @@ fn defaults() {
 }
 
 #[test]
+fn a_station_without_roi_gets_advice_naming_it() {
+    let c = load(MINIMAL).unwrap();
+    let advice = c.advice();
+    assert_eq!(advice.len(), 1, "{advice:?}");
+    assert!(
+        advice[0].starts_with("stations[0].roi: not set") && advice[0].contains("check-video"),
+        "{advice:?}"
+    );
+    let with_roi = MINIMAL.replace(
+        "source = \"rtsp://127.0.0.1:8554/station_1\"",
+        "source = \"rtsp://127.0.0.1:8554/station_1\"\nroi = \"0,0,640,200\"",
+    );
+    assert!(load(&with_roi).unwrap().advice().is_empty());
+}
+
+#[test]
 fn file_sources_get_the_file_pipeline_and_absolute_paths() {
     let c = load(&MINIMAL.replace("rtsp://127.0.0.1:8554/station_1", "videos/a.mp4")).unwrap();
     assert_eq!(c.stations[0].source, "/etc/oa/videos/a.mp4");

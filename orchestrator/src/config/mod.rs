@@ -112,6 +112,25 @@ impl Resolver<'_> {
 }
 
 impl Config {
+    /// Advice on a valid configuration that costs more than it needs to: said by
+    /// `check-config` and at start, never refused.
+    pub fn advice(&self) -> Vec<String> {
+        self.stations
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.roi.is_none())
+            .map(|(i, s)| {
+                format!(
+                    "stations[{i}].roi: not set, so station {} runs OCR on the whole frame \
+                     (about 8x the CPU of the slip's region): set roi = \"x,y,width,height\"; \
+                     `orchestrator check-video RECORDING --config FILE --station {} --roi X,Y,W,H` \
+                     shows whether a region reads every order",
+                    s.id, s.id
+                )
+            })
+            .collect()
+    }
+
     /// Reads and checks the file; relative paths are resolved against its folder.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path)
