@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::BufReader;
 
 use crate::consume::{self, Consumer, ConsumerDeps};
 use crate::metrics::Metrics;
@@ -44,6 +44,8 @@ pub struct Check {
     pub keep: bool,
     /// A progress line on stderr (a terminal).
     pub progress: bool,
+    /// How long one order's result may take (the recogniser's timeouts and retries).
+    pub result_wait: Duration,
 }
 
 /// Every order of one recording.
@@ -173,9 +175,24 @@ pub fn to_json(report: &Report) -> serde_json::Value {
     })
 }
 
+/// Removes the check's S3 root however the check ends (unless it is to be kept).
+struct RootGuard<'a>(&'a Path, bool);
+
+impl Drop for RootGuard<'_> {
+    fn drop(&mut self) {
+        if !self.1 {
+            let _ = std::fs::remove_dir_all(self.0);
+        }
+    }
+}
+
+/// Longest time with no line from the pipeline before it is taken for hung.
+const QUIET_LIMIT: Duration = Duration::from_secs(120);
+
 impl Check {
     /// Runs the check. The AWS credentials of the process sign for the S3 server started
-    /// here (the pipeline gets them through its environment).
+    /// here (the pipeline gets them through its environment). Ctrl-C stops it: the
+    /// pipeline is killed (`kill_on_drop`) and the folder removed unless kept.
     pub async fn run(self) -> Result<Report, CheckError> {
         let started = Instant::now();
         if !self.file.is_file() {
@@ -192,6 +209,7 @@ impl Check {
                 "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set".into(),
             ));
         };
+        let _root = RootGuard(&self.root, self.keep);
         let server = oa_s3server::S3Server::start(oa_s3server::Options {
             buckets: vec![BUCKET.into()],
             record_puts: false,
@@ -199,11 +217,12 @@ impl Check {
         })
         .await
         .map_err(|e| CheckError::Failed(format!("cannot start the S3 server: {e}")))?;
-        let out = self.play_and_collect(&server.endpoint(), started).await;
+        let endpoint = server.endpoint();
+        let out = tokio::select! {
+            out = self.play_and_collect(&endpoint, started) => out,
+            _ = tokio::signal::ctrl_c() => Err(CheckError::Failed("interrupted".into())),
+        };
         server.shutdown().await;
-        if !self.keep {
-            let _ = std::fs::remove_dir_all(&self.root);
-        }
         out
     }
 
@@ -213,6 +232,19 @@ impl Check {
         started: Instant,
     ) -> Result<Report, CheckError> {
         let id = self.station.id.clone();
+        let storage = StorageTarget {
+            endpoint: endpoint.to_owned(),
+            bucket: BUCKET.into(),
+            prefix: String::new(),
+        };
+        let plan = supervise::plan(
+            &self.supervision,
+            &storage,
+            &self.station,
+            &CameraEnv::default(),
+            &format!("check-video-{}", std::process::id()),
+        )
+        .map_err(CheckError::Failed)?;
         let store = Store::connect(Some(endpoint), "us-east-1", true).await;
         let layout = Layout {
             bucket: BUCKET.into(),
@@ -247,20 +279,6 @@ impl Check {
         });
         let stop = crate::shutdown::Shutdown::new();
         let consuming = tokio::spawn(consumer.clone().run(stop.listener()));
-
-        let storage = StorageTarget {
-            endpoint: endpoint.to_owned(),
-            bucket: BUCKET.into(),
-            prefix: String::new(),
-        };
-        let plan = supervise::plan(
-            &self.supervision,
-            &storage,
-            &self.station,
-            &CameraEnv::default(),
-            &format!("check-video-{}", std::process::id()),
-        )
-        .map_err(CheckError::Failed)?;
         let launch = Launch {
             gst_launch: self.supervision.gst_launch.clone(),
             plugin_path: self.supervision.plugin_path.clone(),
@@ -268,20 +286,17 @@ impl Check {
         let played = self
             .play(&launch, unsynced(plan.args), &consumer, &id)
             .await;
-        let (frames, stored) = match played {
-            Ok(p) => p,
-            Err(e) => {
-                stop.trigger();
-                let _ = consuming.await;
-                return Err(e);
-            }
+        let results = match played {
+            Ok((_, ref stored)) => Some(
+                self.results_of(&store, &layout, &consumer, &id, stored)
+                    .await,
+            ),
+            Err(_) => None,
         };
-        let results = self
-            .results_of(&store, &layout, &consumer, &id, &stored)
-            .await;
         stop.trigger();
         let _ = consuming.await;
-        let orders = results?;
+        let (frames, _) = played?;
+        let orders = results.expect("played")?;
         if orders.is_empty() {
             return Err(CheckError::NoOrder(format!(
                 "no order slip was read in {} ({frames} frames at 1 frame/s): check the \
@@ -313,6 +328,7 @@ impl Check {
                 self.supervision.gst_launch.display()
             ))
         })?;
+        let pid = child.id().unwrap_or(0);
         let out = child.stdout.take().expect("piped");
         let err = child.stderr.take().expect("piped");
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
@@ -322,8 +338,9 @@ impl Check {
         ] {
             let tx = tx.clone();
             tokio::spawn(async move {
-                let mut lines = BufReader::new(stream).lines();
-                while let Ok(Some(l)) = lines.next_line().await {
+                let mut r = BufReader::new(stream);
+                let mut buf = Vec::new();
+                while let Some(l) = supervise::next_line(&mut r, &mut buf).await {
                     if tx.send(l).is_err() {
                         break;
                     }
@@ -334,26 +351,52 @@ impl Check {
         let mut frames = 0;
         let mut stored: Vec<String> = Vec::new();
         let mut errors: Vec<String> = Vec::new();
-        while let Some(line) = rx.recv().await {
-            match protocol::classify(&line) {
-                Signal::Progress(c) => frames = frames.max(c.received),
-                Signal::OrderStored(order) => {
-                    consumer.hint(id, &order);
-                    if !stored.contains(&order) {
-                        stored.push(order);
+        let mut unbuildable: Option<String> = None;
+        let mut exited = None;
+        let mut open = true;
+        while open || exited.is_none() {
+            let line = tokio::select! {
+                l = rx.recv(), if open => match l {
+                    Some(l) => l,
+                    None => { open = false; continue; }
+                },
+                status = child.wait(), if exited.is_none() => {
+                    exited = Some(status);
+                    // Whatever is still in the pipes comes within a moment; a process
+                    // that inherited them must not keep the check waiting.
+                    crate::supervise::child::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                    let drain = tokio::time::timeout(Duration::from_secs(2), async {
+                        let mut rest = Vec::new();
+                        while let Some(l) = rx.recv().await {
+                            rest.push(l);
+                        }
+                        rest
+                    });
+                    let rest = drain.await.unwrap_or_default();
+                    open = false;
+                    for l in rest {
+                        self.note(&l, id, consumer, &mut frames, &mut stored, &mut errors, &mut unbuildable);
                     }
+                    continue;
                 }
-                Signal::Playing => {}
-                Signal::Line => {
-                    tracing::debug!(station = %id, "{line}");
-                    // "ERROR: from element /GstPipeline:pipeline0/...: <what>"; the
-                    // first says it, the rest follow from it.
-                    if let Some(what) = line.strip_prefix("ERROR: from element ") {
-                        let what = what.split_once(": ").map_or(what, |(_, w)| w);
-                        errors.push(what.trim().to_owned());
-                    }
+                _ = tokio::time::sleep(QUIET_LIMIT) => {
+                    crate::supervise::child::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                    return Err(CheckError::Failed(format!(
+                        "the pipeline said nothing for {} s: killed (run with \
+                         GST_DEBUG=3 to see where it stands)",
+                        QUIET_LIMIT.as_secs()
+                    )));
                 }
-            }
+            };
+            self.note(
+                &line,
+                id,
+                consumer,
+                &mut frames,
+                &mut stored,
+                &mut errors,
+                &mut unbuildable,
+            );
             if self.progress {
                 eprint!(
                     "\r  {frames} s of video read, {} order(s) stored",
@@ -364,11 +407,16 @@ impl Check {
         if self.progress {
             eprintln!();
         }
-        let status = child
-            .wait()
-            .await
+        if let Some(why) = unbuildable {
+            return Err(CheckError::Failed(format!(
+                "the pipeline cannot be built: {why} (is the plugin on GST_PLUGIN_PATH or \
+                 supervision.plugin_path?)"
+            )));
+        }
+        let status = exited
+            .expect("waited")
             .map_err(|e| CheckError::Failed(format!("waiting for gst-launch-1.0: {e}")))?;
-        if !status.success() {
+        if !status.success() || !errors.is_empty() {
             let why = match errors.first() {
                 Some(first) => first.clone(),
                 None => supervise::child::describe_exit(status),
@@ -381,7 +429,43 @@ impl Check {
         Ok((frames, stored))
     }
 
-    /// Waits for the result of every stored order (a minute, and 10 s more per order).
+    /// What one line of the pipeline's output tells.
+    #[allow(clippy::too_many_arguments)]
+    fn note(
+        &self,
+        line: &str,
+        id: &str,
+        consumer: &Arc<Consumer>,
+        frames: &mut u64,
+        stored: &mut Vec<String>,
+        errors: &mut Vec<String>,
+        unbuildable: &mut Option<String>,
+    ) {
+        match protocol::classify(line) {
+            Signal::Progress(c) => *frames = (*frames).max(c.received),
+            Signal::OrderStored(order) => {
+                consumer.hint(id, &order);
+                if !stored.contains(&order) {
+                    stored.push(order);
+                }
+            }
+            Signal::Playing => {}
+            Signal::Line => {
+                tracing::debug!(station = %id, "{line}");
+                // "ERROR: from element /GstPipeline:pipeline0/...: <what>"; the first
+                // says it, the rest follow from it.
+                if let Some(what) = line.strip_prefix("ERROR: from element ") {
+                    let what = what.split_once(": ").map_or(what, |(_, w)| w);
+                    errors.push(what.trim().to_owned());
+                } else if let Some(what) = line.strip_prefix("WARNING: erroneous pipeline: ") {
+                    unbuildable.get_or_insert_with(|| what.trim().to_owned());
+                }
+            }
+        }
+    }
+
+    /// Waits for the result of every stored order, computed from its latest manifest
+    /// (an order seen again is processed again), up to `result_wait` per order.
     async fn results_of(
         &self,
         store: &Store,
@@ -390,19 +474,24 @@ impl Check {
         id: &str,
         stored: &[String],
     ) -> Result<Vec<OrderResult>, CheckError> {
-        let deadline = Instant::now() + Duration::from_secs(60 + 10 * stored.len() as u64);
+        let deadline =
+            Instant::now() + Duration::from_secs(30) + self.result_wait * stored.len() as u32;
+        let failed = |e: &dyn std::fmt::Display| CheckError::Failed(e.to_string());
         let mut results = Vec::with_capacity(stored.len());
         for order in stored {
-            let key = layout
-                .result_key(id, order)
-                .map_err(|e| CheckError::Failed(e.to_string()))?;
+            let key = layout.result_key(id, order).map_err(|e| failed(&e))?;
+            let marker = oa_contract::marker_key("", id, order).map_err(|e| failed(&e))?;
+            let frame_count = match store.get(BUCKET, &marker).await.map_err(|e| failed(&e))? {
+                Some(m) => serde_json::from_slice::<oa_contract::Manifest>(&m.body)
+                    .map(|m| m.frame_count)
+                    .ok(),
+                None => None,
+            };
             loop {
-                if let Some(obj) = store
-                    .get(BUCKET, &key)
-                    .await
-                    .map_err(|e| CheckError::Failed(e.to_string()))?
+                if let Some(obj) = store.get(BUCKET, &key).await.map_err(|e| failed(&e))?
                     && let Ok(r) = serde_json::from_slice::<OrderResult>(&obj.body)
                     && r.validation.status != OrderStatus::AwaitingOrder
+                    && (frame_count.is_none() || r.manifest_frame_count == frame_count)
                 {
                     results.push(r);
                     break;

@@ -430,7 +430,8 @@ fn check_video(a: CheckVideoArgs) -> ExitCode {
             std::process::id(),
             std::time::Instant::now()
         );
-        // SAFETY: no other thread exists yet.
+        // SAFETY: before the runtime; the detector's ONNX Runtime threads, if any, do not
+        // read the environment.
         unsafe {
             std::env::set_var("AWS_ACCESS_KEY_ID", "check-video");
             std::env::set_var("AWS_SECRET_ACCESS_KEY", secret);
@@ -468,6 +469,15 @@ fn check_video(a: CheckVideoArgs) -> ExitCode {
         root: a.keep.clone().unwrap_or_else(cv::scratch_root),
         keep: a.keep.is_some(),
         progress: !a.json && std::io::stderr().is_terminal(),
+        result_wait: match c.recognition.backend {
+            orchestrator::config::Backend::OpenAi => {
+                let o = &c.recognition.openai;
+                // Every attempt's timeout, the backoff between them, and a margin.
+                Duration::from_millis(o.timeout_ms) * (o.retries + 1)
+                    + Duration::from_secs(4 * u64::from(o.retries) + 10)
+            }
+            orchestrator::config::Backend::Labels => Duration::from_secs(30),
+        },
     };
     match rt.block_on(check.run()) {
         Ok(report) => {

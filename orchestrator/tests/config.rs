@@ -110,6 +110,10 @@ fn file_sources_get_the_file_pipeline_and_absolute_paths() {
     );
     assert!(!load(&looped).unwrap().stations[0].plays_once());
     assert!(!load(MINIMAL).unwrap().stations[0].plays_once());
+    for camera in ["RTSP://cam/x", "rtspt://cam/x", "Rtsps://cam/x"] {
+        let c = MINIMAL.replace("rtsp://127.0.0.1:8554/station_1", camera);
+        assert!(!load(&c).unwrap().stations[0].plays_once(), "{camera}");
+    }
 }
 
 #[test]

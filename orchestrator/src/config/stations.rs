@@ -64,7 +64,11 @@ impl Default for StationConfig {
 impl StationConfig {
     /// Whether the source is a recording to play once (a camera never ends on purpose).
     pub fn plays_once(&self) -> bool {
-        let camera = self.source.starts_with("rtsp://") || self.source.starts_with("rtsps://");
+        let scheme = self
+            .source
+            .split_once("://")
+            .map(|(s, _)| s.to_ascii_lowercase());
+        let camera = matches!(scheme.as_deref(), Some("rtsp" | "rtsps" | "rtspt"));
         !(self.replay || camera)
     }
 }

@@ -409,15 +409,16 @@ impl OpenAiRecognizer {
             if status == StatusCode::PAYLOAD_TOO_LARGE {
                 return Err(Attempt::Fatal(format!(
                     "{msg} (the request was {} bytes: lower recognition.openai.image_max_side \
-                     or processing.frames_per_order, or raise the server's body limit)",
+                     or processing.frames_per_order, use fewer examples_file images, or raise \
+                     the server's body limit)",
                     request_bytes
                 )));
             }
             if status == StatusCode::BAD_REQUEST && too_many_images(&snippet) {
                 return Err(Attempt::Fatal(format!(
                     "{msg} (the server takes fewer images per prompt: lower \
-                     processing.frames_per_order, or raise the server's limit, e.g. vLLM's \
-                     --limit-mm-per-prompt)"
+                     processing.frames_per_order or the images of examples_file, or raise the \
+                     server's limit, e.g. vLLM's --limit-mm-per-prompt)"
                 )));
             }
             return Err(
@@ -608,6 +609,9 @@ fn stream_to_reply(body: &[u8]) -> Result<Value, String> {
         let chunk: Value =
             serde_json::from_str(data).map_err(|e| format!("a streamed chunk is not JSON: {e}"))?;
         chunks += 1;
+        if let Some(err) = chunk.get("error") {
+            return Err(format!("the server's stream ended with an error: {err}"));
+        }
         if let Some(piece) = chunk
             .pointer("/choices/0/delta/content")
             .and_then(Value::as_str)
@@ -870,6 +874,15 @@ fn entries_of(a: &[Value]) -> Vec<(String, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stream_that_ends_in_an_error_says_the_servers_error() {
+        let body = b"data: {\"choices\":[{\"delta\":{\"content\":\"{\"}}]}\n\n\
+                     data: {\"error\":{\"message\":\"CUDA out of memory\"}}\n\n";
+        let e = stream_to_reply(body).unwrap_err();
+        assert!(e.contains("CUDA out of memory"), "{e}");
+        assert!(is_event_stream(body) && !is_event_stream(b" {\"choices\":[]}"));
+    }
 
     #[test]
     fn the_chat_url_keeps_a_versioned_endpoint() {

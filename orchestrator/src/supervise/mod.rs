@@ -476,6 +476,22 @@ async fn run_station(st: Arc<Station>, shared: Arc<Shared>, mut stopping: Stoppi
     s.pid = None;
 }
 
+/// The next line of `r` (lossily decoded), `None` at its end or on a read error.
+pub(crate) async fn next_line(
+    r: &mut (impl AsyncBufReadExt + Unpin),
+    buf: &mut Vec<u8>,
+) -> Option<String> {
+    buf.clear();
+    match r.read_until(b'\n', buf).await {
+        Ok(0) | Err(_) => None,
+        Ok(_) => {
+            let end = buf.len() - usize::from(buf.ends_with(b"\n"));
+            let end = end - usize::from(buf[..end].ends_with(b"\r"));
+            Some(String::from_utf8_lossy(&buf[..end]).into_owned())
+        }
+    }
+}
+
 /// Reads one of the child's output streams until it closes.
 async fn relay(
     st: Arc<Station>,
@@ -484,18 +500,32 @@ async fn relay(
     name: &'static str,
 ) {
     let id = st.spec.id.as_str();
-    let mut lines = BufReader::new(stream).lines();
+    let mut lines = BufReader::new(stream);
     let mut sites = protocol::SiteThrottle::default();
-    while let Ok(Some(line)) = lines.next_line().await {
+    let mut buf = Vec::new();
+    // Bytes, not UTF-8 lines: one stray byte must not stop the reading (the pipe would
+    // fill and the pipeline die of SIGPIPE).
+    while let Some(line) = next_line(&mut lines, &mut buf).await {
         // An older template puts the camera's user info in rtspsrc's location, which its
         // errors quote.
         let line = camera::redact_urls(&line);
         match protocol::classify(&line) {
             Signal::Playing => {
                 st.progressed();
-                *st.playing_since.lock().unwrap() = Some(Instant::now());
-                st.set_state(State::Running);
-                tracing::info!(station = %id, "pipeline is playing");
+                // A line read late (the run already ended: finished, backoff, stopped)
+                // must not bring the station back.
+                let started = {
+                    let mut s = st.status.lock().unwrap();
+                    let starting = s.state == State::Starting;
+                    if starting {
+                        s.state = State::Running;
+                    }
+                    starting
+                };
+                if started {
+                    *st.playing_since.lock().unwrap() = Some(Instant::now());
+                    tracing::info!(station = %id, "pipeline is playing");
+                }
             }
             Signal::Progress(counts) => {
                 st.progressed();
@@ -646,6 +676,17 @@ async fn run_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_stray_byte_does_not_stop_the_reading_of_a_childs_output() {
+        let mut r = BufReader::new(&b"a\xffb\r\nsecond\nlast"[..]);
+        let mut buf = Vec::new();
+        let mut lines = Vec::new();
+        while let Some(l) = next_line(&mut r, &mut buf).await {
+            lines.push(l);
+        }
+        assert_eq!(lines, ["a\u{fffd}b", "second", "last"]);
+    }
 
     #[test]
     fn frame_counts_add_up_over_pipeline_runs() {
