@@ -961,13 +961,10 @@ impl Consumer {
                 .await?;
         }
         let latency_s = marker_ms.map(|m| (now_ms() - m).max(0) as f64 / 1000.0);
-        let status = serde_json::to_value(result.validation.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
+        let status = result.validation.status.as_str();
         self.metrics.order(&OrderObservation {
             station,
-            status: &status,
+            status,
             pipeline_instance: &instance,
             frames: frames_uploaded,
             latency_s,
