@@ -129,7 +129,7 @@ fn evaluate(scenario: &Path) -> Result<(), Failure> {
 }
 
 fn chaos(faults: &[station_sim::chaos::Fault], quick: bool) -> Result<(), Failure> {
-    use station_sim::chaos::{Durations, Fault, run_fault, table};
+    use station_sim::chaos::{Durations, Fault, run_fault_retrying, table};
     let durations = if quick {
         Durations::QUICK
     } else {
@@ -143,7 +143,7 @@ fn chaos(faults: &[station_sim::chaos::Fault], quick: bool) -> Result<(), Failur
     let mut rows = Vec::new();
     for (i, f) in faults.iter().enumerate() {
         tracing::info!("scenario {} of {}: {}", i + 1, faults.len(), f.name());
-        let row = run_fault(*f, &durations);
+        let row = run_fault_retrying(*f, &durations);
         for n in &row.notes {
             tracing::warn!("{}: {n}", f.name());
         }
