@@ -1,4 +1,4 @@
-//! The `orchestrator` command: `run` and `check-config` (see `--help`).
+//! The `orchestrator` command: `run`, `check-config` and `check-video` (see `--help`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;

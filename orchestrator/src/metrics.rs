@@ -389,7 +389,7 @@ impl Collector for Pipelines {
         self.family(
             &mut out,
             "oa_pipeline_frames_dropped",
-            "Frames the station's sink dropped (back-pressure from a slow store, failed uploads, held frames no order took), over every pipeline run since the orchestrator started.",
+            "Frames the station's sink did not store: frames of no order (between orders, normal), held frames no order took, frames with an invalid order ID; over every pipeline run since the orchestrator started.",
             |s| ConstCounter::new(s.frames.dropped),
         )?;
         {

@@ -78,7 +78,8 @@ impl StationStatus {
 pub struct FrameCounts {
     pub received: u64,
     pub stored: u64,
-    /// Dropped for back-pressure (the store too slow) or lost to a failed upload.
+    /// Not stored: frames of no order (between orders), held frames no order took,
+    /// frames with an invalid order ID (the sink's `frames-dropped-untagged`).
     pub dropped: u64,
 }
 
