@@ -133,6 +133,14 @@ pub fn order_key(order: &str, occurrence: u32) -> String {
     }
 }
 
+/// How an order ID is printed on a slip, `ocrsegment`'s default `order-pattern` (and what
+/// `orchestrator calibrate` looks for): case-insensitive; reads `#384`, `ORDER 384`,
+/// `ORDER #384`, `Order No. 384`, `Order #A7-5521` and the OCR joins `ORDER#384` /
+/// `ORDER384`. The ID, the one capture group, must hold a digit so that words after
+/// "order" (`ORDER SUMMARY`) are not taken for IDs.
+pub const DEFAULT_ORDER_PATTERN: &str =
+    r"(?i)(?:\border\s*(?:no\.?\s*|number\s*|num\s*)?[#:.]?\s*|#\s*)([a-z]*[0-9][a-z0-9_-]*)";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,8 +21,8 @@ mod pipeline;
 mod roi;
 
 pub use ids::{
-    IdError, IdKind, MAX_ID_LEN, is_valid_id, order_key, split_order_key, validate_id,
-    validate_order_key,
+    DEFAULT_ORDER_PATTERN, IdError, IdKind, MAX_ID_LEN, is_valid_id, order_key, split_order_key,
+    validate_id, validate_order_key,
 };
 pub use index::{
     CHECKPOINTS_DIR, INDEX_DIR, IndexEntry, IndexKind, checkpoint_key, index_after, index_key,

@@ -452,13 +452,13 @@ impl Check {
             Signal::Playing => {}
             Signal::Line => {
                 tracing::debug!(station = %id, "{line}");
-                // "ERROR: from element /GstPipeline:pipeline0/...: <what>"; the first
-                // says it, the rest follow from it.
-                if let Some(what) = line.strip_prefix("ERROR: from element ") {
-                    let what = what.split_once(": ").map_or(what, |(_, w)| w);
-                    errors.push(what.trim().to_owned());
-                } else if let Some(what) = line.strip_prefix("WARNING: erroneous pipeline: ") {
-                    unbuildable.get_or_insert_with(|| what.trim().to_owned());
+                // The first error says it, the rest follow from it.
+                match protocol::launch_failure(line) {
+                    Some(protocol::LaunchFailure::Element(what)) => errors.push(what),
+                    Some(protocol::LaunchFailure::Unbuildable(what)) => {
+                        unbuildable.get_or_insert(what);
+                    }
+                    None => {}
                 }
             }
         }

@@ -11,6 +11,7 @@ pub const BUILD: &str = match option_env!("OA_BUILD") {
     None => concat!(env!("CARGO_PKG_VERSION"), " (cargo build)"),
 };
 
+pub mod calibrate;
 pub mod check_video;
 pub mod config;
 pub mod consume;

@@ -1,4 +1,5 @@
-//! The `orchestrator` command: `run`, `check-config` and `check-video` (see `--help`).
+//! The `orchestrator` command: `run`, `check-config`, `check-video` and `calibrate` (see
+//! `--help`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -75,6 +76,35 @@ enum Command {
     /// statuses), 1 the file cannot be played, 2 invalid usage or configuration, 3 no
     /// order slip read in it.
     CheckVideo(CheckVideoArgs),
+    /// Propose a station's roi from its own camera: grab a few frames through the
+    /// station's pipeline, find the order slip's number with whole-frame OCR, and print
+    /// the `roi = "x,y,width,height"` line that covers it (with a margin), checked with
+    /// region OCR on the same frames; an annotated JPEG shows the boxes.
+    ///
+    /// Put a slip where it lies while packing (moving it between a few places during the
+    /// grab widens the region to cover them all). Exit codes: 0 a proposal, 1 no frame
+    /// from the camera, 2 invalid usage or configuration, 3 no order slip in view.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Args)]
+struct CalibrateArgs {
+    /// Configuration file (TOML): the station's source, pipeline and camera credentials.
+    #[arg(long, value_name = "FILE", env = "OA_CONFIG")]
+    config: PathBuf,
+    /// The station to calibrate.
+    #[arg(long, value_name = "ID")]
+    station: String,
+    /// Frames to read, at 1 frame/s (seconds of a camera).
+    #[arg(long, value_name = "N", default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..=600))]
+    frames: u16,
+    /// Where to write the frame with the boxes drawn on it.
+    #[arg(long, value_name = "FILE.jpg", default_value = "calibrate.jpg")]
+    out: PathBuf,
+    /// The regex the slip's number is printed in (one capture group: the ID), when the
+    /// station's pipeline sets ocrsegment's order-pattern; default: ocrsegment's default.
+    #[arg(long, value_name = "REGEX")]
+    order_pattern: Option<String>,
 }
 
 #[derive(Args)]
@@ -206,9 +236,16 @@ fn station_specs(c: &Config) -> Vec<(StationSpec, CameraEnv)> {
 }
 
 fn load(arg: &ConfigArg) -> Result<Loaded, String> {
+    load_with(arg, true)
+}
+
+/// [`load`]; `advise`: also say [`Config::advice`] (not while calibrating, which is what
+/// the advice asks for).
+fn load_with(arg: &ConfigArg, advise: bool) -> Result<Loaded, String> {
     let path = arg.config.as_path();
     let config = Config::load(path).map_err(|e| format!("invalid configuration: {e}"))?;
-    for w in config.warnings.iter().chain(&config.advice()) {
+    let advice = if advise { config.advice() } else { Vec::new() };
+    for w in config.warnings.iter().chain(&advice) {
         tracing::warn!("{}: {w}", path.display());
     }
     let duty = arg.duty(&config)?;
@@ -336,6 +373,7 @@ fn main() -> ExitCode {
             }
         },
         Command::CheckVideo(a) => check_video(a),
+        Command::Calibrate(a) => calibrate(a),
         Command::Run(a) => {
             let loaded = match load(&a) {
                 Ok(l) => l,
@@ -496,6 +534,84 @@ fn check_video(a: CheckVideoArgs) -> ExitCode {
         }
         Err(e) => {
             eprintln!("orchestrator check-video: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn calibrate(a: CalibrateArgs) -> ExitCode {
+    use orchestrator::calibrate::{self as cal, Calibrate};
+    let usage = |e: String| {
+        eprintln!("orchestrator calibrate: {e}");
+        ExitCode::from(2)
+    };
+    let arg = ConfigArg {
+        config: a.config.clone(),
+        role: Role::All,
+        shard: None,
+    };
+    let l = match load_with(&arg, false) {
+        Ok(l) => l,
+        Err(e) => return usage(e),
+    };
+    let c = &l.config;
+    let Some((station, camera)) = station_specs(c)
+        .into_iter()
+        .find(|(s, _)| s.id == a.station)
+    else {
+        return usage(format!(
+            "--station {}: not in the configuration (it has {})",
+            a.station,
+            station_ids(c).join(", ")
+        ));
+    };
+    let pattern = a
+        .order_pattern
+        .as_deref()
+        .unwrap_or(oa_contract::DEFAULT_ORDER_PATTERN);
+    let pattern = match regex::Regex::new(pattern) {
+        Ok(re) if re.captures_len() == 2 => re,
+        Ok(_) => return usage("--order-pattern: needs exactly one capture group (the ID)".into()),
+        Err(e) => return usage(format!("--order-pattern: {e}")),
+    };
+    if a.out
+        .extension()
+        .is_none_or(|e| !e.eq_ignore_ascii_case("jpg") && !e.eq_ignore_ascii_case("jpeg"))
+    {
+        return usage(format!("--out {}: a .jpg file", a.out.display()));
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("orchestrator calibrate: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    tracing::info!(
+        station = %station.id,
+        source = %station.source,
+        "reading {} frame(s) at 1 frame/s",
+        a.frames
+    );
+    let job = Calibrate {
+        station,
+        camera,
+        supervision: supervise_settings(c),
+        pattern,
+        frames: usize::from(a.frames),
+        out: a.out.clone(),
+        model_dir: c.recognition.labels.model_dir.clone(),
+    };
+    match rt.block_on(job.run()) {
+        Ok(done) => {
+            println!("{}", cal::report(&done));
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("orchestrator calibrate: {e}");
             ExitCode::from(e.exit_code())
         }
     }

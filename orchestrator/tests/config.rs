@@ -84,7 +84,8 @@ fn a_station_without_roi_gets_advice_naming_it() {
     let advice = c.advice();
     assert_eq!(advice.len(), 1, "{advice:?}");
     assert!(
-        advice[0].starts_with("stations[0].roi: not set") && advice[0].contains("check-video"),
+        advice[0].starts_with("stations[0].roi: not set")
+            && advice[0].contains("orchestrator calibrate --config FILE --station station_1"),
         "{advice:?}"
     );
     let with_roi = MINIMAL.replace(

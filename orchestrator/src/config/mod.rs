@@ -122,9 +122,9 @@ impl Config {
             .map(|(i, s)| {
                 format!(
                     "stations[{i}].roi: not set, so station {} runs OCR on the whole frame \
-                     (about 8x the CPU of the slip's region): set roi = \"x,y,width,height\"; \
-                     `orchestrator check-video RECORDING --config FILE --station {} --roi X,Y,W,H` \
-                     shows whether a region reads every order",
+                     (about 8x the CPU of the slip's region): with a slip in view, \
+                     `orchestrator calibrate --config FILE --station {}` proposes the \
+                     roi = \"x,y,width,height\" line",
                     s.id, s.id
                 )
             })

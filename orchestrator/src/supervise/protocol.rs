@@ -55,6 +55,26 @@ pub enum Loudness {
     Debug,
 }
 
+/// What a failed `gst-launch-1.0` says on one line of its output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LaunchFailure {
+    /// `ERROR: from element /GstPipeline:pipeline0/...: <what>`: an element failed.
+    Element(String),
+    /// `WARNING: erroneous pipeline: <what>`: the pipeline could not be built.
+    Unbuildable(String),
+}
+
+/// The failure a line reports, if it is one ([`LaunchFailure`]).
+pub fn launch_failure(line: &str) -> Option<LaunchFailure> {
+    if let Some(what) = line.strip_prefix("ERROR: from element ") {
+        let what = what.split_once(": ").map_or(what, |(_, w)| w);
+        Some(LaunchFailure::Element(what.trim().to_owned()))
+    } else {
+        line.strip_prefix("WARNING: erroneous pipeline: ")
+            .map(|what| LaunchFailure::Unbuildable(what.trim().to_owned()))
+    }
+}
+
 /// The level at which a line of `gst-launch-1.0 -m` output is relayed.
 pub fn loudness(line: &str) -> Loudness {
     const BUS: &str = "Got message #";
@@ -299,5 +319,22 @@ mod tests {
     #[test]
     fn plain_lines_are_log_lines() {
         assert_eq!(classify("Setting pipeline to PAUSED ..."), Signal::Line);
+    }
+
+    #[test]
+    fn launch_failures_are_told_apart() {
+        assert_eq!(
+            launch_failure(
+                "ERROR: from element /GstPipeline:pipeline0/GstFileSrc:filesrc0: Resource not found."
+            ),
+            Some(LaunchFailure::Element("Resource not found.".into()))
+        );
+        assert_eq!(
+            launch_failure("WARNING: erroneous pipeline: no element \"ocrsegment\""),
+            Some(LaunchFailure::Unbuildable(
+                "no element \"ocrsegment\"".into()
+            ))
+        );
+        assert_eq!(launch_failure("Setting pipeline to PAUSED ..."), None);
     }
 }

@@ -6,11 +6,8 @@ use oa_contract::{IdKind, validate_id};
 use oa_ocr::TextLine;
 use regex::Regex;
 
-/// Case-insensitive; reads `#384`, `ORDER 384`, `ORDER #384`, `Order No. 384`,
-/// `Order #A7-5521` and the OCR joins `ORDER#384` / `ORDER384`. The ID must hold a digit so
-/// that words after "order" (`ORDER SUMMARY`) are not taken for IDs.
-pub const DEFAULT_ORDER_PATTERN: &str =
-    r"(?i)(?:\border\s*(?:no\.?\s*|number\s*|num\s*)?[#:.]?\s*|#\s*)([a-z]*[0-9][a-z0-9_-]*)";
+/// `order-pattern`'s default, in the contract: `orchestrator calibrate` looks for it too.
+pub use oa_contract::DEFAULT_ORDER_PATTERN;
 
 /// Compiles `order-pattern`, which must have exactly one capture group (the ID).
 pub fn compile_pattern(p: &str) -> Result<Regex, String> {
