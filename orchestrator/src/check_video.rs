@@ -44,8 +44,79 @@ pub struct Check {
     pub keep: bool,
     /// A progress line on stderr (a terminal).
     pub progress: bool,
+    /// Told the seconds of video read and the orders stored as they grow.
+    pub on_progress: Option<OnProgress>,
     /// How long one order's result may take (the recogniser's timeouts and retries).
     pub result_wait: Duration,
+}
+
+/// Called with (seconds of video read, orders stored).
+pub type OnProgress = Arc<dyn Fn(u64, usize) + Send + Sync>;
+
+/// What every check of one configuration shares: a [`Check`] is made of it per file.
+#[derive(Clone)]
+pub struct Template {
+    /// The stations whose settings a check may use, the first by default; their source is
+    /// replaced by the file.
+    pub stations: Vec<StationSpec>,
+    pub supervision: supervise::Settings,
+    pub recognizer: Arc<dyn Recognizer>,
+    pub orders: Orders,
+    pub inventory: Arc<Inventory>,
+    pub detector: Option<Arc<crate::detector::Detector>>,
+    pub frames_per_order: usize,
+    pub result_wait: Duration,
+}
+
+impl Template {
+    /// The check of `file` with the settings of `station` (default: the first); `roi`
+    /// overrides the station's (`Some(None)`: the whole frame).
+    pub fn check(
+        &self,
+        file: PathBuf,
+        station: Option<&str>,
+        roi: Option<Option<String>>,
+        root: PathBuf,
+        keep: bool,
+    ) -> Result<Check, String> {
+        let spec = match station {
+            Some(id) => self.stations.iter().find(|s| s.id == id),
+            None => self.stations.first(),
+        }
+        .ok_or_else(|| {
+            let ids: Vec<&str> = self.stations.iter().map(|s| s.id.as_str()).collect();
+            format!(
+                "station {}: not in the configuration (it has {})",
+                station.unwrap_or(""),
+                ids.join(", ")
+            )
+        })?;
+        let file = std::path::absolute(&file).unwrap_or(file);
+        let station = StationSpec {
+            id: spec.id.clone(),
+            source: file.display().to_string(),
+            pipeline: crate::config::DEFAULT_FILE_PIPELINE.to_owned(),
+            roi: roi.unwrap_or_else(|| spec.roi.clone()),
+            idle_timeout_ms: spec.idle_timeout_ms,
+            reuse_after_s: spec.reuse_after_s,
+            plays_once: true,
+        };
+        Ok(Check {
+            file,
+            station,
+            supervision: self.supervision.clone(),
+            recognizer: self.recognizer.clone(),
+            orders: self.orders.clone(),
+            inventory: self.inventory.clone(),
+            detector: self.detector.clone(),
+            frames_per_order: self.frames_per_order,
+            root,
+            keep,
+            progress: false,
+            on_progress: None,
+            result_wait: self.result_wait,
+        })
+    }
 }
 
 /// Every order of one recording.
@@ -397,6 +468,9 @@ impl Check {
                 &mut errors,
                 &mut unbuildable,
             );
+            if let Some(tell) = &self.on_progress {
+                tell(frames, stored.len());
+            }
             if self.progress {
                 eprint!(
                     "\r  {frames} s of video read, {} order(s) stored",

@@ -37,3 +37,4 @@ pub mod supervise;
 #[doc(hidden)]
 pub mod testing;
 pub mod validate;
+pub mod videos;

@@ -404,7 +404,7 @@ fn main() -> ExitCode {
 }
 
 fn check_video(a: CheckVideoArgs) -> ExitCode {
-    use orchestrator::check_video::{self as cv, Check};
+    use orchestrator::check_video::{self as cv, Template};
     let usage = |e: String| {
         eprintln!("orchestrator check-video: {e}");
         ExitCode::from(2)
@@ -419,23 +419,11 @@ fn check_video(a: CheckVideoArgs) -> ExitCode {
         Err(e) => return usage(e),
     };
     let c = &l.config;
-    let station = match &a.station {
-        Some(id) => c.stations.iter().find(|s| &s.id == id),
-        None => c.stations.first(),
-    };
-    let Some(station) = station else {
-        let ids: Vec<&str> = station_ids(c);
-        return usage(format!(
-            "--station {}: not in the configuration (it has {})",
-            a.station.as_deref().unwrap_or(""),
-            ids.join(", ")
-        ));
-    };
     let roi = match a.roi.as_deref().map(str::trim) {
-        None => station.roi.clone(),
-        Some("full") | Some("") => None,
+        None => None,
+        Some("full") | Some("") => Some(None),
         Some(r) => match oa_contract::Roi::parse(r) {
-            Ok(r) => Some(r.to_string()),
+            Ok(r) => Some(Some(r.to_string())),
             Err(e) => return usage(format!("--roi {r}: {e}")),
         },
     };
@@ -451,16 +439,6 @@ fn check_video(a: CheckVideoArgs) -> ExitCode {
     {
         return usage(e);
     }
-    let file = std::path::absolute(&a.file).unwrap_or(a.file.clone());
-    let spec = StationSpec {
-        id: station.id.clone(),
-        source: file.display().to_string(),
-        pipeline: orchestrator::config::DEFAULT_FILE_PIPELINE.to_owned(),
-        roi,
-        idle_timeout_ms: station.idle_timeout_ms,
-        reuse_after_s: station.reuse_after_s,
-        plays_once: true,
-    };
     if std::env::var_os("AWS_ACCESS_KEY_ID").is_none() {
         // The check's own S3 server on 127.0.0.1 accepts what it is signed with.
         let secret = format!(
@@ -494,29 +472,22 @@ fn check_video(a: CheckVideoArgs) -> ExitCode {
         Ok(r) => r,
         Err(e) => return usage(format!("recognition: {e}")),
     };
-    use std::io::IsTerminal as _;
-    let check = Check {
-        file,
-        station: spec,
-        supervision: supervise_settings(c),
-        recognizer,
+    let template = Template {
         orders,
-        inventory,
-        detector: l.detector.clone(),
-        frames_per_order: c.processing.frames_per_order,
-        root: a.keep.clone().unwrap_or_else(cv::scratch_root),
-        keep: a.keep.is_some(),
-        progress: !a.json && std::io::stderr().is_terminal(),
-        result_wait: match c.recognition.backend {
-            orchestrator::config::Backend::OpenAi => {
-                let o = &c.recognition.openai;
-                // Every attempt's timeout, the backoff between them, and a margin.
-                Duration::from_millis(o.timeout_ms) * (o.retries + 1)
-                    + Duration::from_secs(4 * u64::from(o.retries) + 10)
-            }
-            orchestrator::config::Backend::Labels => Duration::from_secs(30),
-        },
+        ..check_template(c, recognizer, inventory, l.detector.clone())
     };
+    let mut check = match template.check(
+        a.file.clone(),
+        a.station.as_deref(),
+        roi,
+        a.keep.clone().unwrap_or_else(cv::scratch_root),
+        a.keep.is_some(),
+    ) {
+        Ok(check) => check,
+        Err(e) => return usage(format!("--{e}")),
+    };
+    use std::io::IsTerminal as _;
+    check.progress = !a.json && std::io::stderr().is_terminal();
     match rt.block_on(check.run()) {
         Ok(report) => {
             if a.json {
@@ -536,6 +507,33 @@ fn check_video(a: CheckVideoArgs) -> ExitCode {
             eprintln!("orchestrator check-video: {e}");
             ExitCode::from(e.exit_code())
         }
+    }
+}
+
+/// What every recording check of `c` shares (`check-video` and `POST /api/videos`).
+fn check_template(
+    c: &Config,
+    recognizer: Arc<dyn orchestrator::recognize::Recognizer>,
+    inventory: Arc<orchestrator::orders::Inventory>,
+    detector: Option<Arc<orchestrator::detector::Detector>>,
+) -> orchestrator::check_video::Template {
+    orchestrator::check_video::Template {
+        stations: station_specs(c).into_iter().map(|(s, _)| s).collect(),
+        supervision: supervise_settings(c),
+        recognizer,
+        orders: Orders::default(),
+        inventory,
+        detector,
+        frames_per_order: c.processing.frames_per_order,
+        result_wait: match c.recognition.backend {
+            orchestrator::config::Backend::OpenAi => {
+                let o = &c.recognition.openai;
+                // Every attempt's timeout, the backoff between them, and a margin.
+                Duration::from_millis(o.timeout_ms) * (o.retries + 1)
+                    + Duration::from_secs(4 * u64::from(o.retries) + 10)
+            }
+            orchestrator::config::Backend::Labels => Duration::from_secs(30),
+        },
     }
 }
 
@@ -665,6 +663,11 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
     let inventory = Arc::new(l.inventory);
     let recognizer = orchestrator::recognize::build(&c.recognition, inventory.clone())
         .map_err(|e| (2, format!("recognition: {e}")))?;
+    // Uploaded recordings are checked with the same recogniser, orders and stations.
+    let videos_template = (c.http.max_video_mb > 0).then(|| orchestrator::check_video::Template {
+        orders: l.orders.clone(),
+        ..check_template(c, recognizer.clone(), inventory.clone(), l.detector.clone())
+    });
     let listener = http::bind(c.http.bind).await.map_err(|e| (1, e))?;
     let embedded = start_embedded_s3(c).await.map_err(|e| (2, e))?;
     let metrics = Arc::new(Metrics::new());
@@ -790,6 +793,15 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
     let consumer_task = consumer
         .clone()
         .map(|c| tokio::spawn(c.run(shutdown.listener())));
+    let videos_dir = orchestrator::check_video::scratch_root();
+    let videos = videos_template.map(|t| {
+        orchestrator::videos::Videos::start(
+            t,
+            videos_dir.clone(),
+            u64::from(c.http.max_video_mb) << 20,
+            shutdown.listener(),
+        )
+    });
     let state = Arc::new(AppState {
         supervisor: supervisor.clone(),
         consumer: consumer.clone(),
@@ -797,6 +809,7 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         expected,
         auth: l.auth,
         events: Some(events),
+        videos,
     });
     tracing::info!(
         role = %duty.role,
@@ -834,6 +847,8 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         let _ = task.await;
     }
     let _ = http_task.await;
+    // Uploads not checked yet go with the process (their state was in memory only).
+    let _ = std::fs::remove_dir_all(&videos_dir);
     if let Some(task) = retention_task {
         let _ = task.await;
     }

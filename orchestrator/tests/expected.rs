@@ -92,6 +92,7 @@ impl Env {
                 expected: Some(expected),
                 auth: None,
                 events: None,
+                videos: None,
             }),
             self.shutdown.listener(),
         ));

@@ -142,6 +142,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             expected: None,
             auth: None,
             events: None,
+            videos: None,
         }),
         rx.into(),
     ));

@@ -860,6 +860,40 @@ fn launch_line(plan: &StationPlan, sc: &Scenario, out: Output) -> String {
     s
 }
 
+/// A recording with no slip in it (a test pattern), H.264 in Matroska at 5 frames/s, of
+/// `seconds` at `width`x`height`: what a check of it must refuse to call orders.
+pub fn record_blank(path: &Path, width: u32, height: u32, seconds: u32) -> Result<(), String> {
+    let status = std::process::Command::new("gst-launch-1.0")
+        .arg("-q")
+        .arg("videotestsrc")
+        .arg(format!("num-buffers={}", seconds * 5))
+        .args(["pattern=smpte", "!"])
+        .arg(format!(
+            "video/x-raw,width={width},height={height},framerate=5/1"
+        ))
+        .args([
+            "!",
+            "x264enc",
+            "!",
+            "h264parse",
+            "!",
+            "matroskamux",
+            "!",
+            "filesink",
+        ])
+        .arg(format!("location={}", path.display()))
+        .status()
+        .map_err(|e| format!("gst-launch-1.0: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "gst-launch-1.0 could not write {}: {status}",
+            path.display()
+        ))
+    }
+}
+
 /// Renders station `station` of `plan` into a Matroska file of H.264 (the same scene the
 /// RTSP camera shows), as fast as the machine goes, for [`Simulator::replay`].
 pub fn record(plan: &Plan, station: usize, path: &Path) -> Result<(), String> {

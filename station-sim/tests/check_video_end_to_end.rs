@@ -153,19 +153,7 @@ fn a_recording_is_checked_once_faster_than_real_time_with_every_order_as_expecte
     assert!(err.contains("could not be played"), "{err}");
     // No slip in view: exit 3, saying what to check.
     let blank = dir.join("blank.mkv");
-    let ok = Command::new("gst-launch-1.0")
-        .args(["-q", "videotestsrc", "num-buffers=50", "pattern=smpte", "!"])
-        .args([
-            "video/x-raw,width=640,height=360,framerate=5/1",
-            "!",
-            "x264enc",
-            "!",
-        ])
-        .args(["h264parse", "!", "matroskamux", "!", "filesink"])
-        .arg(format!("location={}", blank.display()))
-        .status()
-        .unwrap();
-    assert!(ok.success());
+    station_sim::record_blank(&blank, 640, 360, 10).unwrap();
     let out = check_video(&dir, &[blank.to_str().unwrap(), "--roi", "full"]);
     assert_eq!(out.status.code(), Some(3));
     let err = String::from_utf8_lossy(&out.stderr);

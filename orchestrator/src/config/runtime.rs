@@ -20,7 +20,12 @@ pub struct HttpConfig {
     /// PEM certificate chain and private key: HTTPS instead of HTTP (both or neither).
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// Largest recording `POST /api/videos` takes, MiB; 0 turns the endpoint off.
+    pub max_video_mb: u32,
 }
+
+/// `http.max_video_mb`'s default: about an hour of a 720p camera's H.264.
+pub const DEFAULT_MAX_VIDEO_MB: u32 = 1024;
 
 impl Default for HttpConfig {
     fn default() -> Self {
@@ -30,6 +35,7 @@ impl Default for HttpConfig {
             allow_anonymous: false,
             tls_cert: None,
             tls_key: None,
+            max_video_mb: DEFAULT_MAX_VIDEO_MB,
         }
     }
 }

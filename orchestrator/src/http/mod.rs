@@ -14,7 +14,10 @@
 //! * `stats`: `GET /api/stats?since=`, per-station counts and mismatch rates;
 //! * `openapi`: `GET /api/openapi.json`, the OpenAPI 3.1 description of all of these;
 //! * `expected`: `PUT`/`GET`/`DELETE /api/expected-orders/{order}`, `GET` and `POST
-//!   /api/expected-orders`: the expected items of orders, from the till (1 MiB bodies).
+//!   /api/expected-orders`: the expected items of orders, from the till (1 MiB bodies);
+//! * `videos`: `POST /api/videos`, a recording to check, `GET /api/videos/{id}` its
+//!   progress and report, `GET /api/videos` the newest (bodies up to
+//!   `http.max_video_mb`, streamed to disk).
 //!
 //! Errors are JSON (`{"error": ...}`, see [`ApiError`]): 404 for other paths, 405 for
 //! other methods.
@@ -32,6 +35,7 @@ mod server;
 mod stations;
 mod stats;
 pub mod tls;
+mod videos;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -66,6 +70,8 @@ pub struct AppState {
     pub auth: Option<Arc<auth::Tokens>>,
     /// `/api/events`; `None`: 404.
     pub events: Option<Arc<crate::events::Events>>,
+    /// `/api/videos`; `None`: 404.
+    pub videos: Option<Arc<crate::videos::Videos>>,
 }
 
 impl AppState {
@@ -79,6 +85,7 @@ impl AppState {
             expected: None,
             auth: None,
             events: None,
+            videos: None,
         }
     }
 
@@ -125,6 +132,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         // Merged after the layers: it reads bodies, and brings its own (larger) limit.
         .merge(expected::router())
+        .merge(videos::router())
         // Last, so that it covers every route (`expected` too) and runs before the others.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

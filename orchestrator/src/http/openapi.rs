@@ -9,7 +9,9 @@ use serde::Serialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{Shared, dashboard, events, expected, health, metrics, orders, stations, stats};
+use super::{
+    Shared, dashboard, events, expected, health, metrics, orders, stations, stats, videos,
+};
 
 pub(super) fn router() -> Router<Shared> {
     Router::new().route("/api/openapi.json", get(openapi_json))
@@ -68,7 +70,8 @@ pub struct BatchReply {
     pub replaced: Vec<String>,
 }
 
-/// Bearer tokens: `read` for the GETs under /api, `write` for the expected-orders writes.
+/// Bearer tokens: `read` for the GETs under /api, `write` for the expected-orders writes
+/// and video uploads.
 struct BearerAuth;
 
 impl Modify for BearerAuth {
@@ -107,6 +110,9 @@ impl Modify for BearerAuth {
         expected::delete_one,
         expected::list,
         expected::batch,
+        videos::upload,
+        videos::one,
+        videos::list,
         openapi_json,
     ),
     modifiers(&BearerAuth),
@@ -118,6 +124,7 @@ impl Modify for BearerAuth {
         (name = "orders", description = "Results of completed orders"),
         (name = "events", description = "Results and station changes as they happen (docs/events.md)"),
         (name = "expected-orders", description = "What each order should hold, from the till"),
+        (name = "videos", description = "Recordings uploaded to be checked, as `orchestrator check-video` checks a file"),
     )
 )]
 pub struct ApiDoc;
