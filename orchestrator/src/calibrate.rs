@@ -28,7 +28,7 @@ pub struct Calibrate {
     pub camera: CameraEnv,
     pub supervision: supervise::Settings,
     pub pattern: Regex,
-    /// Frames to read (1 frame/s: seconds of a camera).
+    /// Frames to read (1 frame/s: seconds of a camera), at most 1000.
     pub frames: usize,
     /// The annotated frame is written here.
     pub out: PathBuf,
@@ -39,6 +39,7 @@ pub struct Calibrate {
 /// Where the order ID was read on one frame.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Found {
+    /// Its place among the frames the ID was read on.
     pub frame: usize,
     pub id: String,
     /// The text that matched the pattern (e.g. `ORDER #384`).
@@ -116,6 +117,8 @@ pub fn grab_args(station_args: &[String], dir: &Path) -> Result<Vec<String>, Str
         .map(String::from),
     );
     args.push(format!("location={}", location.display()));
+    // A bound on the disk, whatever happens to the reader.
+    args.push("max-files=1000".into());
     Ok(args)
 }
 
@@ -351,6 +354,13 @@ impl Calibrate {
             tokio::select! {
                 _ = child.wait() => { exited = true; break; }
                 _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                // The pipeline has a process group of its own: the terminal's Ctrl-C
+                // does not reach it.
+                _ = tokio::signal::ctrl_c() => {
+                    supervise::child::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
+                    let _ = child.wait().await;
+                    return Err(CalibrateError::Failed("interrupted".into()));
+                }
             }
         }
         supervise::child::signal_group(pid, nix::sys::signal::Signal::SIGKILL);
@@ -379,7 +389,11 @@ impl Calibrate {
             ..OcrConfig::default()
         })
         .map_err(|e| CalibrateError::Failed(format!("OCR: {e}")))?;
+        // Only the frames the ID was read on are kept (for the region check and the
+        // picture); the others are counted.
         let mut frames: Vec<BgrImage> = Vec::new();
+        let mut decoded = 0;
+        let mut size = None;
         let mut found = Vec::new();
         let mut seen_text: Vec<String> = Vec::new();
         for path in files {
@@ -398,37 +412,40 @@ impl Calibrate {
             let lines = engine
                 .detect_and_recognize(&img)
                 .map_err(|e| CalibrateError::Failed(format!("OCR: {e}")))?;
-            let index = frames.len();
+            let index = decoded;
+            decoded += 1;
+            size.get_or_insert((img.width, img.height));
+            let before = found.len();
             match locate(&lines, &self.pattern, MIN_CONFIDENCE) {
-                Some((id, text, rect)) => found.push(Found {
-                    frame: index,
-                    id,
-                    text,
-                    rect,
-                }),
+                Some((id, text, rect)) => {
+                    found.push(Found {
+                        frame: frames.len(),
+                        id,
+                        text,
+                        rect,
+                    });
+                    frames.push(img);
+                }
                 None => seen_text.extend(lines.into_iter().map(|l| l.text)),
             }
-            frames.push(img);
             tracing::info!(
                 "frame {} of {}: {}",
                 index + 1,
                 files.len(),
-                found.last().filter(|f| f.frame == index).map_or(
-                    "no order ID".to_owned(),
-                    |f| format!(
+                found
+                    .get(before)
+                    .map_or("no order ID".to_owned(), |f| format!(
                         "{:?} at {},{} {}x{}",
                         f.text, f.rect.x, f.rect.y, f.rect.width, f.rect.height
-                    )
-                )
+                    ))
             );
         }
-        let Some(first) = frames.first() else {
+        let Some((width, height)) = size else {
             return Err(CalibrateError::NoFrames(format!(
                 "station {}: no frame could be decoded",
                 self.station.id
             )));
         };
-        let (width, height) = (first.width, first.height);
         let rects: Vec<Rect> = found.iter().map(|f| f.rect).collect();
         let Some(roi) = propose(&rects, width, height) else {
             seen_text.sort();
@@ -443,8 +460,7 @@ impl Calibrate {
                 "station {}: no order slip in view on {} frames ({seen}): put a slip where it \
                  lies while packing, in view of the camera, and run calibrate again; a slip \
                  printed in another form needs --order-pattern",
-                self.station.id,
-                frames.len()
+                self.station.id, decoded
             )));
         };
         let mut region_reads = 0;
@@ -460,7 +476,6 @@ impl Calibrate {
             }
         }
         // The frame that shows the slip, the latest of them, with every box on it.
-        let decoded = frames.len();
         let shown = found.last().map_or(0, |f| f.frame);
         let mut img = frames.swap_remove(shown);
         for f in &found {
@@ -608,7 +623,7 @@ mod tests {
             args.join(" "),
             "camerasrc location=rtsp://x ! videoconvert ! videorate ! \
              video/x-raw,framerate=1/1 ! videoconvert ! jpegenc quality=95 ! multifilesink \
-             location=/tmp/g/%05d.jpg"
+             location=/tmp/g/%05d.jpg max-files=1000"
         );
         assert!(grab_args(&["videotestsrc".into()], Path::new("/tmp")).is_err());
     }

@@ -25,6 +25,7 @@ pub mod logging;
 pub mod metrics;
 pub mod orders;
 pub mod recognize;
+pub mod reload;
 pub mod result;
 pub mod retention;
 pub mod roles;

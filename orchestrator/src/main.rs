@@ -54,7 +54,10 @@ enum Command {
     /// (/healthz, /readyz, /metrics, /api/stations, /api/orders...).
     ///
     /// S3 credentials come from the standard AWS environment (AWS_ACCESS_KEY_ID,
-    /// AWS_SECRET_ACCESS_KEY, AWS_PROFILE...). SIGHUP reloads orders_file. SIGINT or
+    /// AWS_SECRET_ACCESS_KEY, AWS_PROFILE...). SIGHUP, a change of the file and POST
+    /// /api/reload apply its station list while the others run (stations added start,
+    /// removed stop with their open order completed, changed restart alone; an invalid
+    /// file is refused, the running set kept); SIGHUP reloads orders_file too. SIGINT or
     /// SIGTERM stops it: each pipeline gets SIGINT (its open order is flushed), and
     /// SIGKILL after supervision.shutdown_grace_s.
     ///
@@ -170,6 +173,8 @@ impl ConfigArg {
 /// Everything loaded and checked before anything starts.
 struct Loaded {
     config: Config,
+    /// The file it was read from, read again on a reload.
+    path: std::path::PathBuf,
     /// What this process runs (role and shard).
     duty: Duty,
     orders: Orders,
@@ -284,6 +289,7 @@ fn load_with(arg: &ConfigArg, advise: bool) -> Result<Loaded, String> {
     };
     Ok(Loaded {
         config,
+        path: path.to_path_buf(),
         duty,
         orders,
         inventory,
@@ -664,10 +670,20 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
     let recognizer = orchestrator::recognize::build(&c.recognition, inventory.clone())
         .map_err(|e| (2, format!("recognition: {e}")))?;
     // Uploaded recordings are checked with the same recogniser, orders and stations.
-    let videos_template = (c.http.max_video_mb > 0).then(|| orchestrator::check_video::Template {
-        orders: l.orders.clone(),
-        ..check_template(c, recognizer.clone(), inventory.clone(), l.detector.clone())
-    });
+    let signed = std::env::var_os("AWS_ACCESS_KEY_ID").is_some()
+        && std::env::var_os("AWS_SECRET_ACCESS_KEY").is_some();
+    if c.http.max_video_mb > 0 && !signed {
+        tracing::warn!(
+            "POST /api/videos is off: a check's own S3 server signs with AWS_ACCESS_KEY_ID \
+             and AWS_SECRET_ACCESS_KEY, and they are not set (credentials from a profile or \
+             a role do not reach it)"
+        );
+    }
+    let videos_template =
+        (c.http.max_video_mb > 0 && signed).then(|| orchestrator::check_video::Template {
+            orders: l.orders.clone(),
+            ..check_template(c, recognizer.clone(), inventory.clone(), l.detector.clone())
+        });
     let listener = http::bind(c.http.bind).await.map_err(|e| (1, e))?;
     let embedded = start_embedded_s3(c).await.map_err(|e| (2, e))?;
     let metrics = Arc::new(Metrics::new());
@@ -771,11 +787,30 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         let sup = supervisor.clone();
         consumer.on_marker(Box::new(move |s| sup.note_progress(s)));
     }
+    // The configuration's stations: reloaded on SIGHUP, when the file changes and on
+    // POST /api/reload.
+    let (config_reload, config_reloads) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(
+        orchestrator::reload::Reloader {
+            path: l.path.clone(),
+            current: c.clone(),
+            duty,
+            supervisor: supervisor.clone(),
+            consumer: consumer.clone(),
+            specs_of: Box::new(station_specs),
+        }
+        .run(config_reloads, shutdown.listener()),
+    );
     // orders_file: reloaded when it changes and on SIGHUP.
     let (reload, reloads) = tokio::sync::mpsc::unbounded_channel();
+    let hup_reload = config_reload.clone();
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            tracing::info!("SIGHUP received: reloading orders_file");
+            tracing::info!("SIGHUP received: reloading the configuration and orders_file");
+            let _ = hup_reload.send(orchestrator::reload::Request {
+                why: "SIGHUP",
+                reply: None,
+            });
             if reload.send(()).is_err() {
                 break;
             }
@@ -810,6 +845,7 @@ async fn run(l: Loaded) -> Result<(), (u8, String)> {
         auth: l.auth,
         events: Some(events),
         videos,
+        reload: Some(config_reload),
     });
     tracing::info!(
         role = %duty.role,

@@ -382,6 +382,18 @@ impl Collector for Pipelines {
         )?;
         self.family(
             &mut out,
+            "oa_station_config_revision",
+            "The configuration revision the station runs with: 1 from the start, then the reload that added it or changed its settings.",
+            |s| ConstGauge::new(s.config_revision as i64),
+        )?;
+        self.family(
+            &mut out,
+            "oa_station_configured_timestamp_seconds",
+            "When the station was started with its current settings (Unix seconds).",
+            |s| ConstGauge::new(s.configured_unix_ms as f64 / 1000.0),
+        )?;
+        self.family(
+            &mut out,
             "oa_pipeline_frames_stored",
             "Frames the station's sink stored, over every pipeline run since the orchestrator started.",
             |s| ConstCounter::new(s.frames.stored),
@@ -660,6 +672,8 @@ mod tests {
             "oa_pipeline_uptime_seconds{station=\"s1\"} 1.5\n",
             "oa_pipeline_frames_stored_total{station=\"s1\"} 8\n",
             "oa_pipeline_frames_dropped_total{station=\"s2\"} 7\n",
+            "# TYPE oa_station_config_revision gauge\n",
+            "oa_station_config_revision{station=\"s1\"} 1\n",
             "# TYPE oa_retention_deleted_total counter\n",
             "oa_retention_deleted_total{kind=\"frames\"} 7\n",
             "oa_retention_deleted_total{kind=\"claims\"} 0\n",

@@ -52,6 +52,11 @@ pub struct StationStatus {
     /// Frames the station's sinks reported, summed over every pipeline run since the
     /// orchestrator started (from `sink-progress`).
     pub frames: FrameCounts,
+    /// The configuration revision the station runs with: 1 from the start, and the
+    /// revision of the reload that added it or changed its settings.
+    pub config_revision: u64,
+    /// Unix ms when the station was started with its current settings.
+    pub configured_unix_ms: u64,
 }
 
 impl StationStatus {
@@ -69,6 +74,8 @@ impl StationStatus {
             backoff_history_ms: vec![],
             start_history_unix_ms: vec![],
             frames: FrameCounts::default(),
+            config_revision: 1,
+            configured_unix_ms: 0,
         }
     }
 }

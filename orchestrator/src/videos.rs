@@ -127,6 +127,19 @@ pub struct Videos {
     jobs: Mutex<VecDeque<Job>>,
     queue: mpsc::UnboundedSender<Queued>,
     next: std::sync::atomic::AtomicU64,
+    /// Uploads admitted whose body is still coming: they count against [`MAX_QUEUED`].
+    uploading: Arc<std::sync::atomic::AtomicUsize>,
+    /// Fired on shutdown: uploads in flight end (503).
+    pub stopping: Stopping,
+}
+
+/// A slot of the queue held by an upload in flight; given back when dropped.
+pub struct Slot(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl Videos {
@@ -146,6 +159,8 @@ impl Videos {
             jobs: Mutex::new(VecDeque::new()),
             queue,
             next: std::sync::atomic::AtomicU64::new(1),
+            uploading: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            stopping: stopping.clone(),
         });
         let worker = videos.clone();
         tokio::spawn(async move {
@@ -169,9 +184,9 @@ impl Videos {
         videos
     }
 
-    /// A fresh upload ID; refused for an unknown station or a full queue (before the body
-    /// is read).
-    pub fn admit(&self, station: Option<&str>) -> Result<String, Refused> {
+    /// A fresh upload ID and its slot in the queue (held while the body comes); refused
+    /// for an unknown station or a full queue (before the body is read).
+    pub fn admit(&self, station: Option<&str>) -> Result<(String, Slot), Refused> {
         if let Some(id) = station
             && !self.template.stations.iter().any(|s| s.id == id)
         {
@@ -185,18 +200,23 @@ impl Videos {
                     .join(", ")
             )));
         }
-        let queued = self
-            .jobs
-            .lock()
-            .unwrap()
+        let jobs = self.jobs.lock().unwrap();
+        let queued = jobs
             .iter()
             .filter(|j| j.status == JobStatus::Queued)
             .count();
-        if queued >= MAX_QUEUED {
+        // Counted and taken under the jobs' lock, so that two uploads cannot both take
+        // the last slot.
+        let uploading = self.uploading.load(std::sync::atomic::Ordering::SeqCst);
+        if queued + uploading >= MAX_QUEUED {
             return Err(Refused::Busy);
         }
+        self.uploading
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let slot = Slot(self.uploading.clone());
+        drop(jobs);
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(format!("v{}-{n}", unix_ms()))
+        Ok((format!("v{}-{n}", unix_ms()), slot))
     }
 
     /// Where the upload of `id` is written.
@@ -208,9 +228,10 @@ impl Videos {
         &self.dir
     }
 
-    /// Queues the check of an uploaded file.
+    /// Queues the check of an uploaded file; its slot passes to the queued job.
     pub fn queue(
         &self,
+        slot: Slot,
         id: String,
         file: PathBuf,
         station: Option<String>,
@@ -235,6 +256,7 @@ impl Videos {
         {
             let mut jobs = self.jobs.lock().unwrap();
             jobs.push_back(job.clone());
+            drop(slot);
             // The oldest finished ones go first; queued and running ones stay.
             while jobs.len() > KEEP_JOBS {
                 match jobs
@@ -248,7 +270,15 @@ impl Videos {
                 }
             }
         }
-        let _ = self.queue.send(Queued { id, file });
+        if let Err(e) = self.queue.send(Queued { id, file }) {
+            // The worker has ended (the orchestrator stops): nothing will check it.
+            let _ = std::fs::remove_file(&e.0.file);
+            self.finish(
+                &e.0.id,
+                Err(CheckError::Failed("the orchestrator is stopping".into())),
+            );
+            return self.get(&e.0.id).unwrap_or(job);
+        }
         job
     }
 

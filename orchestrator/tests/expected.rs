@@ -93,6 +93,7 @@ impl Env {
                 auth: None,
                 events: None,
                 videos: None,
+                reload: None,
             }),
             self.shutdown.listener(),
         ));

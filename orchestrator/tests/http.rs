@@ -143,6 +143,7 @@ async fn endpoints_answer_and_metrics_pass_promtool() {
             auth: None,
             events: None,
             videos: None,
+            reload: None,
         }),
         rx.into(),
     ));

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 /// Every (method, path) the router serves; a route added without its annotation fails
 /// here, as one documented but not routed fails below.
-const ROUTES: [(&str, &str); 21] = [
+const ROUTES: [(&str, &str); 22] = [
     ("get", "/"),
     ("get", "/app.css"),
     ("get", "/app.js"),
@@ -19,6 +19,7 @@ const ROUTES: [(&str, &str); 21] = [
     ("get", "/readyz"),
     ("get", "/metrics"),
     ("get", "/api/stations"),
+    ("post", "/api/reload"),
     ("get", "/api/orders"),
     ("get", "/api/orders/{station}/{order}"),
     ("get", "/api/orders/{station}/{order}/frames/{n}"),

@@ -76,15 +76,17 @@ impl Drop for TempDir {
     }
 }
 
-pub(crate) struct Orchestrator {
-    pub(crate) child: Child,
-    pub(crate) log: PathBuf,
+/// An `orchestrator run` of a test or a benchmark, killed when dropped (its log printed
+/// when a test panics).
+pub struct Orchestrator {
+    pub child: Child,
+    pub log: PathBuf,
 }
 
 impl Orchestrator {
     /// Starts `orchestrator run --config cfg`, its output appended to `log`, with the S3
     /// credentials and `env`.
-    pub(crate) fn spawn(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> Orchestrator {
+    pub fn spawn(cfg: &Path, log: &Path, env: &[(&str, &str)]) -> Orchestrator {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -128,7 +130,7 @@ impl Orchestrator {
     pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
-    pub(crate) fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let text = self.log_text();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(60)..].join("\n")
@@ -139,6 +141,9 @@ impl Drop for Orchestrator {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("orchestrator log (last lines):\n{}", self.log_tail());
+        }
     }
 }
 

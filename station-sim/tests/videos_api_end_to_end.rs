@@ -7,7 +7,6 @@
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -16,29 +15,7 @@ use station_sim::{Plan, Scenario, run};
 
 const ROI: &str = "40,30,760,170";
 
-struct Server {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        run::interrupt(&self.child);
-        let stop = Instant::now() + Duration::from_secs(20);
-        while self.child.try_wait().ok().flatten().is_none() && Instant::now() < stop {
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.child.kill();
-        if std::thread::panicking() {
-            eprintln!(
-                "orchestrator log:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-        }
-    }
-}
-
-fn start(dir: &Path, port: u16) -> Server {
+fn start(dir: &Path, port: u16) -> run::Orchestrator {
     let pipelines = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../pipelines");
     let config = dir.join("orchestrator.toml");
     std::fs::write(
@@ -56,18 +33,7 @@ fn start(dir: &Path, port: u16) -> Server {
     )
     .unwrap();
     let log = dir.join("orchestrator.log");
-    let child = Command::new(run::release_dir().join("orchestrator"))
-        .arg("run")
-        .arg("--config")
-        .arg(&config)
-        .env("AWS_ACCESS_KEY_ID", "videos-test")
-        .env("AWS_SECRET_ACCESS_KEY", "videos-test-secret")
-        .env("AWS_EC2_METADATA_DISABLED", "true")
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
-    let server = Server { child, log };
+    let server = run::Orchestrator::spawn(&config, &log, &[]);
     let addr = format!("127.0.0.1:{port}");
     let up = Instant::now() + Duration::from_secs(30);
     while http(&addr, "GET", "/healthz", None).map(|r| r.0).ok() != Some(200) {

@@ -28,7 +28,7 @@ const ATTEMPTS: u32 = 5;
 impl Consumer {
     /// Reads every station's earlier results back, one station after the other.
     pub(super) async fn backfill(self: &Arc<Self>) {
-        for station in self.settings.stations.clone() {
+        for station in self.stations() {
             let t = Instant::now();
             let mut failures = 0;
             let read = loop {

@@ -285,7 +285,7 @@ impl Consumer {
     /// checkpoints be written.
     pub(super) async fn full_scans(self: &Arc<Self>) {
         let mut scans = tokio::task::JoinSet::new();
-        for station in self.settings.stations.clone() {
+        for station in self.stations() {
             let this = self.clone();
             scans.spawn(async move { this.full_scan(station).await });
         }

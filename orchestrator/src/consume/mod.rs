@@ -258,6 +258,9 @@ pub struct Consumer {
     limit: Arc<Semaphore>,
     hints: Mutex<Option<mpsc::UnboundedSender<OrderKey>>>,
     progress: Mutex<Option<MarkerCallback>>,
+    /// The stations whose orders are looked for; `settings.stations` at first, changed by
+    /// a reload ([`Consumer::set_stations`]).
+    stations: Mutex<Vec<String>>,
     /// Where final results are announced.
     events: Mutex<Option<Arc<crate::events::Events>>>,
     processed: std::sync::atomic::AtomicU64,
@@ -282,6 +285,17 @@ fn manifest_summary(m: &Manifest) -> (Option<u32>, Option<u64>) {
 }
 
 impl Consumer {
+    /// The stations whose orders are looked for.
+    pub fn stations(&self) -> Vec<String> {
+        self.stations.lock().unwrap().clone()
+    }
+
+    /// Looks for the orders of these stations from now on (a reload of the station list);
+    /// a station added is listed in full once, as at a start.
+    pub fn set_stations(&self, stations: Vec<String>) {
+        *self.stations.lock().unwrap() = stations;
+    }
+
     pub fn new(deps: ConsumerDeps) -> Arc<Consumer> {
         let expected = deps.expected.unwrap_or_else(|| {
             let layout = &deps.settings.layout;
@@ -294,6 +308,7 @@ impl Consumer {
             )
         });
         let consumer = Arc::new(Consumer {
+            stations: Mutex::new(deps.settings.stations.clone()),
             limit: Arc::new(Semaphore::new(deps.settings.max_concurrent_orders.max(1))),
             store: deps.store,
             settings: deps.settings,
@@ -472,7 +487,7 @@ impl Consumer {
             tokio::select! {
                 _ = tick.tick() => {
                     self.reap();
-                    for station in self.settings.stations.clone() {
+                    for station in self.stations() {
                         if let Err(e) = self.poll_station(&station).await {
                             self.metrics.error("list");
                             tracing::warn!(station, "marker discovery: {e}");
@@ -480,7 +495,7 @@ impl Consumer {
                     }
                     self.look_again();
                     self.recover_orphans().await;
-                    for station in self.settings.stations.clone() {
+                    for station in self.stations() {
                         self.save_checkpoint(&station, false).await;
                     }
                 }
@@ -496,7 +511,7 @@ impl Consumer {
         backfill.abort();
         *self.hints.lock().unwrap() = None;
         self.drain().await;
-        for station in self.settings.stations.clone() {
+        for station in self.stations() {
             self.save_checkpoint(&station, true).await;
         }
     }

@@ -104,7 +104,7 @@ impl Consumer {
         // Orders the index shows begun and never marked.
         let now = now_ms().max(0) as u64;
         let after_ms = after.as_millis() as u64;
-        for station in self.settings.stations.clone() {
+        for station in self.stations() {
             let stale = self.station(&station, |s| {
                 s.index
                     .as_mut()

@@ -4,7 +4,9 @@
 //! * `health`: `GET /healthz`, `ok` while the process serves (liveness); `GET /readyz`,
 //!   200 when every station's pipeline is running and the latest marker listing reached
 //!   the store, else 503 with the reasons (readiness);
-//! * `stations`: `GET /api/stations`, every station's supervision state;
+//! * `stations`: `GET /api/stations`, every station's supervision state (and its
+//!   configuration revision);
+//! * `reload`: `POST /api/reload`, the configuration read again and applied as on SIGHUP;
 //! * `orders`: `GET /api/orders?station=&status=`, the results known to this process;
 //!   `GET /api/orders/{station}/{order}`, one result;
 //!   `GET /api/orders/{station}/{order}/frames/{n}`, its n-th selected frame (JPEG);
@@ -31,6 +33,7 @@ mod health;
 mod metrics;
 pub mod openapi;
 mod orders;
+mod reload;
 mod server;
 mod stations;
 mod stats;
@@ -72,6 +75,8 @@ pub struct AppState {
     pub events: Option<Arc<crate::events::Events>>,
     /// `/api/videos`; `None`: 404.
     pub videos: Option<Arc<crate::videos::Videos>>,
+    /// `POST /api/reload`; `None`: 404.
+    pub reload: Option<tokio::sync::mpsc::UnboundedSender<crate::reload::Request>>,
 }
 
 impl AppState {
@@ -86,6 +91,7 @@ impl AppState {
             auth: None,
             events: None,
             videos: None,
+            reload: None,
         }
     }
 
@@ -112,6 +118,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(dashboard::router())
         .merge(health::router())
         .merge(stations::router())
+        .merge(reload::router())
         .merge(orders::router())
         .merge(metrics::router())
         .merge(events::router())

@@ -10,7 +10,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
 use super::{
-    Shared, dashboard, events, expected, health, metrics, orders, stations, stats, videos,
+    Shared, dashboard, events, expected, health, metrics, orders, reload, stations, stats, videos,
 };
 
 pub(super) fn router() -> Router<Shared> {
@@ -100,6 +100,7 @@ impl Modify for BearerAuth {
         health::readyz,
         metrics::scrape,
         stations::list,
+        reload::reload,
         orders::list,
         orders::one,
         orders::frame,

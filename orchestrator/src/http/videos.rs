@@ -25,15 +25,15 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 use tower::ServiceBuilder;
-use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use super::openapi::ApiErrorBody;
 use super::{ApiError, Shared};
 use crate::videos::{Container, Job, Refused, Videos};
 
-/// An upload of a large recording over a store's network takes minutes.
-const UPLOAD_TIMEOUT: Duration = Duration::from_secs(900);
+/// A client that sends no byte for this long is dropped; a large upload may take as long
+/// as it needs otherwise.
+const IDLE: Duration = Duration::from_secs(60);
 
 /// The first bytes that tell the container.
 const HEAD: usize = 376;
@@ -45,12 +45,8 @@ pub(super) fn router() -> Router<Shared> {
         .layer(
             ServiceBuilder::new()
                 .layer(TraceLayer::new_for_http())
-                // The body is streamed and counted against max_video_mb here.
-                .layer(DefaultBodyLimit::disable())
-                .layer(TimeoutLayer::with_status_code(
-                    StatusCode::REQUEST_TIMEOUT,
-                    UPLOAD_TIMEOUT,
-                )),
+                // The body is streamed and counted against max_video_mb (and timed) here.
+                .layer(DefaultBodyLimit::disable()),
         )
 }
 
@@ -64,8 +60,8 @@ async fn not_allowed() -> ApiError {
 fn service(state: &Shared) -> Result<Arc<Videos>, ApiError> {
     state.videos.clone().ok_or_else(|| {
         ApiError::not_found(
-            "recordings are not checked by this process (http.max_video_mb = 0, or a \
-             replica without stations)",
+            "recordings are not checked by this process (http.max_video_mb = 0, or no \
+             AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY for the check's own S3 server)",
         )
     })
 }
@@ -114,8 +110,8 @@ pub(super) async fn upload(
     if declared.is_some_and(|n| n > max) {
         return Err(too_large(max));
     }
-    let id = match svc.admit(q.station.as_deref()) {
-        Ok(id) => id,
+    let (id, slot) = match svc.admit(q.station.as_deref()) {
+        Ok(admitted) => admitted,
         Err(Refused::UnknownStation(m)) => {
             return Err(ApiError::bad_request(format!("station: {m}")));
         }
@@ -134,7 +130,7 @@ pub(super) async fn upload(
         }
     };
     let (path, bytes) = receive(&svc, &id, body, max).await?;
-    let job = svc.queue(id.clone(), path, q.station, q.name, bytes);
+    let job = svc.queue(slot, id.clone(), path, q.station, q.name, bytes);
     let mut res = super::json(StatusCode::ACCEPTED, &job);
     if let Ok(v) = format!("/api/videos/{id}").parse() {
         res.headers_mut().insert(header::LOCATION, v);
@@ -142,8 +138,26 @@ pub(super) async fn upload(
     Ok(res)
 }
 
+/// An upload's file, removed when dropped unless kept: a refusal, a client gone, a
+/// shutdown or a dropped request leave nothing behind.
+struct Partial(Option<std::path::PathBuf>);
+
+impl Partial {
+    fn keep(mut self) -> std::path::PathBuf {
+        self.0.take().expect("kept once")
+    }
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(p) = self.0.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
 /// Writes the body to the upload folder, checking its first bytes and its size as they
-/// come; nothing is left behind on a refusal.
+/// come; a client silent for [`IDLE`] is dropped (408).
 async fn receive(
     svc: &Videos,
     id: &str,
@@ -159,78 +173,80 @@ async fn receive(
     tokio::fs::create_dir_all(svc.upload_dir())
         .await
         .map_err(failed)?;
+    let mut stopping = svc.stopping.clone();
     let mut stream = body.into_data_stream();
     let mut head = Vec::with_capacity(HEAD);
-    let mut file: Option<(tokio::fs::File, std::path::PathBuf)> = None;
+    let mut file: Option<(tokio::fs::File, Partial)> = None;
     let mut total = 0u64;
-    let outcome: Result<(), ApiError> = async {
-        loop {
-            let chunk = match stream.next().await {
-                Some(Ok(c)) => Some(c),
-                Some(Err(e)) => {
-                    return Err(ApiError::bad_request(format!(
-                        "the upload was cut short: {e}"
-                    )));
-                }
-                None => None,
-            };
-            if let Some(c) = &chunk {
-                total += c.len() as u64;
-                if total > max {
-                    return Err(too_large(max));
-                }
+    loop {
+        let next = tokio::select! {
+            n = tokio::time::timeout(IDLE, stream.next()) => n,
+            _ = stopping.wait() => {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the orchestrator is stopping: send the recording again later",
+                ));
             }
-            match (&mut file, chunk) {
-                (Some((f, _)), Some(c)) => f.write_all(&c).await.map_err(failed)?,
-                (Some(_), None) => return Ok(()),
-                (None, chunk) => {
-                    let end = chunk.is_none();
-                    if let Some(c) = chunk {
-                        head.extend_from_slice(&c);
-                    }
-                    if head.len() < HEAD && !end {
-                        continue;
-                    }
-                    if head.is_empty() {
-                        return Err(ApiError::bad_request(
-                            "empty body: send the recording as the request body",
-                        ));
-                    }
-                    let Some(container) = Container::sniff(&head) else {
-                        return Err(ApiError::new(
-                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                            format!(
-                                "not a video container a check plays: expected {}",
-                                Container::KNOWN
-                            ),
-                        ));
-                    };
-                    let path = svc.upload_path(id, container);
-                    let mut f = tokio::fs::File::create(&path).await.map_err(failed)?;
-                    let written = f.write_all(&head).await.map_err(failed);
-                    file = Some((f, path));
-                    written?;
-                    if end {
-                        return Ok(());
-                    }
+        };
+        let chunk = match next {
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!("no byte of the upload for {} s", IDLE.as_secs()),
+                ));
+            }
+            Ok(Some(Ok(c))) => Some(c),
+            Ok(Some(Err(e))) => {
+                return Err(ApiError::bad_request(format!(
+                    "the upload was cut short: {e}"
+                )));
+            }
+            Ok(None) => None,
+        };
+        if let Some(c) = &chunk {
+            total += c.len() as u64;
+            if total > max {
+                return Err(too_large(max));
+            }
+        }
+        match (&mut file, chunk) {
+            (Some((f, _)), Some(c)) => f.write_all(&c).await.map_err(failed)?,
+            (Some(_), None) => break,
+            (None, chunk) => {
+                let end = chunk.is_none();
+                if let Some(c) = chunk {
+                    head.extend_from_slice(&c);
+                }
+                if head.len() < HEAD && !end {
+                    continue;
+                }
+                if head.is_empty() {
+                    return Err(ApiError::bad_request(
+                        "empty body: send the recording as the request body",
+                    ));
+                }
+                let Some(container) = Container::sniff(&head) else {
+                    return Err(ApiError::new(
+                        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                        format!(
+                            "not a video container a check plays: expected {}",
+                            Container::KNOWN
+                        ),
+                    ));
+                };
+                let path = svc.upload_path(id, container);
+                let f = tokio::fs::File::create(&path).await.map_err(failed)?;
+                let (f, _) = file.insert((f, Partial(Some(path))));
+                f.write_all(&head).await.map_err(failed)?;
+                if end {
+                    break;
                 }
             }
         }
     }
-    .await;
-    match (outcome, file) {
-        (Ok(()), Some((mut f, path))) => {
-            f.flush().await.map_err(failed)?;
-            Ok((path, total))
-        }
-        (Ok(()), None) => unreachable!("a file exists once the head was read"),
-        (Err(e), file) => {
-            if let Some((_, path)) = file {
-                let _ = tokio::fs::remove_file(path).await;
-            }
-            Err(e)
-        }
-    }
+    let (mut f, partial) = file.expect("a file exists once the head was read");
+    f.flush().await.map_err(failed)?;
+    Ok((partial.keep(), total))
 }
 
 #[utoipa::path(get, path = "/api/videos/{id}", operation_id = "getVideo", tag = "videos",

@@ -31,7 +31,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use nix::sys::signal::Signal as Sig;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tokio::task::JoinSet;
 
 use crate::shutdown::{Shutdown, Stopping};
 use crate::status::{FrameCounts, State, StationStatus};
@@ -41,7 +40,7 @@ use policy::RestartPolicy;
 use protocol::{RepeatFilter, Signal};
 
 /// One station as the supervisor needs it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StationSpec {
     pub id: String,
     /// As configured: user info in it is given to `camerasrc` pipelines through the
@@ -120,6 +119,8 @@ struct Shared {
 struct Station {
     spec: StationSpec,
     camera: CameraEnv,
+    /// The configuration revision the station was (re)started with (1: at start).
+    revision: u64,
     status: Mutex<StationStatus>,
     playing_since: Mutex<Option<Instant>>,
     last_progress: Mutex<Instant>,
@@ -151,12 +152,34 @@ impl Station {
     }
 }
 
-/// Runs and watches every station's pipeline.
+/// A station's task and what stops it alone.
+struct Running {
+    st: Arc<Station>,
+    stop: Shutdown,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+/// What a reload of the station list did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Reloaded {
+    pub revision: u64,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Restarted alone with their new settings.
+    pub changed: Vec<String>,
+    pub unchanged: Vec<String>,
+}
+
+/// Runs and watches every station's pipeline; the set can change while they run
+/// ([`Supervisor::reload`]).
 pub struct Supervisor {
-    stations: Vec<Arc<Station>>,
+    stations: Mutex<Vec<Running>>,
     shared: Arc<Shared>,
+    /// Fired on shutdown: no station starts after it.
     shutdown: Shutdown,
-    tasks: tokio::sync::Mutex<JoinSet<()>>,
+    revision: std::sync::atomic::AtomicU64,
+    /// One reload at a time.
+    reloading: tokio::sync::Mutex<()>,
 }
 
 fn unix_ms() -> u64 {
@@ -338,37 +361,128 @@ impl Supervisor {
             hook: Arc::new(Mutex::new(None)),
             repeats: RepeatFilter::default(),
         });
-        let stations: Vec<Arc<Station>> = stations
+        let running = stations
             .into_iter()
-            .map(|(spec, camera)| {
-                Arc::new(Station {
-                    status: Mutex::new(StationStatus::new(spec.id.clone())),
-                    spec,
-                    camera,
-                    playing_since: Mutex::new(None),
-                    last_progress: Mutex::new(Instant::now()),
-                    frames: Mutex::new(Default::default()),
-                })
-            })
+            .map(|(spec, camera)| launch_station(spec, camera, 1, &shared))
             .collect();
-        let shutdown = Shutdown::new();
-        let mut tasks = JoinSet::new();
-        for st in &stations {
-            tasks.spawn(run_station(st.clone(), shared.clone(), shutdown.listener()));
-        }
         Ok(Arc::new(Supervisor {
-            stations,
+            stations: Mutex::new(running),
             shared,
-            shutdown,
-            tasks: tokio::sync::Mutex::new(tasks),
+            shutdown: Shutdown::new(),
+            revision: std::sync::atomic::AtomicU64::new(1),
+            reloading: tokio::sync::Mutex::new(()),
         }))
+    }
+
+    /// Makes `stations` the running set: stations added are started, stations removed are
+    /// stopped as on shutdown (SIGINT: EOS, their open order completed), stations whose
+    /// settings changed are stopped and started again with them; every other station's
+    /// pipeline runs on untouched. A station that does not render refuses the whole set
+    /// (nothing changes); the error names it.
+    pub async fn reload(
+        &self,
+        stations: Vec<(StationSpec, CameraEnv)>,
+    ) -> Result<Reloaded, String> {
+        let _one = self.reloading.lock().await;
+        for (spec, camera) in &stations {
+            plan(
+                &self.shared.settings,
+                &self.shared.storage,
+                spec,
+                camera,
+                "check",
+            )
+            .map_err(|e| format!("station {}: {e}", spec.id))?;
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some((dup, _)) = stations.iter().find(|(s, _)| !seen.insert(s.id.clone())) {
+            return Err(format!("station {}: appears twice", dup.id));
+        }
+        if self.shutdown.listener().is_stopping() {
+            return Err("the orchestrator is stopping".into());
+        }
+        let same = {
+            let running = self.stations.lock().unwrap();
+            running.len() == stations.len()
+                && running
+                    .iter()
+                    .zip(&stations)
+                    .all(|(r, (s, c))| r.st.spec == *s && r.st.camera == *c)
+        };
+        if same {
+            // Nothing to do: the revision stays.
+            return Ok(Reloaded {
+                revision: self.revision.load(std::sync::atomic::Ordering::SeqCst),
+                unchanged: stations.into_iter().map(|(s, _)| s.id).collect(),
+                ..Reloaded::default()
+            });
+        }
+        let revision = self
+            .revision
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+            + 1;
+        let mut out = Reloaded {
+            revision,
+            ..Reloaded::default()
+        };
+        // Those that stop: removed, or changed.
+        let stopping: Vec<(Arc<Station>, Option<tokio::task::JoinHandle<()>>)> = {
+            let mut running = self.stations.lock().unwrap();
+            running
+                .iter_mut()
+                .filter(|r| {
+                    !stations
+                        .iter()
+                        .any(|(s, c)| *s == r.st.spec && *c == r.st.camera)
+                })
+                .map(|r| {
+                    r.stop.trigger();
+                    (r.st.clone(), r.task.take())
+                })
+                .collect()
+        };
+        for (st, task) in stopping {
+            if let Some(task) = task {
+                let _ = task.await;
+            }
+            if stations.iter().any(|(s, _)| s.id == st.spec.id) {
+                out.changed.push(st.spec.id.clone());
+            } else {
+                tracing::info!(station = %st.spec.id, revision, "station removed");
+                out.removed.push(st.spec.id.clone());
+            }
+        }
+        let mut running = self.stations.lock().unwrap();
+        let mut old: Vec<Running> = std::mem::take(&mut *running);
+        for (spec, camera) in stations {
+            let kept = old
+                .iter()
+                .position(|r| r.task.is_some() && r.st.spec == spec && r.st.camera == camera);
+            match kept {
+                Some(i) => {
+                    out.unchanged.push(spec.id.clone());
+                    running.push(old.swap_remove(i));
+                }
+                None => {
+                    if !out.changed.contains(&spec.id) {
+                        out.added.push(spec.id.clone());
+                    }
+                    tracing::info!(station = %spec.id, revision, "station (re)started with its new settings");
+                    running.push(launch_station(spec, camera, revision, &self.shared));
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Every station's status, in configuration order.
     pub fn statuses(&self) -> Vec<StationStatus> {
         self.stations
+            .lock()
+            .unwrap()
             .iter()
-            .map(|st| {
+            .map(|r| {
+                let st = &r.st;
                 let mut s = st.status.lock().unwrap().clone();
                 s.uptime_s = match (*st.playing_since.lock().unwrap(), s.state) {
                     (Some(t), State::Running) => t.elapsed().as_secs_f64(),
@@ -386,8 +500,14 @@ impl Supervisor {
 
     /// Records a sign of progress of `station` seen elsewhere (a new marker).
     pub fn note_progress(&self, station: &str) {
-        for st in self.stations.iter().filter(|st| st.spec.id == station) {
-            st.progressed();
+        for r in self
+            .stations
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.st.spec.id == station)
+        {
+            r.st.progressed();
         }
     }
 
@@ -395,8 +515,49 @@ impl Supervisor {
     /// child has exited.
     pub async fn shutdown(&self) {
         self.shutdown.trigger();
-        let mut tasks = self.tasks.lock().await;
-        while tasks.join_next().await.is_some() {}
+        // A reload in progress ends first, so that no station starts after this.
+        let _one = self.reloading.lock().await;
+        let tasks: Vec<tokio::task::JoinHandle<()>> = self
+            .stations
+            .lock()
+            .unwrap()
+            .iter_mut()
+            .filter_map(|r| {
+                r.stop.trigger();
+                r.task.take()
+            })
+            .collect();
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+/// A station's task, started.
+fn launch_station(
+    spec: StationSpec,
+    camera: CameraEnv,
+    revision: u64,
+    shared: &Arc<Shared>,
+) -> Running {
+    let mut status = StationStatus::new(spec.id.clone());
+    status.config_revision = revision;
+    status.configured_unix_ms = unix_ms();
+    let st = Arc::new(Station {
+        status: Mutex::new(status),
+        spec,
+        camera,
+        revision,
+        playing_since: Mutex::new(None),
+        last_progress: Mutex::new(Instant::now()),
+        frames: Mutex::new(Default::default()),
+    });
+    let stop = Shutdown::new();
+    let task = tokio::spawn(run_station(st.clone(), shared.clone(), stop.listener()));
+    Running {
+        st,
+        stop,
+        task: Some(task),
     }
 }
 
@@ -407,7 +568,12 @@ async fn run_station(st: Arc<Station>, shared: Arc<Shared>, mut stopping: Stoppi
     let mut start_n: u32 = 0;
     while !stopping.is_stopping() {
         start_n += 1;
-        let instance = format!("{id}-{}-{start_n}", std::process::id());
+        // Unique per pipeline run of the process: a station restarted by a reload counts
+        // its runs again.
+        let instance = match st.revision {
+            1 => format!("{id}-{}-{start_n}", std::process::id()),
+            r => format!("{id}-{}-r{r}-{start_n}", std::process::id()),
+        };
         let ended = run_once(&st, &shared, &instance, &mut stopping).await;
         let stable = st
             .playing_since
@@ -693,6 +859,7 @@ mod tests {
         let st = Station {
             spec: spec("rtsp://cam/x", ""),
             camera: CameraEnv::default(),
+            revision: 1,
             status: Mutex::new(StationStatus::new("station_1")),
             playing_since: Mutex::new(None),
             last_progress: Mutex::new(Instant::now()),
