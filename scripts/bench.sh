@@ -50,7 +50,7 @@ cargo build --release -q -p gst-plugin-orderaccuracy --lib --example bench_ocr -
 cargo build --release -q -p oa-ocr --example bench_ort_memory
 cargo build --release -q -p orchestrator --bin orchestrator --example bench_latency
 cargo build --release -q -p oa-s3-server
-cargo build --release -q -p station-sim --example bench_density
+cargo build --release -q -p station-sim --example bench_density --example bench_reload
 
 LOGS=$(mktemp -d)
 trap 'rm -rf "$LOGS"' EXIT
@@ -80,6 +80,9 @@ echo "==> 5. station density ($STATIONS stations)"
 echo "==> 6. station density, key frames only ($KEYFRAME_STATIONS stations)"
 "$BIN"/examples/bench_density --pipeline rtsp-camera-keyframes.pipeline \
     --stations "$KEYFRAME_STATIONS" 2>&1 | grep -v '^  ' | tee "$LOGS/8.log"
+
+echo "==> 7. reloading the station list with 16 stations running (20 reloads)"
+"$BIN"/examples/bench_reload --reloads 20 2>&1 | grep -v '^  ' | tee "$LOGS/9.log"
 
 echo
 echo "==> summary ($MACHINE)"

@@ -128,6 +128,17 @@ def main():
             "<=250 MB", rss * 1.048576 <= 250)
     if not dens_keys:
         row("station density", "not measured", "", "", "", "", ">=16")
+    rl = d.get("reload")
+    if rl:
+        for key, label in (("add_in_force", "SIGHUP -> added station in force ms"),
+                           ("add_first_frame", "SIGHUP -> added station's first frame ms"),
+                           ("remove_in_force", "SIGHUP -> removed station gone ms")):
+            x = rl[key]
+            row(f"reload, {rl['stations']} stations running: {label}", str(x["p50_ms"]), "",
+                str(x["p95_ms"]), "p95 in max column", "")
+        row("reload: unchanged stations that kept their PID", f"{rl['pids_kept']}/{rl['stations']}",
+            "", "", f"frames/s {rl['frames_per_s_min']:.2f} min", "", "all",
+            rl["pids_kept"] == rl["stations"])
 
     head = ("what", "median", "min", "max", "compared with", "ratio", "target", "")
     w = [max(len(str(r[i])) for r in rows + [head]) for i in range(len(head))]
