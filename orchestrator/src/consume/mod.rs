@@ -219,6 +219,10 @@ pub type MarkerCallback = Box<dyn Fn(&str) + Send + Sync>;
 /// Orders remembered as handled at most (a full listing's saving, see [`discovery`]).
 const MAX_HANDLED: usize = 200_000;
 
+/// How soon a marker announced in the index and not stored yet is looked for again, times
+/// the attempts so far (it is normally written a moment after its entry).
+const NOT_YET_RETRY: Duration = Duration::from_millis(250);
+
 /// How long a marker announced in the index is looked for.
 const NOT_YET_LIMIT: Duration = Duration::from_secs(3600);
 
@@ -595,7 +599,15 @@ impl Consumer {
                     handled.insert(id, marker_ms);
                 }
                 Ok(Processed::NotYet) => {
-                    let r = this.schedule_retry(&id);
+                    let mut r = this.schedule_retry(&id);
+                    // The marker comes just after its entry: looked for again soon, not
+                    // after a recognition backoff (a 30 s retry_delay once made a test
+                    // wait 30 s for a marker stored a millisecond later).
+                    if let Some(stored) = this.retries.lock().unwrap().get_mut(&id) {
+                        let soon = Instant::now() + NOT_YET_RETRY.saturating_mul(stored.attempts);
+                        stored.next = stored.next.min(soon);
+                        r = *stored;
+                    }
                     if r.first.elapsed() > NOT_YET_LIMIT {
                         this.retries.lock().unwrap().remove(&id);
                         tracing::warn!(
